@@ -1,0 +1,19 @@
+"""finetec: skeleton-based action recognition under temporal corruption.
+
+The public Python API lives here; heavy modules (torch) are imported lazily so that
+``import finetec`` and ``finetec --help`` stay fast.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from finetec.errors import FinetecError
+
+__all__ = ["__version__", "FinetecError", "load"]
+
+
+def load(checkpoint: str, device: str = "cpu"):
+    """Load a trained checkpoint and return a :class:`finetec.api.Predictor`."""
+    from finetec.api import Predictor
+
+    return Predictor.from_checkpoint(checkpoint, device=device)

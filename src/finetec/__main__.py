@@ -1,0 +1,5 @@
+import sys
+
+from finetec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``finetec`` subcommand (see :mod:`finetec.cli`)."""

@@ -1,0 +1,241 @@
+"""The canonical dataset file and its in-memory form, :class:`SkeletonDataset`.
+
+All clips live in a few flat arrays so that a dataset at NTU-60 scale (56k clips) fits in memory
+and loads in one read, with no pickle anywhere:
+
+    keypoint  float32 (F, M, V, C)   frames of every clip, concatenated (F = total frames)
+    mask      bool    (F, M, V)
+    score     float32 (F, M, V)      optional
+    offsets   int64   (N + 1,)       clip i is frames offsets[i]:offsets[i+1]
+    persons   int16   (N,)           persons actually present in clip i (<= M; the rest is padding)
+    label     int64   (N,)           -1 where unknown
+    id        str     (N,)
+    split__<name>  int64 index arrays (e.g. split__train, split__test)
+    class_names str   (K,)
+    layout    str     the layout as JSON
+    meta      str     JSON: dataset-level metadata; per-clip metadata under "clips" (optional)
+
+The file is an uncompressed ``.npz`` (``np.load(..., allow_pickle=False)``), suffix
+``.finetec.npz`` by convention.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from finetec.errors import FinetecError
+from finetec.fileio import atomic_path
+from finetec.layouts import Layout, get_layout
+from finetec.data.sample import Sample
+
+FORMAT_VERSION = 1
+SUFFIX = ".finetec.npz"
+
+
+@dataclass
+class SkeletonDataset:
+    """A collection of clips sharing one layout, with class names and named splits."""
+
+    keypoint: np.ndarray
+    mask: np.ndarray
+    offsets: np.ndarray
+    persons: np.ndarray
+    label: np.ndarray
+    ids: np.ndarray
+    layout: Layout
+    class_names: list[str]
+    splits: dict[str, np.ndarray] = field(default_factory=dict)
+    score: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    clip_meta: list[dict[str, Any]] | None = None
+    source: str | None = None
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_samples(
+        cls,
+        samples: Iterable[Sample],
+        layout: Layout | str,
+        class_names: Sequence[str],
+        splits: dict[str, Sequence[int]] | None = None,
+        meta: dict[str, Any] | None = None,
+        source: str | None = None,
+    ) -> "SkeletonDataset":
+        """Pack samples into flat arrays (persons padded to the largest M, mask False)."""
+        layout = get_layout(layout)
+        samples = list(samples)
+        if not samples:
+            raise FinetecError("no clips found", source)
+        V, C = samples[0].num_joints, samples[0].dim
+        M = max(s.num_persons for s in samples)
+        for s in samples:
+            if s.num_joints != layout.num_joints:
+                raise FinetecError(
+                    f"clip {s.id!r} has {s.num_joints} joints but layout {layout.name!r} has {layout.num_joints}",
+                    s.source or source)
+            if s.dim != C:
+                raise FinetecError(f"clip {s.id!r} has C={s.dim}, others C={C}", s.source or source)
+        lengths = np.array([s.num_frames for s in samples], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        F = int(offsets[-1])
+        kp = np.zeros((F, M, V, C), dtype=np.float32)
+        mk = np.zeros((F, M, V), dtype=bool)
+        has_score = any(s.score is not None for s in samples)
+        sc = np.zeros((F, M, V), dtype=np.float32) if has_score else None
+        for i, s in enumerate(samples):
+            a, b, m = offsets[i], offsets[i + 1], s.num_persons
+            kp[a:b, :m] = s.keypoint.transpose(1, 0, 2, 3)
+            mk[a:b, :m] = s.mask.transpose(1, 0, 2)
+            if sc is not None:
+                sc[a:b, :m] = (s.score if s.score is not None else s.mask.astype(np.float32)).transpose(1, 0, 2)
+        ds = cls(
+            keypoint=kp, mask=mk, offsets=offsets,
+            persons=np.array([s.num_persons for s in samples], dtype=np.int16),
+            label=np.array([-1 if s.label is None else s.label for s in samples], dtype=np.int64),
+            ids=np.array([s.id for s in samples], dtype=str),
+            layout=layout, class_names=[str(c) for c in class_names],
+            splits={k: np.asarray(v, dtype=np.int64) for k, v in (splits or {}).items()},
+            score=sc, meta=dict(meta or {}),
+            clip_meta=[dict(s.meta) for s in samples] if any(s.meta for s in samples) else None,
+            source=source,
+        )
+        ds.validate()
+        return ds
+
+    def validate(self) -> None:
+        n = len(self)
+        src = self.source
+        if self.offsets.ndim != 1 or self.offsets[0] != 0 or np.any(np.diff(self.offsets) < 0):
+            raise FinetecError("offsets are not a non-decreasing sequence from 0", src)
+        if self.offsets[-1] != self.keypoint.shape[0]:
+            raise FinetecError("offsets do not match the number of frames", src)
+        for name, arr in (("persons", self.persons), ("label", self.label), ("id", self.ids)):
+            if len(arr) != n:
+                raise FinetecError(f"{name} has {len(arr)} entries for {n} clips", src)
+        if self.keypoint.shape[2] != self.layout.num_joints:
+            raise FinetecError(
+                f"keypoints have {self.keypoint.shape[2]} joints but layout {self.layout.name!r} has "
+                f"{self.layout.num_joints}", src)
+        if self.mask.shape != self.keypoint.shape[:3]:
+            raise FinetecError("mask shape does not match keypoints", src)
+        K = len(self.class_names)
+        bad = (self.label >= K) | (self.label < -1)
+        if K and bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise FinetecError(f"clip {self.ids[i]!r}: label {self.label[i]} outside 0..{K - 1}", src)
+        for name, idx in self.splits.items():
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise FinetecError(f"split {name!r} refers to clips outside 0..{n - 1}", src)
+        if len(set(self.ids.tolist())) != n:
+            raise FinetecError("clip ids are not unique", src)
+
+    # -- access ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def dim(self) -> int:
+        return int(self.keypoint.shape[-1])
+
+    @property
+    def max_persons(self) -> int:
+        return int(self.keypoint.shape[1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __getitem__(self, i: int) -> Sample:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i = i % len(self)
+        a, b, m = int(self.offsets[i]), int(self.offsets[i + 1]), int(self.persons[i])
+        lab = int(self.label[i])
+        return Sample(
+            keypoint=self.keypoint[a:b, :m].transpose(1, 0, 2, 3),
+            mask=self.mask[a:b, :m].transpose(1, 0, 2),
+            score=None if self.score is None else self.score[a:b, :m].transpose(1, 0, 2),
+            label=None if lab < 0 else lab,
+            id=str(self.ids[i]),
+            meta=self.clip_meta[i] if self.clip_meta else {},
+            num_classes=self.num_classes or None,
+            source=self.source,
+        )
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def split_indices(self, name: str) -> np.ndarray:
+        if name in ("all", None):
+            return np.arange(len(self))
+        if name not in self.splits:
+            raise FinetecError(
+                f"no split named {name!r}; available: {', '.join(sorted(self.splits)) or 'none'}", self.source)
+        return self.splits[name]
+
+    def subset(self, indices: Sequence[int] | np.ndarray | str) -> "SkeletonDataset":
+        """A new dataset with the given clips (or a split by name); splits are dropped."""
+        idx = self.split_indices(indices) if isinstance(indices, str) else np.asarray(indices, dtype=np.int64)
+        return SkeletonDataset.from_samples(
+            [self[int(i)] for i in idx], self.layout, self.class_names, meta=self.meta, source=self.source)
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the canonical file atomically."""
+        arrays: dict[str, np.ndarray] = {
+            "format_version": np.array(FORMAT_VERSION),
+            "keypoint": self.keypoint, "mask": self.mask, "offsets": self.offsets,
+            "persons": self.persons, "label": self.label, "id": self.ids.astype(str),
+            "class_names": np.array(self.class_names, dtype=str),
+            "layout": np.array(self.layout.to_json()),
+            "meta": np.array(json.dumps({**self.meta, "clips": self.clip_meta}, sort_keys=True)),
+        }
+        if self.score is not None:
+            arrays["score"] = self.score
+        for k, v in self.splits.items():
+            arrays[f"split__{k}"] = v
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SkeletonDataset":
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                files = set(z.files)
+                need = {"keypoint", "mask", "offsets", "persons", "label", "id", "class_names", "layout"}
+                if not need <= files:
+                    raise FinetecError(
+                        f"not a finetec dataset file (missing {', '.join(sorted(need - files))})", p)
+                d = {k: z[k] for k in files}
+        except FinetecError:
+            raise
+        except FileNotFoundError:
+            raise FinetecError("file not found", p) from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise FinetecError(f"cannot read dataset file ({type(e).__name__}: {e})", p) from None
+        meta = json.loads(str(d["meta"])) if "meta" in d else {}
+        clip_meta = meta.pop("clips", None)
+        ds = cls(
+            keypoint=d["keypoint"], mask=d["mask"], offsets=d["offsets"].astype(np.int64),
+            persons=d["persons"], label=d["label"].astype(np.int64), ids=d["id"],
+            layout=Layout.from_json(str(d["layout"]), origin=str(p)),
+            class_names=[str(c) for c in d["class_names"]],
+            splits={k[len("split__"):]: d[k].astype(np.int64) for k in d if k.startswith("split__")},
+            score=d.get("score"), meta=meta, clip_meta=clip_meta, source=str(p),
+        )
+        ds.validate()
+        return ds

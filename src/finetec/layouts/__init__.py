@@ -1,0 +1,272 @@
+"""Skeleton layouts as data.
+
+A :class:`Layout` names the joints of a skeleton, its bones (child -> parent edges forming a
+tree), the joints whose mean is the body centre, the five FineTec regions (every joint in exactly
+one), the left/right flip pairs and, optionally, the joint groups that define the body's up and
+across directions (used to align 3D views).
+
+Built-in layouts are JSON files in this folder; a user layout is a JSON or YAML file with the same
+fields (joints may be referred to by index or by name). ``get_layout(name_or_path)`` returns either.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetec.errors import FinetecError
+
+REGION_NAMES: tuple[str, ...] = ("head_torso", "left_arm", "right_arm", "left_leg", "right_leg")
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A skeleton layout. Joint indices are 0-based."""
+
+    name: str
+    joints: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...]          # (child, parent)
+    center: tuple[int, ...]                     # joints averaged to get the body centre
+    regions: dict[str, tuple[int, ...]]         # the five FineTec regions
+    flip_pairs: tuple[tuple[int, int], ...]     # (left, right) or (right, left) pairs swapped by a flip
+    up_axis: tuple[tuple[int, ...], tuple[int, ...]] | None = None      # from-joints -> to-joints
+    across_axis: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # right -> left side
+    description: str = ""
+    source: str = ""
+    _cache: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- derived structure -------------------------------------------------------------
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    @property
+    def parents(self) -> np.ndarray:
+        """(V,) int: parent of each joint; the root is its own parent."""
+        p = np.arange(self.num_joints)
+        for c, q in self.edges:
+            p[c] = q
+        return p
+
+    @property
+    def root(self) -> int:
+        children = {c for c, _ in self.edges}
+        return next(v for v in range(self.num_joints) if v not in children)
+
+    @property
+    def flip_permutation(self) -> np.ndarray:
+        """(V,) int: the joint order after a left/right flip."""
+        perm = np.arange(self.num_joints)
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        return perm
+
+    @property
+    def region_index(self) -> np.ndarray:
+        """(V,) int: the region (index into REGION_NAMES) of each joint."""
+        out = np.empty(self.num_joints, dtype=np.int64)
+        for r, name in enumerate(REGION_NAMES):
+            out[list(self.regions[name])] = r
+        return out
+
+    def index(self, joint: str | int) -> int:
+        if isinstance(joint, (int, np.integer)):
+            return int(joint)
+        try:
+            return self.joints.index(joint)
+        except ValueError:
+            raise FinetecError(f"layout {self.name!r} has no joint named {joint!r}") from None
+
+    def adjacency(self) -> np.ndarray:
+        """(3, V, V) float32 spatial-partition adjacency: identity, inward, outward.
+
+        ``A[k, v, w]`` is the weight with which joint ``v`` contributes to joint ``w``. Inward edges
+        carry child -> parent, outward parent -> child; each is normalised so that the weights
+        arriving at a joint sum to one (ST-GCN's spatial configuration partitioning).
+        """
+        if "adjacency" not in self._cache:
+            V = self.num_joints
+            inward = np.zeros((V, V), dtype=np.float64)
+            for c, p in self.edges:
+                inward[c, p] = 1.0
+            outward = inward.T.copy()
+            A = np.stack([np.eye(V), _normalise_columns(inward), _normalise_columns(outward)])
+            self._cache["adjacency"] = A.astype(np.float32)
+        return self._cache["adjacency"].copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "joints": list(self.joints),
+            "edges": [list(e) for e in self.edges],
+            "center": list(self.center),
+            "regions": {k: list(v) for k, v in self.regions.items()},
+            "flip_pairs": [list(p) for p in self.flip_pairs],
+            "up_axis": None if self.up_axis is None else [list(a) for a in self.up_axis],
+            "across_axis": None if self.across_axis is None else [list(a) for a in self.across_axis],
+            "source": self.source,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], origin: str = "<layout>") -> "Layout":
+        if not isinstance(d, dict):
+            raise FinetecError("a layout must be a mapping with joints, edges, center, regions", origin)
+        missing = [k for k in ("name", "joints", "edges", "center", "regions") if k not in d]
+        if missing:
+            raise FinetecError(f"layout is missing field(s): {', '.join(missing)}", origin)
+        joints = tuple(str(j) for j in d["joints"])
+
+        def idx(j: Any) -> int:
+            if isinstance(j, str):
+                if j not in joints:
+                    raise FinetecError(f"unknown joint name {j!r}", origin)
+                return joints.index(j)
+            if isinstance(j, bool) or not isinstance(j, int):
+                raise FinetecError(f"joint reference {j!r} is neither an index nor a name", origin)
+            return j
+
+        def group(g: Any) -> tuple[int, ...]:
+            return tuple(idx(j) for j in (g if isinstance(g, (list, tuple)) else [g]))
+
+        def axis(a: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+            if a is None:
+                return None
+            if not isinstance(a, (list, tuple)) or len(a) != 2:
+                raise FinetecError("an axis must be [from-joints, to-joints]", origin)
+            return (group(a[0]), group(a[1]))
+
+        try:
+            return cls(
+                name=str(d["name"]),
+                joints=joints,
+                edges=tuple((idx(c), idx(p)) for c, p in d["edges"]),
+                center=group(d["center"]),
+                regions={str(k): group(v) for k, v in dict(d["regions"]).items()},
+                flip_pairs=tuple((idx(a), idx(b)) for a, b in d.get("flip_pairs") or []),
+                up_axis=axis(d.get("up_axis")),
+                across_axis=axis(d.get("across_axis")),
+                description=str(d.get("description", "")),
+                source=str(d.get("source", "")),
+            )
+        except FinetecError as e:
+            raise FinetecError(e.problem, origin) from None
+        except (TypeError, ValueError) as e:
+            raise FinetecError(f"malformed layout: {e}", origin) from None
+
+    @classmethod
+    def from_json(cls, text: str, origin: str = "<layout>") -> "Layout":
+        return cls.from_dict(json.loads(text), origin)
+
+
+def _normalise_columns(A: np.ndarray) -> np.ndarray:
+    deg = A.sum(axis=0)
+    return A / np.where(deg > 0, deg, 1.0)[None, :]
+
+
+def _validate(layout: Layout) -> None:
+    V = len(layout.joints)
+    where = f"layout {layout.name!r}"
+    if V < 2:
+        raise FinetecError(f"{where}: needs at least 2 joints")
+    if len(set(layout.joints)) != V:
+        raise FinetecError(f"{where}: joint names are not unique")
+
+    def check(j: int, what: str) -> None:
+        if not 0 <= j < V:
+            raise FinetecError(f"{where}: {what} refers to joint {j}, outside 0..{V - 1}")
+
+    children = [c for c, _ in layout.edges]
+    for c, p in layout.edges:
+        check(c, "an edge")
+        check(p, "an edge")
+        if c == p:
+            raise FinetecError(f"{where}: edge ({c}, {p}) is a self-loop")
+    if len(set(children)) != len(children) or len(layout.edges) != V - 1:
+        raise FinetecError(f"{where}: edges must form a tree (V-1 edges, one parent per joint)")
+    parents = dict(layout.edges)
+    for v in range(V):  # every joint reaches the root without a cycle
+        seen, u = set(), v
+        while u in parents:
+            if u in seen:
+                raise FinetecError(f"{where}: edges contain a cycle through joint {v}")
+            seen.add(u)
+            u = parents[u]
+    if not layout.center:
+        raise FinetecError(f"{where}: center needs at least one joint")
+    for j in layout.center:
+        check(j, "center")
+    if set(layout.regions) != set(REGION_NAMES):
+        raise FinetecError(f"{where}: regions must be exactly {', '.join(REGION_NAMES)}")
+    members = [j for r in REGION_NAMES for j in layout.regions[r]]
+    for j in members:
+        check(j, "a region")
+    if sorted(members) != list(range(V)):
+        raise FinetecError(f"{where}: every joint must be in exactly one region")
+    if any(len(layout.regions[r]) == 0 for r in REGION_NAMES):
+        raise FinetecError(f"{where}: every region needs at least one joint")
+    flat = [j for p in layout.flip_pairs for j in p]
+    for j in flat:
+        check(j, "a flip pair")
+    if len(set(flat)) != len(flat):
+        raise FinetecError(f"{where}: a joint appears in more than one flip pair")
+    for ax in (layout.up_axis, layout.across_axis):
+        if ax is not None:
+            for j in ax[0] + ax[1]:
+                check(j, "an axis")
+
+
+def builtin_layouts() -> list[str]:
+    """Names of the built-in layouts."""
+    return sorted(p.stem for p in _HERE.glob("*.json"))
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin(name: str) -> Layout:
+    path = _HERE / f"{name}.json"
+    return Layout.from_json(path.read_text(encoding="utf-8"), origin=str(path))
+
+
+def load_layout_file(path: str | Path) -> Layout:
+    """Read a user layout from a JSON or YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise FinetecError(f"cannot read layout file: {e.strerror}", p) from None
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+        raise FinetecError(f"not a valid layout file ({type(e).__name__}: {str(e).splitlines()[0]})", p) from None
+    return Layout.from_dict(data, origin=str(p))
+
+
+def get_layout(name_or_path: "str | Path | Layout") -> Layout:
+    """A built-in layout by name, or a user layout from a ``.json`` / ``.yaml`` path."""
+    if isinstance(name_or_path, Layout):
+        return name_or_path
+    s = str(name_or_path)
+    if s in builtin_layouts():
+        return _builtin(s)
+    if s.lower().endswith((".json", ".yaml", ".yml")) and Path(s).exists():
+        return load_layout_file(s)
+    raise FinetecError(f"unknown layout {s!r}; built-in layouts: {', '.join(builtin_layouts())}")
+
+
+__all__ = ["Layout", "REGION_NAMES", "builtin_layouts", "get_layout", "load_layout_file"]
