@@ -1,0 +1,1 @@
+"""Models: GCN backbones, the FineTec modules, and the registry (``create_model``)."""
