@@ -1,0 +1,184 @@
+"""Models by name: ``create_model(name, *, num_classes, layout, in_channels, **overrides)``.
+
+A model module registers a factory with :func:`register_model`::
+
+    @register_model("stgcn")
+    def stgcn(*, num_classes: int, layout: Layout, in_channels: int, base_channels: int = 64, ...):
+        return STGCN(...)
+
+The factory receives a :class:`~finetec.layouts.Layout` object (``create_model`` accepts a
+layout name, a path, a Layout or a layout dict). Every model returned by :func:`create_model`
+carries ``model.config``: a JSON-serialisable dict with ``name`` and every keyword argument,
+defaults included, so that ``create_model(**model.config)`` rebuilds the same architecture (the
+layout is stored by name when it is a built-in one, otherwise as its full dict).
+
+The model modules (``finetec.models.gcn``, ``finetec.models.completion``,
+``finetec.models.finetec``) are imported on first use; a module that does not exist (yet) is
+skipped, a module that exists but fails to import raises.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from typing import Any, Callable
+
+from finetec.errors import FinetecError
+from finetec.layouts import Layout, builtin_layouts, get_layout
+
+MODEL_MODULES: tuple[str, ...] = (
+    "finetec.models.gcn",
+    "finetec.models.completion",
+    "finetec.models.finetec",
+)
+_REQUIRED = ("num_classes", "layout", "in_channels")
+
+_FACTORIES: dict[str, Callable[..., Any]] = {}
+_state = {"loaded": False, "loading": False}
+
+
+def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering ``factory(*, num_classes, layout, in_channels, **options)`` as ``name``.
+
+    The factory's keyword parameters (with their defaults) define the overrides that
+    :func:`create_model` accepts; a factory taking ``**kwargs`` validates its own options.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("a model name must be a non-empty string")
+
+    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
+        old = _FACTORIES.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (factory.__module__, factory.__qualname__):
+            raise ValueError(f"model name {name!r} is already registered by {old.__module__}.{old.__qualname__}")
+        params = inspect.signature(factory).parameters
+        missing = [p for p in _REQUIRED if p not in params]
+        if missing:
+            raise TypeError(f"model factory {name!r} must accept keyword arguments {', '.join(missing)}")
+        _FACTORIES[name] = factory
+        return factory
+
+    return deco
+
+
+def _load_modules() -> None:
+    """Import the model modules once; skip only those that do not exist."""
+    if _state["loaded"] or _state["loading"]:
+        return
+    _state["loading"] = True
+    try:
+        for mod in MODEL_MODULES:
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as e:
+                if e.name != mod:
+                    raise
+        _state["loaded"] = True
+    finally:
+        _state["loading"] = False
+
+
+def list_models() -> list[str]:
+    """Sorted names of all registered models."""
+    _load_modules()
+    return sorted(_FACTORIES)
+
+
+def get_factory(name: str) -> Callable[..., Any]:
+    """The factory registered as ``name``; FinetecError listing the valid names otherwise."""
+    _load_modules()
+    if name not in _FACTORIES:
+        raise FinetecError(f"unknown model {name!r}; available models: {', '.join(sorted(_FACTORIES)) or '(none)'}")
+    return _FACTORIES[name]
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """The overridable options of model ``name`` with their defaults (excluding the required three)."""
+    params = inspect.signature(get_factory(name)).parameters
+    return {
+        k: (None if p.default is inspect.Parameter.empty else p.default)
+        for k, p in params.items()
+        if k not in _REQUIRED and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
+
+
+def _resolve_layout(layout: Any) -> Layout:
+    if isinstance(layout, Layout):
+        return layout
+    if isinstance(layout, dict):
+        return Layout.from_dict(layout, origin="<model config layout>")
+    if isinstance(layout, str) or hasattr(layout, "__fspath__"):
+        return get_layout(layout)
+    raise FinetecError(f"layout must be a Layout, a layout name, a path or a dict, not {type(layout).__name__}")
+
+
+def layout_to_config(layout: Layout) -> str | dict[str, Any]:
+    """The layout as stored in ``model.config``: its name when built-in, else its full dict."""
+    if layout.name in builtin_layouts() and get_layout(layout.name) == layout:
+        return layout.name
+    return layout.to_dict()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FinetecError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def create_model(name: str, *, num_classes: int, layout: Any, in_channels: int, **overrides: Any):
+    """Build the registered model ``name``.
+
+    Args:
+        name: a name from :func:`list_models`.
+        num_classes: number of classes K of the classification head.
+        layout: a Layout, a built-in layout name, a layout file path, or a layout dict.
+        in_channels: channels per joint of the input (N, M, T, V, C).
+        **overrides: model options (see :func:`model_options`); unknown ones raise FinetecError.
+
+    Returns:
+        an ``nn.Module`` with ``model.config`` set (JSON-serialisable; ``create_model(**config)``
+        rebuilds the same architecture).
+    """
+    factory = get_factory(name)
+    num_classes = _positive_int(num_classes, "num_classes")
+    in_channels = _positive_int(in_channels, "in_channels")
+    lay = _resolve_layout(layout)
+    sig = inspect.signature(factory)
+    params = sig.parameters
+    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if not open_kwargs:
+        unknown = sorted(k for k in overrides if k not in params or k in _REQUIRED)
+        if unknown:
+            valid = ", ".join(sorted(model_options(name))) or "(none)"
+            raise FinetecError(f"model {name!r} has no option(s) {', '.join(unknown)}; valid options: {valid}")
+    kwargs = dict(num_classes=num_classes, layout=lay, in_channels=in_channels, **overrides)
+    model = factory(**kwargs)
+    bound = sig.bind(**kwargs)
+    bound.apply_defaults()
+    options: dict[str, Any] = {}
+    for k, v in bound.arguments.items():
+        if params[k].kind is inspect.Parameter.VAR_KEYWORD:
+            options.update(v)
+        elif k not in _REQUIRED:
+            options[k] = v
+    config = {"name": name, "num_classes": num_classes, "layout": layout_to_config(lay), "in_channels": in_channels}
+    config.update(_jsonable(options))
+    try:
+        json.dumps(config)
+    except (TypeError, ValueError) as e:
+        raise FinetecError(f"model {name!r}: options must be JSON-serialisable ({e})") from None
+    model.config = config
+    return model
+
+
+__all__ = ["MODEL_MODULES", "create_model", "get_factory", "layout_to_config", "list_models",
+           "model_options", "register_model"]
