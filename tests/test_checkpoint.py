@@ -1,0 +1,119 @@
+"""Checkpoints: save -> load round trip, errors for missing or corrupt files, train state."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from finetec.engine.checkpoint import (load_model, load_train_state, read_info, save_checkpoint,
+                                       save_train_state)
+from finetec.errors import FinetecError
+from finetec.models.registry import create_model, register_model
+
+
+class _Tiny(nn.Module):
+    """A minimal classifier used only by the engine tests."""
+
+    def __init__(self, num_classes: int, in_channels: int, width: int):
+        super().__init__()
+        self.fc = nn.Linear(in_channels, width)
+        self.head = nn.Linear(width, num_classes)
+        self.register_buffer("bank", torch.zeros(2))
+
+    def forward(self, x, mask=None):
+        if mask is not None:
+            x = x * mask[..., None].to(x.dtype)
+        return self.head(torch.relu(self.fc(x.mean(dim=(1, 2, 3)))))
+
+
+@register_model("_engine_test_tiny")
+def _tiny(*, num_classes: int, layout, in_channels: int, width: int = 8):
+    return _Tiny(num_classes, in_channels, width)
+
+
+def make(width: int = 8, seed: int = 0):
+    torch.manual_seed(seed)
+    return create_model("_engine_test_tiny", num_classes=3, layout="coco17", in_channels=2, width=width)
+
+
+def test_roundtrip_restores_weights_and_info(tmp_path):
+    model = make()
+    model.bank.fill_(7.0)
+    info = {"class_names": ["a", "b", "c"], "epoch": 2, "metrics": {"val_top1": 0.5}, "clip_len": 16,
+            "config": {"name": "x"}, "seed": 1}
+    save_checkpoint(tmp_path / "ck", model, info)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["checkpoint.json", "model.safetensors"]
+    loaded, got = load_model(tmp_path / "ck")
+    assert not loaded.training
+    assert got["class_names"] == ["a", "b", "c"] and got["epoch"] == 2 and got["metrics"]["val_top1"] == 0.5
+    assert got["model_config"] == model.config and got["finetec_version"]
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    x = torch.randn(2, 1, 4, 17, 2)
+    assert torch.allclose(model.eval()(x), loaded(x))
+    # The .safetensors path and a training folder with best/ both work.
+    assert load_model(tmp_path / "ck" / "model.safetensors")[1]["epoch"] == 2
+    save_checkpoint(tmp_path / "run" / "best", model, {**info, "epoch": 5})
+    assert load_model(tmp_path / "run")[1]["epoch"] == 5
+
+
+def test_ddp_wrapper_is_unwrapped(tmp_path):
+    model = make()
+    wrapped = nn.DataParallel(model)
+    save_checkpoint(tmp_path / "ck", wrapped, {})
+    assert not any(k.startswith("module.") for k in load_model(tmp_path / "ck")[0].state_dict())
+
+
+def test_missing_and_corrupt(tmp_path):
+    with pytest.raises(FinetecError, match="no such checkpoint"):
+        load_model(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FinetecError, match="checkpoint.json is missing"):
+        load_model(tmp_path / "empty")
+    save_checkpoint(tmp_path / "ck", make(), {})
+    w = tmp_path / "ck" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:40])
+    with pytest.raises(FinetecError, match="corrupt weights") as e:
+        load_model(tmp_path / "ck")
+    assert e.value.path == str(w)
+    (tmp_path / "ck" / "checkpoint.json").write_text("{not json")
+    with pytest.raises(FinetecError, match="not readable JSON"):
+        read_info(tmp_path / "ck")
+
+
+def test_weights_of_another_architecture(tmp_path):
+    save_checkpoint(tmp_path / "ck", make(width=8), {})
+    info = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
+    info["model_config"]["width"] = 4
+    (tmp_path / "ck" / "checkpoint.json").write_text(json.dumps(info))
+    with pytest.raises(FinetecError, match="do not match"):
+        load_model(tmp_path / "ck")
+
+
+def test_unknown_model_name(tmp_path):
+    save_checkpoint(tmp_path / "ck", make(), {})
+    info = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
+    info["model_config"]["name"] = "no_such_model"
+    (tmp_path / "ck" / "checkpoint.json").write_text(json.dumps(info))
+    with pytest.raises(FinetecError, match="cannot rebuild"):
+        load_model(tmp_path / "ck")
+
+
+def test_train_state_roundtrip_weights_only(tmp_path):
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 1, 4, 17, 2)).sum().backward()
+    opt.step()
+    save_train_state(tmp_path, {"optimizer": opt.state_dict(), "epoch": 3, "step": 12, "best": 0.25})
+    st = load_train_state(tmp_path)
+    assert st["epoch"] == 3 and st["step"] == 12 and st["best"] == 0.25
+    opt2 = torch.optim.SGD(make(seed=1).parameters(), lr=0.1, momentum=0.9)
+    opt2.load_state_dict(st["optimizer"])
+    buf = [s["momentum_buffer"] for s in opt.state_dict()["state"].values()]
+    buf2 = [s["momentum_buffer"] for s in opt2.state_dict()["state"].values()]
+    assert all(torch.equal(a, b) for a, b in zip(buf, buf2))
+    (tmp_path / "train_state.pt").write_bytes(b"garbage")
+    with pytest.raises(FinetecError, match="cannot read training state"):
+        load_train_state(tmp_path)
