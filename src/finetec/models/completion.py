@@ -1,0 +1,326 @@
+"""Module 1 of FineTec: context-aware sequence completion (registered as ``"completion"``).
+
+In-context completion in the Skeleton-in-Context style. Every person of every clip is a *query*
+pair ``(S_corrupt, S_prior)`` and is accompanied by a *prompt* pair ``(S_mask, S_context)``:
+
+- ``S_context`` is a clean clip from the skeleton bank (a buffer filled by :meth:`set_bank` from the
+  training split's clean normalised clips, or by :meth:`load_bank` from a ``.npz`` file);
+- ``S_mask`` is S_context with frames dropped: in training by one of the five corruption patterns
+  (random, periodic, prefix, suffix, middle) at a drop ratio ``U[0.25, 0.85]``; at evaluation the
+  bank clip nearest to the query on the query's observed entries, masked with the query's own mask
+  (deterministic, and the demonstration then shows exactly the query's task);
+- ``S_prior`` is the frame-wise mean clip of the bank.
+
+Network (all widths configurable): each pair is one sequence of ``2T`` frames, ``[first slot ;
+second slot]`` = ``[S_mask ; S_context]`` for the prompt and ``[S_corrupt ; S_prior]`` for the
+query. Missing entries of the first slot are pre-filled by linear interpolation of the observed
+ones (``prefill``) and the mask is an extra input channel per joint (the second slot's channel is
+1 for the prompt's real clip and 0 for the query's prior). A frame embedding (a spatial layer
+across all joints of a frame) maps ``V * (C + 1)`` to ``width``; then ``depth`` dual-stream blocks,
+each running a spatial->temporal stream and a temporal->spatial stream whose outputs are fused by
+a learned linear layer. Spatial MLPs mix the joint features of one frame; temporal MLPs mix the
+``2T`` frames of each feature trajectory. Prompt and query share all weights; after
+``merge_at`` blocks the prompt's features are added to the query's (Skeleton-in-Context's merge)
+and the remaining blocks process the query alone. A linear head (zero-initialised, so training
+starts from linear interpolation) predicts a residual on the pre-filled first slot.
+
+Output: ``S_base = where(mask, S_corrupt, prediction)`` — observed entries are returned
+bit-identical; persons with no observed entry (padding) are returned unchanged.
+
+Loss: ``MSE(S_gt, S_base)`` on the query over the entries observed in the clean clip of real
+persons, plus ``prompt_weight * MSE(S_context, reconstruction of S_mask)`` on the prompt (the
+reconstruction is read from the prompt's features at the merge through the shared head).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from finetec.errors import FinetecError
+from finetec.layouts import Layout
+from finetec.models.decomposition import interpolate_gaps, person_present
+from finetec.models.registry import register_model
+
+__all__ = ["CompletionNet", "completion", "build_bank", "PROMPT_PATTERNS", "PROMPT_RATIO"]
+
+PROMPT_PATTERNS: tuple[str, ...] = ("random", "periodic", "prefix", "suffix", "middle")
+PROMPT_RATIO: tuple[float, float] = (0.25, 0.85)
+
+
+class _SpatialMLP(nn.Module):
+    """Mixes the features of one frame (all joints): LayerNorm -> Linear -> GELU -> Linear, residual."""
+
+    def __init__(self, width: int, expansion: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, width * expansion)
+        self.fc2 = nn.Linear(width * expansion, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, width)
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.norm(x))))
+
+
+class _TemporalMLP(nn.Module):
+    """Mixes the L frames of each feature trajectory: LayerNorm -> Linear(L) -> GELU -> Linear(L), residual."""
+
+    def __init__(self, width: int, length: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(length, length)
+        self.fc2 = nn.Linear(length, length)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, width)
+        y = self.norm(x).transpose(1, 2)
+        return x + self.fc2(nn.functional.gelu(self.fc1(y))).transpose(1, 2)
+
+
+class _DualStreamBlock(nn.Module):
+    """Spatial->temporal and temporal->spatial streams, fused by a linear layer (initialised to their mean)."""
+
+    def __init__(self, width: int, length: int, expansion: int):
+        super().__init__()
+        self.st = nn.Sequential(_SpatialMLP(width, expansion), _TemporalMLP(width, length))
+        self.ts = nn.Sequential(_TemporalMLP(width, length), _SpatialMLP(width, expansion))
+        self.fuse = nn.Linear(2 * width, width)
+        with torch.no_grad():
+            eye = torch.eye(width) * 0.5
+            self.fuse.weight.copy_(torch.cat([eye, eye], dim=1))
+            self.fuse.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.st(x), self.ts(x)], dim=-1))
+
+
+class CompletionNet(nn.Module):
+    """Context-aware completion of missing skeleton entries.
+
+    Args:
+        num_joints: V; channels: C (2 or 3); clip_len: T (the network's temporal MLPs have 2T inputs).
+        width: feature width per frame; depth: number of dual-stream blocks; merge_at: blocks run
+            on prompt and query separately before their features are merged (0..depth).
+        expansion: hidden expansion of the spatial MLPs.
+        bank_size: capacity of the skeleton bank buffer (clips of shape (T, V, C)).
+        prompt_weight: weight of the prompt reconstruction loss.
+        prefill: ``linear`` (missing entries pre-filled by linear interpolation) or ``zero``.
+        seed: seed of the module's own generator for training prompts (used when forward gets no rng).
+
+    forward(x (N, M, T, V, C), mask (N, M, T, V) bool, target (N, M, T, V, C) | None,
+    target_mask (N, M, T, V) bool | None, rng: np.random.Generator | None) -> dict with
+    ``completed`` (N, M, T, V, C) and, when target is given, ``loss`` (scalar), ``query_loss``,
+    ``prompt_loss``.
+    """
+
+    def __init__(self, num_joints: int, channels: int, clip_len: int, width: int = 128, depth: int = 4,
+                 merge_at: int = 2, expansion: int = 2, bank_size: int = 256, prompt_weight: float = 1.0,
+                 prefill: str = "linear", seed: int = 0):
+        super().__init__()
+        if not 0 <= merge_at <= depth:
+            raise FinetecError(f"completion: merge_at must be in 0..depth ({depth}), got {merge_at}")
+        if prefill not in ("linear", "zero"):
+            raise FinetecError(f"completion: prefill must be 'linear' or 'zero', got {prefill!r}")
+        if clip_len < 2:
+            raise FinetecError(f"completion: clip_len must be >= 2, got {clip_len}")
+        self.V, self.C, self.T = int(num_joints), int(channels), int(clip_len)
+        self.merge_at, self.prefill, self.prompt_weight = int(merge_at), prefill, float(prompt_weight)
+        L = 2 * self.T
+        self.embed = nn.Linear(self.V * (self.C + 1), width)
+        self.blocks = nn.ModuleList(_DualStreamBlock(width, L, expansion) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, self.V * self.C)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("bank", torch.zeros(int(bank_size), self.T, self.V, self.C))
+        self.register_buffer("bank_count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("prior", torch.zeros(self.T, self.V, self.C))
+        self._rng = np.random.default_rng(seed)
+
+    # -- the skeleton bank -------------------------------------------------------------------
+    @property
+    def bank_size(self) -> int:
+        return int(self.bank.shape[0])
+
+    def set_bank(self, clips: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> int:
+        """Fill the bank with clean normalised clips (B, T, V, C); returns the number stored.
+
+        ``mask`` (B, T, V) marks observed entries (real missing joints are then filled by linear
+        interpolation before storage). When more than ``bank_size`` clips are given, ``bank_size``
+        evenly spaced ones are kept. ``prior`` is recomputed as the frame-wise mean of the bank.
+        """
+        clips = torch.as_tensor(np.asarray(clips) if not torch.is_tensor(clips) else clips, dtype=torch.float32)
+        if clips.ndim != 4 or tuple(clips.shape[1:]) != (self.T, self.V, self.C):
+            raise FinetecError(f"a skeleton bank must have shape (B, {self.T}, {self.V}, {self.C}), "
+                               f"got {tuple(clips.shape)}")
+        if clips.shape[0] == 0:
+            raise FinetecError("a skeleton bank needs at least one clip")
+        if not torch.isfinite(clips).all():
+            raise FinetecError("the skeleton bank contains NaN or Inf")
+        if mask is not None:
+            m = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask).bool()
+            if tuple(m.shape) != tuple(clips.shape[:3]):
+                raise FinetecError(f"bank mask must have shape {tuple(clips.shape[:3])}, got {tuple(m.shape)}")
+            keep = m.flatten(1).any(1)
+            clips, m = clips[keep], m[keep]
+            if clips.shape[0] == 0:
+                raise FinetecError("every clip of the skeleton bank is empty (mask all False)")
+            clips = interpolate_gaps(clips, m)
+        n = clips.shape[0]
+        if n > self.bank_size:
+            idx = np.linspace(0, n - 1, self.bank_size).round().astype(np.int64)
+            clips, n = clips[torch.as_tensor(idx)], self.bank_size
+        with torch.no_grad():
+            self.bank.zero_()
+            self.bank[:n] = clips.to(self.bank.device)
+            self.bank_count.fill_(n)
+            self.prior.copy_(self.bank[:n].mean(0))
+        return n
+
+    def load_bank(self, path: str | os.PathLike) -> int:
+        """Fill the bank from a ``.npz`` file with a ``bank`` array (B, T, V, C) (optional ``mask`` (B, T, V))."""
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if "bank" not in z.files:
+                    raise FinetecError("the bank file has no 'bank' array", p)
+                bank = np.asarray(z["bank"], dtype=np.float32)
+                mask = np.asarray(z["mask"], dtype=bool) if "mask" in z.files else None
+        except FinetecError:
+            raise
+        except (OSError, ValueError) as e:
+            raise FinetecError(f"cannot read the skeleton bank ({type(e).__name__}: {e})", p) from None
+        try:
+            return self.set_bank(bank, mask)
+        except FinetecError as e:
+            raise FinetecError(e.problem, p) from None
+
+    # -- prompts -----------------------------------------------------------------------------
+    def _train_prompts(self, B: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """B random bank clips (B, T, V, C) and their frame keep masks (B, T) (random pattern and ratio)."""
+        from finetec.data.corruption import keep_frames
+
+        n = int(self.bank_count)
+        idx = rng.integers(0, n, size=B)
+        keep = np.stack([
+            keep_frames(self.T, float(rng.uniform(*PROMPT_RATIO)), PROMPT_PATTERNS[int(rng.integers(0, 5))], rng)
+            for _ in range(B)
+        ])
+        dev = self.bank.device
+        return self.bank[torch.as_tensor(idx, device=dev)], torch.as_tensor(keep, device=dev)
+
+    def nearest_bank(self, q: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """(B,) index of the bank clip nearest to each query q (B, T, V, C) on its observed entries m (B, T, V).
+
+        Distance: mean squared difference over the observed entries (0 for a query with none).
+        """
+        n = int(self.bank_count)
+        bank = self.bank[:n]
+        mf = m.to(q.dtype)
+        q2 = (mf * q.pow(2).sum(-1)).flatten(1).sum(1, keepdim=True)
+        cross = torch.einsum("btvc,ktvc->bk", q * mf[..., None], bank)
+        b2 = torch.einsum("btv,ktv->bk", mf, bank.pow(2).sum(-1))
+        return ((q2 - 2 * cross + b2) / mf.flatten(1).sum(1, keepdim=True).clamp(min=1)).argmin(dim=1)
+
+    # -- network -----------------------------------------------------------------------------
+    def _fill(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        x = torch.where(m[..., None], x, torch.zeros_like(x))
+        return interpolate_gaps(x, m) if self.prefill == "linear" else x
+
+    def _tokens(self, first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor,
+                second_flag: float) -> torch.Tensor:
+        """(B, 2T, V*(C+1)) frame vectors of a pair."""
+        B = first.shape[0]
+        a = torch.cat([first, first_mask[..., None].to(first.dtype)], dim=-1)
+        b = torch.cat([second, torch.full_like(second[..., :1], second_flag)], dim=-1)
+        return torch.cat([a, b], dim=1).reshape(B, 2 * self.T, self.V * (self.C + 1))
+
+    def _readout(self, h: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """Prediction (B, T, V, C): base + head(first-slot features)."""
+        B = h.shape[0]
+        return base + self.head(self.norm(h[:, :self.T])).reshape(B, self.T, self.V, self.C)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                target_mask: torch.Tensor | None = None, rng: np.random.Generator | None = None) -> dict[str, Any]:
+        N, M, T, V, C = x.shape
+        if (T, V, C) != (self.T, self.V, self.C):
+            raise ValueError(f"completion expects clips of shape (T={self.T}, V={self.V}, C={self.C}), "
+                             f"got {(T, V, C)}")
+        if mask is None:
+            mask = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+        mask = mask.bool()
+        B = N * M
+        xq, mq = x.reshape(B, T, V, C), mask.reshape(B, T, V)
+        present = person_present(mask).reshape(B)
+        if self.training:
+            if int(self.bank_count) == 0:
+                raise RuntimeError("the completion module's skeleton bank is empty: call set_bank() before training")
+            ctx, keep = self._train_prompts(B, rng if rng is not None else self._rng)
+            pm = keep[:, :, None].expand(B, T, V)
+        else:
+            ctx = self.bank[self.nearest_bank(xq, mq)] if int(self.bank_count) > 0 else torch.zeros_like(xq)
+            pm = mq
+        query_base = self._fill(xq, mq)
+        prompt_base = self._fill(ctx, pm)
+        prior = self.prior.to(x.dtype).expand(B, T, V, C)
+        h = self.embed(torch.cat([self._tokens(query_base, mq, prior, 0.0),
+                                  self._tokens(prompt_base, pm, ctx, 1.0)], dim=0))
+        for blk in self.blocks[:self.merge_at]:
+            h = blk(h)
+        hq, hp = h[:B], h[B:]
+        hq = hq + hp
+        for blk in self.blocks[self.merge_at:]:
+            hq = blk(hq)
+        pred = self._readout(hq, query_base)
+        completed = torch.where(mq[..., None], xq, pred)
+        completed = torch.where(present[:, None, None, None], completed, xq).reshape(N, M, T, V, C)
+        out: dict[str, Any] = {"completed": completed}
+        if target is not None:
+            tm = torch.ones_like(mask) if target_mask is None else target_mask.bool()
+            tm = tm & person_present(mask)[:, :, None, None]
+            w = tm[..., None].to(x.dtype).expand_as(target)
+            q_loss = ((completed - target).pow(2) * w).sum() / w.sum().clamp(min=1)
+            recon = torch.where(pm[..., None], prompt_base, self._readout(hp, prompt_base))
+            pw = present[:, None, None, None].to(x.dtype).expand_as(recon)
+            p_loss = ((recon - ctx).pow(2) * pw).sum() / pw.sum().clamp(min=1)
+            out.update(loss=q_loss + self.prompt_weight * p_loss, query_loss=q_loss.detach(),
+                       prompt_loss=p_loss.detach())
+        return out
+
+
+@register_model("completion")
+def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int = 64, width: int = 128,
+               depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
+               prompt_weight: float = 1.0, prefill: str = "linear", seed: int = 0) -> CompletionNet:
+    """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
+    return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
+                         expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
+                         seed=seed)
+
+
+def build_bank(dataset: Any, clip_len: int, size: int = 256, split: str | None = "train", seed: int = 0,
+               normalize: bool = True, align_view: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Clean normalised single-person clips of a dataset split, for :meth:`CompletionNet.set_bank`.
+
+    Uses :class:`finetec.data.pipeline.ClipPipeline` in test mode at the clean level (the same
+    sampling and normalisation the completion module sees). Clips are taken evenly over the split;
+    every present person of a clip is one bank entry. Returns (clips (B, T, V, C), mask (B, T, V)).
+    """
+    from finetec.data.pipeline import ClipPipeline, PipelineConfig
+
+    idx = dataset.split_indices(split) if split else np.arange(len(dataset))
+    if len(idx) == 0:
+        raise FinetecError(f"split {split!r} is empty: cannot build a skeleton bank")
+    pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(size, len(idx))).round().astype(np.int64))]
+    pipe = ClipPipeline(dataset.layout, PipelineConfig(clip_len=clip_len, level="clean", normalize=normalize,
+                                                       align_view=align_view), train=False, seed=seed)
+    clips, masks = [], []
+    for i in pick:
+        item = pipe(dataset[int(i)], int(i), 0)
+        for mm in range(item["clean"].shape[0]):
+            if item["clean_mask"][mm].any():
+                clips.append(item["clean"][mm])
+                masks.append(item["clean_mask"][mm])
+    return np.stack(clips).astype(np.float32), np.stack(masks)
