@@ -1,0 +1,209 @@
+"""The benchmark's backend: datasets through :func:`finetec.data.open_dataset`, training through
+:func:`finetec.engine.train.train`, testing through :func:`finetec.engine.evaluate.evaluate`.
+
+Each dataset is read once and written as a canonical ``DIR/data/<key>.finetec.npz`` that every
+training config points to (loading it takes a fraction of a second; re-reading 2000 MATLAB files
+would not). A later sitting reuses that file. The completion table runs every gap filler and the
+stage-1 completion module through the engine's own restoration scoring
+(:func:`finetec.engine.tasks.completion_errors`) on the same test clips.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from finetec.benchmark.runner import TrainUnit
+from finetec.benchmark.spec import COMPLETION_FILLERS, COMPLETION_MODEL, Budget, DatasetEntry
+from finetec.errors import FinetecError
+
+PATTERN = "random"  # the benchmark's corruption pattern (the paper's protocol)
+
+
+class EngineBackend:
+    """Train and test with the real engine (see :class:`finetec.benchmark.runner.Backend`)."""
+
+    def __init__(self, device: str = "auto"):
+        self.device = device
+        self._data: dict[str, Any] = {}
+        self._paths: dict[str, str] = {}
+
+    # -- data ----------------------------------------------------------------------------
+    def prepare(self, entry: DatasetEntry, out_dir: Path) -> dict[str, Any]:
+        from finetec.data import SkeletonDataset, open_dataset
+
+        canonical = Path(out_dir) / "data" / f"{entry.key}.finetec.npz"
+        if canonical.exists():
+            ds = SkeletonDataset.load(canonical)
+        else:
+            ds = open_dataset(entry.spec)
+        for split in (entry.train_split, entry.test_split):
+            if split not in ds.splits or len(ds.splits[split]) == 0:
+                raise FinetecError(f"the dataset has no (or an empty) {split!r} split; splits: "
+                                   f"{', '.join(sorted(ds.splits)) or 'none'}", entry.spec)
+        if ds.num_classes < 2:
+            raise FinetecError("the benchmark needs labelled clips of at least 2 classes", entry.spec)
+        if not canonical.exists():
+            ds.save(canonical)
+        self._data[entry.key] = ds
+        self._paths[entry.key] = str(canonical.resolve())
+        return {"path": self._paths[entry.key], "num_clips": len(ds), "num_classes": ds.num_classes,
+                "num_train": int(len(ds.splits[entry.train_split])),
+                "num_test": int(len(ds.splits[entry.test_split])),
+                "layout": ds.layout.name, "dims": ds.dim}
+
+    def dataset(self, key: str):
+        return self._data[key]
+
+    # -- configs -------------------------------------------------------------------------
+    def config(self, unit: TrainUnit, completion_dir: Path | None) -> dict[str, Any]:
+        """The engine config of one unit: the same seed, split, clip length and budget for all."""
+        b: Budget = unit.budget
+        entry = unit.dataset
+        data = {"path": self._paths[entry.key], "train_split": entry.train_split, "test_split": entry.test_split}
+        runtime = {"device": self.device, "num_workers": b.num_workers, "tensorboard": "off"}
+        if unit.is_completion:
+            return {
+                "name": unit.name, "task": "completion", "seed": unit.seed, "data": data,
+                # Stage 1 learns from its own random masks; the pipeline's level only sets what
+                # the query looks like (mixed levels, like the test sets it will complete).
+                "pipeline": {"clip_len": b.clip_len, "level": "severe", "pattern": PATTERN, "mixed": True,
+                             "filler": "none", "features": ["joint"], "normalize": True, "augment": False},
+                "model": {"name": "completion", "clip_len": b.clip_len, **b.completion},
+                "optim": {"name": "adam", "lr": b.completion_lr, "weight_decay": 0.0,
+                          "epochs": b.completion_epochs, "batch_size": b.batch_size, "warmup_epochs": 0},
+                "runtime": runtime,
+            }
+        m = unit.method
+        assert m is not None
+        if m.is_finetec:
+            model: dict[str, Any] = {"name": "finetec", "clip_len": b.clip_len, "backbone": "stgcnpp",
+                                     "backbone_overrides": dict(b.backbone), **b.finetec, **m.overrides}
+            if m.needs_completion:
+                if completion_dir is None:
+                    raise FinetecError(f"{m.name} needs the stage-1 completion module, which was not trained")
+                model["completion_checkpoint"] = str((completion_dir / "best").resolve())
+        else:
+            model = {"name": m.model, **b.backbone}
+        return {
+            "name": unit.name, "task": "classification", "seed": unit.seed, "data": data,
+            "pipeline": {"clip_len": b.clip_len, "level": unit.level or "severe", "pattern": PATTERN,
+                         "mixed": unit.regime == "mixed", "filler": m.filler, "features": ["joint"],
+                         "normalize": True, "augment": False},
+            "model": model,
+            "optim": {"name": "sgd", "lr": b.lr, "weight_decay": b.weight_decay, "epochs": b.epochs,
+                      "batch_size": b.batch_size, "warmup_epochs": b.warmup_epochs},
+            "runtime": runtime,
+        }
+
+    # -- training and testing ------------------------------------------------------------
+    def train(self, unit: TrainUnit, config: dict[str, Any], resume: bool) -> None:
+        from finetec.engine.config import load_config
+        from finetec.engine.train import train
+
+        cfg = load_config(unit.run_dir / "config.yaml")
+        train(cfg, unit.run_dir, resume=resume)
+
+    def evaluate(self, unit: TrainUnit, level: str) -> dict[str, Any]:
+        from finetec.engine.checkpoint import load_model
+        from finetec.engine.evaluate import evaluate
+
+        model, info = load_model(unit.run_dir / "best", device=self._torch_device())
+        res = evaluate(model, info, self._data[unit.dataset.key], level=level, pattern=PATTERN,
+                       split=unit.dataset.test_split, seed=unit.seed, device=self._torch_device())
+        return {"top1": float(res["top1"]), "mean_class": float(res["mean_class"]),
+                "top5": None if res.get("top5") is None else float(res["top5"]),
+                "num_clips": int(res["num_clips"]), "pattern": PATTERN}
+
+    def completion_rows(self, entry: DatasetEntry, budget: Budget, seed: int, levels: list[str],
+                        completion_dir: Path | None) -> list[dict[str, Any]]:
+        """Restoration errors of each filler (and the completion module) on the test split."""
+        import torch
+
+        from finetec.engine.tasks import completion_errors
+
+        ds = self._data[entry.key]
+        device = self._torch_device()
+        methods: list[tuple[str, Any]] = [(f, FillerModel(f)) for f in COMPLETION_FILLERS]
+        normalize, align = True, False
+        if completion_dir is not None:
+            from finetec.engine.checkpoint import load_model
+
+            model, info = load_model(completion_dir / "best", device=device)
+            pipe_cfg = (info.get("config") or {}).get("pipeline", {})
+            normalize, align = pipe_cfg.get("normalize", True), pipe_cfg.get("align_view", False)
+            methods.append((COMPLETION_MODEL, model))
+        rows = []
+        for level in levels:
+            loader = self._test_loader(ds, entry.test_split, budget, seed, level, normalize, align)
+            for name, model in methods:
+                with torch.no_grad():
+                    err = completion_errors(model, loader, device, amp=False)
+                rows.append({"dataset": entry.key, "filler": name, "level": level, **err,
+                             "num_clips": int(len(ds.splits[entry.test_split])), "pattern": PATTERN})
+        return rows
+
+    @staticmethod
+    def _test_loader(ds, split: str, budget: Budget, seed: int, level: str, normalize: bool, align: bool):
+        from torch.utils.data import DataLoader
+
+        from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
+
+        cfg = PipelineConfig(clip_len=budget.clip_len, level=level, pattern=PATTERN, filler="none",
+                             normalize=normalize, align_view=align)
+        pipe = ClipPipeline(ds.layout, cfg, train=False, seed=seed)
+        return DataLoader(PipelineDataset(ds, ds.split_indices(split), pipe), batch_size=64,
+                          shuffle=False, collate_fn=collate)
+
+    # -- environment ---------------------------------------------------------------------
+    def _torch_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def machine(self) -> str:
+        return machine_description(self._torch_device())
+
+
+class FillerModel:
+    """A gap filler behind the completion model's interface: ``model(x, mask) -> {"completed"}``.
+
+    Lets the engine's restoration scoring treat the fillers and the learned module alike.
+    """
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def eval(self) -> "FillerModel":
+        return self
+
+    def __call__(self, x, mask):
+        import numpy as np
+        import torch
+
+        from finetec.data.fillers import fill
+
+        xs, ms = x.detach().cpu().numpy(), mask.detach().cpu().numpy()
+        out = np.stack([fill(xs[i], ms[i], self.method) for i in range(xs.shape[0])])
+        return {"completed": torch.from_numpy(out).to(x.device)}
+
+
+def machine_description(device: str = "cpu") -> str:
+    """e.g. ``Intel Xeon ... (2 cores), torch 2.13.0, cpu`` — written beside every number."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    dev = torch.cuda.get_device_name(0) if device == "cuda" and torch.cuda.is_available() else "CPU only"
+    return f"{cpu} ({cores} cores, {torch.get_num_threads()} torch threads), {dev}, torch {torch.__version__}"

@@ -1,0 +1,117 @@
+"""``results.json``: the benchmark's record of finished cells, rewritten atomically after each one.
+
+Schema::
+
+    {"cells": [{"dataset", "method", "regime", "level", "top1", "mean_class", "top5",
+                "num_clips", "train_seconds", "seed", "budget", "config", "machine", ...}],
+     "completion": [{"dataset", "filler", "level", "mpjpe", "n_mpjpe", "mpjve", ...}]}
+
+A cell is identified by (dataset, method, regime, level, budget, seed); a completion row by
+(dataset, filler, level, budget, seed). A finished cell is skipped when the benchmark is run
+again; a cell that crashed was never recorded and is redone.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from finetec.errors import FinetecError
+from finetec.fileio import write_text_atomic
+
+CELL_KEY = ("dataset", "method", "regime", "level", "budget", "seed")
+COMPLETION_KEY = ("dataset", "filler", "level", "budget", "seed")
+CELL_FIELDS = ("dataset", "method", "regime", "level", "top1", "mean_class", "top5", "num_clips",
+               "train_seconds", "seed", "budget", "config", "machine")
+COMPLETION_FIELDS = ("dataset", "filler", "level", "mpjpe", "n_mpjpe", "mpjve")
+
+
+def cell_key(row: dict[str, Any]) -> tuple:
+    return tuple(row.get(k) for k in CELL_KEY)
+
+
+def completion_key(row: dict[str, Any]) -> tuple:
+    return tuple(row.get(k) for k in COMPLETION_KEY)
+
+
+class ResultsStore:
+    """The results file of one benchmark output folder."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.cells: list[dict[str, Any]] = []
+        self.completion: list[dict[str, Any]] = []
+        self.meta: dict[str, Any] = {}
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FinetecError(f"cannot read benchmark results ({type(e).__name__}: {e})", self.path) from None
+        if not isinstance(data, dict) or not isinstance(data.get("cells", []), list) \
+                or not isinstance(data.get("completion", []), list):
+            raise FinetecError("not a benchmark results file (expected {\"cells\": [...], \"completion\": [...]})",
+                               self.path)
+        for row in data.get("cells", []):
+            missing = [k for k in CELL_FIELDS if k not in row] if isinstance(row, dict) else list(CELL_FIELDS)
+            if missing:
+                raise FinetecError(f"a cell lacks {', '.join(missing)}", self.path)
+        for row in data.get("completion", []):
+            missing = [k for k in COMPLETION_FIELDS if k not in row] if isinstance(row, dict) else ["all"]
+            if missing:
+                raise FinetecError(f"a completion row lacks {', '.join(missing)}", self.path)
+        self.cells = list(data.get("cells", []))
+        self.completion = list(data.get("completion", []))
+        self.meta = dict(data.get("meta", {}))
+
+    # -- queries ---------------------------------------------------------------------------
+    def has_cell(self, **key: Any) -> bool:
+        k = tuple(key.get(f) for f in CELL_KEY)
+        return any(cell_key(c) == k for c in self.cells)
+
+    def has_completion(self, **key: Any) -> bool:
+        k = tuple(key.get(f) for f in COMPLETION_KEY)
+        return any(completion_key(c) == k for c in self.completion)
+
+    # -- updates (each one rewrites the file atomically) ---------------------------------
+    def add_cell(self, row: dict[str, Any]) -> None:
+        missing = [k for k in CELL_FIELDS if k not in row]
+        if missing:
+            raise ValueError(f"cell lacks {missing}")
+        k = cell_key(row)
+        self.cells = [c for c in self.cells if cell_key(c) != k] + [row]
+        self.save()
+
+    def add_completion(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            missing = [k for k in COMPLETION_FIELDS if k not in row]
+            if missing:
+                raise ValueError(f"completion row lacks {missing}")
+        keys = {completion_key(r) for r in rows}
+        self.completion = [c for c in self.completion if completion_key(c) not in keys] + list(rows)
+        self.save()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cells": self.cells, "completion": self.completion, "meta": self.meta}
+
+    def save(self) -> None:
+        write_text_atomic(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=False, default=_json_default)
+                          + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

@@ -1,0 +1,109 @@
+"""``finetec benchmark``: every method x dataset x corruption level, trained and tested alike.
+
+With no arguments it runs the quick start's job: the built-in synthetic dataset, the ``quick``
+budget, ST-GCN++ (zero and linear filling) against FineTec at severe corruption, and prints the
+comparison table. Finished cells are recorded in ``DIR/results.json`` and skipped when the
+command is run again; a killed run resumes its unfinished training from its run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+HELP = "train and test every method at every corruption level; tables, plots, resumable"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from finetec.benchmark.spec import BUDGETS, DEFAULT_DATA, LEVEL_ORDER, METHODS, REGIMES
+
+    p.add_argument("--data", nargs="+", metavar="PATH", default=None,
+                   help=f"datasets: folders/files any reader understands, or synthetic:LAYOUT "
+                        f"(default: {DEFAULT_DATA})")
+    p.add_argument("--methods", nargs="+", metavar="NAME", default=None,
+                   help=f"methods to compare ({', '.join(METHODS)}; default: the budget's)")
+    p.add_argument("--levels", nargs="+", metavar="LEVEL", default=None,
+                   help=f"corruption levels ({', '.join(LEVEL_ORDER)}, or all; default: the budget's; "
+                        f"ablations run at severe only unless levels are given)")
+    p.add_argument("--regime", default="per-level", metavar="NAME",
+                   help=f"{' | '.join(REGIMES)}: a model per level, or one model trained on mixed levels "
+                        f"(default: per-level)")
+    p.add_argument("--budget", default=None, metavar="NAME",
+                   help=f"{' | '.join(BUDGETS)} (default: quick for synthetic data, cpu otherwise)")
+    p.add_argument("--out", default="runs/benchmark", metavar="DIR",
+                   help="output folder: results.json, results.md, plots, runs/ (default: runs/benchmark)")
+    p.add_argument("--seed", type=int, default=0, help="seed of training and of the test corruption (default 0)")
+    p.add_argument("--no-completion-table", action="store_true",
+                   help="skip the gap-filler / completion-module restoration table")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: regenerate the tables and plots from DIR/results.json")
+    p.add_argument("--write-docs", metavar="FILE", default=None,
+                   help="also write the results page to FILE (e.g. docs/results.md), plots beside it in img/")
+    p.add_argument("--no-plots", action="store_true", help="write tables only")
+    p.add_argument("--device", default="auto", metavar="NAME", help="auto | cpu | cuda (default auto)")
+
+
+def _budget_name(args: argparse.Namespace, specs: list[str]) -> str:
+    if args.budget:
+        return args.budget
+    synthetic = all(s == "synthetic" or s.startswith("synthetic:") for s in specs)
+    return "quick" if synthetic else "cpu"
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The benchmark command as it ran, every setting explicit (recorded beside each number)."""
+    parts = ["finetec", "benchmark"]
+    if args.data:
+        parts += ["--data", *args.data]
+    for flag, value in (("--methods", args.methods), ("--levels", args.levels)):
+        if value:
+            parts += [flag, *value]
+    parts += ["--regime", args.regime]
+    if args.budget:
+        parts += ["--budget", args.budget]
+    parts += ["--seed", str(args.seed), "--out", args.out]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetec.benchmark import report
+    from finetec.benchmark.runner import run_benchmark
+    from finetec.benchmark.spec import (
+        DEFAULT_DATA, make_entries, resolve_budget, resolve_levels, resolve_methods, resolve_regime,
+    )
+    from finetec.benchmark.store import ResultsStore
+    from finetec.errors import FinetecError
+
+    out = Path(args.out)
+    results_path = out / "results.json"
+    command = _command_line(args)
+
+    if args.report_only:
+        if not results_path.exists():
+            raise FinetecError("no results.json here: run the benchmark first", out)
+        store = ResultsStore(results_path)
+    else:
+        specs = args.data or [DEFAULT_DATA]
+        regime = resolve_regime(args.regime)
+        budget = resolve_budget(_budget_name(args, specs))
+        methods = resolve_methods(args.methods, budget)
+        levels = resolve_levels(args.levels, budget)
+        if args.device not in ("auto", "cpu", "cuda"):
+            raise FinetecError(f"unknown device {args.device!r}; devices: auto, cpu, cuda")
+        entries = make_entries(specs)
+        from finetec.benchmark.engine_backend import EngineBackend
+
+        backend = EngineBackend(device=args.device)
+        store = run_benchmark(entries, methods, levels, regime, budget, out, args.seed, backend,
+                              explicit_levels=args.levels is not None, command=command,
+                              completion_table=not args.no_completion_table)
+    results = store.to_dict()
+    report.write_report(results, out / "results.md", out, plots=not args.no_plots, source=str(results_path))
+    if args.write_docs:
+        docs = Path(args.write_docs)
+        report.write_report(results, docs, docs.parent / "img", plots=not args.no_plots,
+                            prefix="benchmark_", source=str(results_path))
+    print(report.render_summary(results))
+    print(f"\nfull tables: {out / 'results.md'}" + (f"; docs page: {args.write_docs}" if args.write_docs else ""))
+    return 0

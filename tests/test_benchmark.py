@@ -1,0 +1,241 @@
+"""The benchmark: cell planning, resume bookkeeping, tables, argument errors, a tiny real run."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finetec.benchmark import report
+from finetec.benchmark.runner import DONE_MARKER, Progress, plan_cells, run_benchmark
+from finetec.benchmark.spec import BUDGETS, METHODS, dataset_key, make_entries, method_levels
+from finetec.benchmark.store import ResultsStore
+from finetec.cli import main
+from finetec.errors import FinetecError
+
+SCORES = {"stgcnpp_zero": 0.50, "stgcnpp_linear": 0.60, "ctrgcn_linear": 0.58, "finetec": 0.65,
+          "finetec_no_completion": 0.61, "finetec_no_decomposition": 0.64, "finetec_no_physics": 0.66}
+DROP = {"clean": 0.0, "minor": 0.02, "moderate": 0.05, "severe": 0.10}
+
+
+class FakeBackend:
+    """Records calls; 'trains' by creating the engine's checkpoint folders; can crash on demand."""
+
+    def __init__(self, crash_eval: tuple[str, str] | None = None, crash_train: str | None = None):
+        self.trained: list[tuple[str, bool]] = []
+        self.evaluated: list[tuple[str, str]] = []
+        self.tables: list[str] = []
+        self.configs: list[dict[str, Any]] = []
+        self.crash_eval = crash_eval
+        self.crash_train = crash_train
+
+    def prepare(self, entry, out_dir):
+        return {"num_train": 10, "num_test": 5}
+
+    def config(self, unit, completion_dir):
+        cfg = {"name": unit.name, "seed": unit.seed,
+               "model": {"name": "completion" if unit.method is None else unit.method.model},
+               "completion_checkpoint": None if completion_dir is None else str(completion_dir / "best")}
+        self.configs.append(cfg)
+        return cfg
+
+    def train(self, unit, config, resume):
+        (unit.run_dir / "last").mkdir(parents=True, exist_ok=True)
+        self.trained.append((unit.name, resume))
+        if self.crash_train and self.crash_train in unit.name:
+            raise RuntimeError("killed mid-training")
+        (unit.run_dir / "best").mkdir(exist_ok=True)
+
+    def evaluate(self, unit, level):
+        if self.crash_eval == (unit.method.name, level):
+            raise RuntimeError("killed while testing")
+        self.evaluated.append((unit.method.name, level))
+        top1 = SCORES[unit.method.name] - DROP[level]
+        return {"top1": top1, "mean_class": top1 - 0.01, "top5": 0.99, "num_clips": 5}
+
+    def completion_rows(self, entry, budget, seed, levels, completion_dir):
+        self.tables.append(entry.key)
+        fillers = ["zero", "copy_lr", "copy_rl", "linear", "cubic"] + (["completion"] if completion_dir else [])
+        return [{"dataset": entry.key, "filler": f, "level": lv, "mpjpe": 0.1 * (i + 1) + DROP[lv],
+                 "n_mpjpe": 0.05 * (i + 1), "mpjve": 0.02 * (i + 1)}
+                for i, f in enumerate(fillers) for lv in levels]
+
+    def machine(self):
+        return "test machine"
+
+
+def _run(tmp_path: Path, backend: FakeBackend, methods=("stgcnpp_linear", "finetec"),
+         levels=("clean", "severe"), regime="per-level", explicit=True):
+    entries = make_entries(["synthetic:coco17"])
+    return run_benchmark(entries, [METHODS[m] for m in methods], list(levels), regime, BUDGETS["quick"],
+                         tmp_path, 0, backend, explicit_levels=explicit, command="finetec benchmark (test)",
+                         stream=io.StringIO())
+
+
+def test_plan_per_level_mixed_and_ablations(tmp_path):
+    entries = make_entries(["synthetic:coco17"])
+    methods = [METHODS[m] for m in ("stgcnpp_linear", "finetec", "finetec_no_physics")]
+    levels = ["clean", "minor", "moderate", "severe"]
+    per = plan_cells(entries, methods, levels, "per-level", BUDGETS["quick"], 0, tmp_path, explicit_levels=False)
+    # 4 + 4 levels, the ablation only at severe; one training unit per cell
+    assert [(c.unit.method.name, c.level) for c in per][-1] == ("finetec_no_physics", "severe")
+    assert len(per) == 9 and len({c.unit.name for c in per}) == 9
+    mixed = plan_cells(entries, methods, levels, "mixed", BUDGETS["quick"], 0, tmp_path, explicit_levels=False)
+    assert len(mixed) == 12 and len({c.unit.name for c in mixed}) == 3
+    assert method_levels(METHODS["finetec_no_physics"], levels, "per-level", explicit_levels=True) == levels
+
+
+def test_finished_cells_are_skipped(tmp_path):
+    b1 = FakeBackend()
+    store = _run(tmp_path, b1)
+    assert len(store.cells) == 4
+    assert [t[0].split("__")[1] for t in b1.trained] == ["completion", "stgcnpp_linear", "stgcnpp_linear",
+                                                          "finetec", "finetec"]
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    row = next(c for c in on_disk["cells"] if c["method"] == "finetec" and c["level"] == "severe")
+    assert row["top1"] == pytest.approx(0.55) and row["seed"] == 0 and row["budget"] == "quick"
+    assert row["machine"] == "test machine" and row["config"]["completion_checkpoint"].endswith("stage1__quick__s0/best")
+    assert len(on_disk["completion"]) == 6 * 3  # five fillers + the completion module, three levels
+    b2 = FakeBackend()
+    _run(tmp_path, b2)
+    assert b2.trained == [] and b2.evaluated == [] and b2.tables == []
+
+
+def test_crashed_cell_is_redone_and_training_resumes(tmp_path):
+    with pytest.raises(RuntimeError):
+        _run(tmp_path, FakeBackend(crash_train="finetec__severe"))
+    done = {(c["method"], c["level"]) for c in ResultsStore(tmp_path / "results.json").cells}
+    assert done == {("stgcnpp_linear", "clean"), ("stgcnpp_linear", "severe"), ("finetec", "clean")}
+    b = FakeBackend()
+    store = _run(tmp_path, b)
+    # only the crashed cell ran again, resuming its partial training run
+    assert b.trained == [(next(n for n, _ in b.trained), True)]
+    assert "finetec__severe" in b.trained[0][0] and b.evaluated == [("finetec", "severe")]
+    assert len(store.cells) == 4
+
+
+def test_crash_while_testing_keeps_trained_model(tmp_path):
+    with pytest.raises(RuntimeError):
+        _run(tmp_path, FakeBackend(crash_eval=("finetec", "clean")))
+    b = FakeBackend()
+    _run(tmp_path, b)
+    # finetec@clean had finished training (marker written): only its test is redone; finetec@severe
+    # never started
+    assert [(n.split("__")[1:3], r) for n, r in b.trained] == [(["finetec", "severe"], False)]
+    assert b.evaluated == [("finetec", "clean"), ("finetec", "severe")]
+    marker = next((tmp_path / "runs").glob("*finetec__clean*")) / DONE_MARKER
+    assert json.loads(marker.read_text())["train_seconds"] >= 0
+
+
+def test_mixed_regime_trains_once_tests_every_level(tmp_path):
+    b = FakeBackend()
+    store = _run(tmp_path, b, methods=("stgcnpp_zero",), levels=("clean", "minor", "moderate", "severe"),
+                 regime="mixed")
+    assert [n.split("__")[1:3] for n, _ in b.trained] == [["stgcnpp_zero", "mixed"]]
+    assert [c["level"] for c in store.cells] == ["clean", "minor", "moderate", "severe"]
+    assert {c["regime"] for c in store.cells} == {"mixed"}
+    # no FineTec method: no stage-1 module; the completion table has the gap fillers only
+    assert b.tables == ["synthetic-coco17"]
+    assert {r["filler"] for r in store.completion} == {"zero", "copy_lr", "copy_rl", "linear", "cubic"}
+
+
+def test_report_tables_from_results(tmp_path):
+    store = _run(tmp_path, FakeBackend(), methods=("stgcnpp_zero", "stgcnpp_linear", "finetec",
+                                                   "finetec_no_completion", "finetec_no_physics"),
+                 explicit=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    text = report.render_markdown(results)
+    # ST-GCN++ linear at severe: 0.60 - 0.10 = 50.0 top-1, 49.0 mean-class
+    assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 60.0 / 59.0 | 50.0 / 49.0 |" in text
+    assert "+5.0 (vs `stgcnpp_linear`)" in text
+    assert "At **severe**, FineTec beats the best baseline (`stgcnpp_linear`) by +5.0 top-1 points " \
+           "(target: at least +1.0 point: met)." in text
+    assert "FineTec at severe vs its clean accuracy: -10.0 points (target: within 3 points: NOT met)." in text
+    assert "`finetec_no_completion` at severe: removing the module costs accuracy (+4.0" in text
+    assert "`finetec_no_physics` at severe: removing the module does NOT cost accuracy (-1.0" in text
+    # completion table: zero filling has the lowest MPJPE in the fake rows, in bold
+    assert "| zero filling (`zero`) | **0.120** / 0.050 / 0.020 |" in text
+    assert "## Provenance" in text and "finetec benchmark (test)" in text
+    assert len(store.cells) == 2 * 3 + 2
+
+
+def test_report_says_when_finetec_loses():
+    cells = [{"dataset": "d", "method": m, "regime": "per-level", "level": "severe", "top1": t,
+              "mean_class": t, "top5": None, "num_clips": 3, "train_seconds": 1.0, "seed": 0, "budget": "cpu",
+              "config": {}, "machine": "m"} for m, t in (("stgcnpp_linear", 0.7), ("finetec", 0.695))]
+    text = report.render_markdown({"cells": cells, "completion": []})
+    assert "-0.5 (vs `stgcnpp_linear`)" in text
+    assert "FineTec does NOT beat the best baseline" in text and "NOT met" in text
+
+
+def test_store_rejects_damaged_file(tmp_path):
+    p = tmp_path / "results.json"
+    p.write_text("{not json")
+    with pytest.raises(FinetecError, match="cannot read benchmark results"):
+        ResultsStore(p)
+    p.write_text(json.dumps({"cells": [{"dataset": "x"}]}))
+    with pytest.raises(FinetecError, match="a cell lacks"):
+        ResultsStore(p)
+
+
+def test_progress_line_counts_and_estimates():
+    t = [0.0]
+    buf = io.StringIO()
+    pr = Progress(4, buf, clock=lambda: t[0])
+    pr.skipped()
+    pr.line("a")
+    t[0] = 30.0
+    pr.finished()
+    pr.line("b")
+    lines = buf.getvalue().splitlines()
+    assert "1/4 cells done" in lines[0] and "left ~unknown" in lines[0]
+    assert "2/4 cells done | elapsed 30s | left ~1m00s" in lines[1]  # 30 s per computed cell, 2 left
+
+
+def test_dataset_keys():
+    assert dataset_key("synthetic:coco17") == "synthetic-coco17"
+    assert dataset_key("../shared/data/nw_ucla") == "nw_ucla"
+    assert dataset_key("x/penn_action/labels") == "penn_action"
+    assert dataset_key("a/b/ucla.finetec.npz") == "ucla"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "resnet"], "unknown method 'resnet'"),
+    (["--levels", "extreme"], "unknown level 'extreme'"),
+    (["--budget", "huge"], "unknown budget 'huge'"),
+    (["--regime", "sometimes"], "unknown regime 'sometimes'"),
+    (["--data", "/nonexistent/folder"], "/nonexistent/folder: no such file or folder"),
+])
+def test_argument_errors(tmp_path, capsys, argv, message):
+    out = tmp_path / "bench"
+    rc = main(["benchmark", "--out", str(out), *argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and message in err
+    assert err.startswith("finetec benchmark: error: ")
+    assert not (out / "results.json").exists()
+
+
+def test_unreadable_data_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "broken.finetec.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    rc = main(["benchmark", "--data", str(bad), "--out", str(tmp_path / "o"), "--budget", "quick"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "broken.finetec.npz" in err
+
+
+def test_report_only_needs_results(tmp_path, capsys):
+    rc = main(["benchmark", "--report-only", "--out", str(tmp_path)])
+    assert rc == 2 and "run the benchmark first" in capsys.readouterr().err
+
+
+def test_report_only_writes_docs(tmp_path, capsys):
+    _run(tmp_path, FakeBackend())
+    docs = tmp_path / "docs" / "results.md"
+    rc = main(["benchmark", "--report-only", "--out", str(tmp_path), "--write-docs", str(docs), "--no-plots"])
+    assert rc == 0
+    text = docs.read_text()
+    assert "| FineTec (`finetec`) | 65.0 / 64.0 | 55.0 / 54.0 |" in text
+    printed = capsys.readouterr().out
+    assert "| FineTec (`finetec`) | 65.0 / 64.0 | 55.0 / 54.0 |" in printed and "## Provenance" not in printed
