@@ -18,10 +18,11 @@ Matrix structures (D x D matrices per frame):
 
 - ``full``: all entries (D (D + 1) / 2 for M^-1, D^2 for C); fine for 2D layouts (coco17: D = 34);
 - ``block``: block-diagonal with one C x C block per joint (default: cheap for any D);
-- ``lowrank``: ``diag(d) + U U^T / r`` for M^-1 and ``diag(c) + P Q^T / r`` for C, rank r.
+- ``lowrank``: ``diag(d) + U U^T / (r D)`` for M^-1 and ``diag(c) + P Q^T / (r D)`` for C, rank r.
 
-Every predicted entry passes through tanh and the matrices are scaled by their block size, so
-``|q_ddot|`` is bounded by a few units of ``accel_scale`` whatever the input.
+Every predicted entry passes through tanh and the matrices are scaled by their block size (D for
+the dense parts), so every row of M^-1 and C has an L1 norm of at most 1 (2 for ``lowrank``) and
+``|q_ddot| <= 3 * accel_scale`` (5 for ``lowrank``) whatever the input.
 """
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ class LagrangianAcceleration(nn.Module):
             blocks = _symmetric_from_upper(raw.unflatten(-1, (self.V, k)), self.C) / self.C
             return _block_dense(blocks)
         d, u = raw[..., :self.D], raw[..., self.D:].unflatten(-1, (self.D, self.rank))
-        return torch.diag_embed(d) + u @ u.transpose(-1, -2) / self.rank
+        return torch.diag_embed(d) + u @ u.transpose(-1, -2) / (self.rank * self.D)
 
     def _minv_apply(self, raw: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         if self.structure == "full":
@@ -128,7 +129,7 @@ class LagrangianAcceleration(nn.Module):
             m = _symmetric_from_upper(raw.unflatten(-1, (self.V, k)), self.C) / self.C  # (B,T,V,C,C)
             return (m @ tau.unflatten(-1, (self.V, self.C)).unsqueeze(-1)).squeeze(-1).flatten(-2)
         d, u = raw[..., :self.D], raw[..., self.D:].unflatten(-1, (self.D, self.rank))
-        return d * tau + (u @ (u.transpose(-1, -2) @ tau.unsqueeze(-1))).squeeze(-1) / self.rank
+        return d * tau + (u @ (u.transpose(-1, -2) @ tau.unsqueeze(-1))).squeeze(-1) / (self.rank * self.D)
 
     def _c_apply(self, raw: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.structure == "full":
@@ -141,7 +142,7 @@ class LagrangianAcceleration(nn.Module):
         d = raw[..., :self.D]
         p = raw[..., self.D:self.D + self.D * r].unflatten(-1, (self.D, r))
         qf = raw[..., self.D + self.D * r:].unflatten(-1, (self.D, r))
-        return d * v + (p @ (qf.transpose(-1, -2) @ v.unsqueeze(-1))).squeeze(-1) / r
+        return d * v + (p @ (qf.transpose(-1, -2) @ v.unsqueeze(-1))).squeeze(-1) / (r * self.D)
 
     # -- forward -----------------------------------------------------------------------------
     def encode(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
