@@ -1,0 +1,173 @@
+"""``finetec complete``: fill the missing frames and joints of clips."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = "fill missing frames/joints of clips with a completion model or a gap filler"
+DESCRIPTION = (
+    "Complete every clip of INPUT and write OUTPUT with the completed coordinates and a 'filled' "
+    "mask of the entries that were missing. The output format follows OUTPUT's suffix: "
+    ".finetec.npz (canonical dataset, any number of clips), .npz (plain arrays), .json (pose "
+    "JSON: a list of frames, like a pose estimator's output). --method model uses the "
+    "checkpoint's completion network (a completion or FineTec checkpoint); the gap fillers "
+    "(linear, cubic, copy_lr, copy_rl, zero) need the checkpoint only for its layout."
+)
+
+METHODS = ("model", "linear", "cubic", "copy_lr", "copy_rl", "zero")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (completion or FineTec for --method model)")
+    p.add_argument("input", metavar="INPUT", help="clips to complete (anything finetec reads)")
+    p.add_argument("output", metavar="OUTPUT", help="output file: .finetec.npz, .npz or .json")
+    p.add_argument("--method", choices=METHODS, default="model", help="completion method (default model)")
+    p.add_argument("--format", default=None, metavar="NAME", help="force the input reader")
+    p.add_argument("--split", default=None, metavar="NAME", help="only the clips of this split")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+
+
+def output_kind(path: str | os.PathLike) -> str:
+    """``canonical``, ``npz`` or ``json`` from the output file name."""
+    from finetec.errors import FinetecError
+
+    name = Path(path).name.lower()
+    if name.endswith(".finetec.npz"):
+        return "canonical"
+    if name.endswith(".npz"):
+        return "npz"
+    if name.endswith(".json"):
+        return "json"
+    raise FinetecError("unknown output format: the name must end in .finetec.npz, .npz or .json", path)
+
+
+def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray]:
+    """Complete every clip of ``ds``; returns (dataset with completed keypoints and mask = observed
+    or filled, filled (F, M, V) bool in the dataset's flat frame layout)."""
+    kp = ds.keypoint.copy()
+    mask = ds.mask.copy()
+    filled = np.zeros_like(ds.mask)
+    for i in range(len(ds)):
+        s = ds[i]
+        a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), s.num_persons
+        out, fl = pred.complete(s.keypoint, s.mask, method=method)
+        kp[a:b, :m] = out.transpose(1, 0, 2, 3)
+        filled[a:b, :m] = fl.transpose(1, 0, 2)
+    mask |= filled
+    return replace(ds, keypoint=kp, mask=mask), filled
+
+
+def _clip_arrays(ds: Any, filled: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), int(ds.persons[i])
+    return (ds.keypoint[a:b, :m].transpose(1, 0, 2, 3), ds.mask[a:b, :m].transpose(1, 0, 2),
+            filled[a:b, :m].transpose(1, 0, 2))
+
+
+def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
+    """The canonical dataset file plus a ``filled`` (F, M, V) array (ignored by older readers)."""
+    from finetec.fileio import atomic_path
+
+    ds = replace(ds, meta={**ds.meta, "completion": info})
+    with atomic_path(path, suffix=".npz") as tmp:
+        ds.save(tmp)
+        with np.load(tmp, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["filled"] = filled
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
+    """Plain ``.npz``: keypoint (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of
+    equal length, mask, filled, label, id, layout, class_names."""
+    from finetec.errors import FinetecError
+    from finetec.fileio import atomic_path
+
+    lengths = ds.lengths
+    if len(ds) > 1 and len(set(lengths.tolist())) > 1:
+        raise FinetecError(f"{len(ds)} clips of different lengths do not fit one plain .npz array; "
+                           "write a .finetec.npz instead", path)
+    clips = [_clip_arrays(ds, filled, i) for i in range(len(ds))]
+    M = max(c[0].shape[0] for c in clips)
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        out = np.zeros((M,) + a.shape[1:], dtype=a.dtype)
+        out[: a.shape[0]] = a
+        return out
+
+    kp = np.stack([pad(c[0]) for c in clips])
+    mk = np.stack([pad(c[1]) for c in clips])
+    fl = np.stack([pad(c[2]) for c in clips])
+    if len(ds) == 1:
+        kp, mk, fl = kp[0], mk[0], fl[0]
+    arrays = {
+        "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
+        "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
+        "id": ds.ids.astype(str), "layout": np.array(ds.layout.name),
+        "class_names": np.array(ds.class_names, dtype=str),
+        "completion": np.array(json.dumps(info)),
+    }
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
+    """Pose JSON, one clip: ``{"id", "layout", "completion", "frames": [{"frame": t, "people":
+    [{"keypoints": [x, y(, z), s, ...], "filled": [0/1 per joint]}]}]}``; ``s`` is 1 for an
+    observed or filled joint, 0 for a joint still missing (a padding person)."""
+    from finetec.errors import FinetecError
+    from finetec.fileio import write_text_atomic
+
+    if len(ds) != 1:
+        raise FinetecError(f"pose JSON output holds one clip, the input has {len(ds)}; "
+                           "write a .finetec.npz instead", path)
+    kp, mk, fl = _clip_arrays(ds, filled, 0)
+    M, T, V, C = kp.shape
+    frames = []
+    for t in range(T):
+        people = []
+        for m in range(M):
+            if not mk[m, t].any():
+                continue
+            flat = np.concatenate([kp[m, t], mk[m, t, :, None].astype(np.float32)], axis=1).reshape(-1)
+            people.append({"keypoints": [round(float(v), 6) for v in flat],
+                           "filled": [int(v) for v in fl[m, t]]})
+        frames.append({"frame": t, "people": people})
+    doc = {"id": str(ds.ids[0]), "layout": ds.layout.name, "completion": info, "frames": frames}
+    write_text_atomic(path, json.dumps(doc) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetec.api import Predictor
+    from finetec.data import open_dataset
+    from finetec.errors import FinetecError
+
+    out = Path(args.output)
+    kind = output_kind(out)
+    if Path(args.input).exists() and out.resolve() == Path(args.input).resolve():
+        raise FinetecError("the output would overwrite the input; choose another name", out)
+    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    if args.method == "model":
+        pred.completion_module()  # fail early with a clear message
+    ds = open_dataset(args.input, fmt=args.format)
+    if args.split is not None:
+        ds = ds.subset(args.split)
+    if len(ds) == 0:
+        raise FinetecError("no clips to complete", args.input)
+    pred.check_dataset(ds)
+    done, filled = complete_dataset(pred, ds, args.method)
+    info = {"method": args.method, "checkpoint": str(args.checkpoint), "input": str(args.input)}
+    writer = {"canonical": write_canonical, "npz": write_npz, "json": write_pose_json}[kind]
+    writer(out, done, filled, info)
+    n_missing = int(filled.sum())
+    print(f"completed {len(ds)} clip(s) with {args.method}: {n_missing} missing joint entries filled "
+          f"-> {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,86 @@
+"""``finetec predict``: classify clips with a trained checkpoint."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "classify skeleton clips (pose-estimator JSON, dataset files, reader folders) with a checkpoint"
+DESCRIPTION = (
+    "Print the top-k classes with their probabilities for every clip of every INPUT. INPUT is "
+    "anything finetec reads: a pose-estimator JSON file or folder, a .finetec.npz dataset, a plain "
+    ".npz, a dataset folder, or synthetic:LAYOUT. Preprocessing is the evaluation pipeline of the "
+    "checkpoint at the clean level; real missing joints and frames stay masked."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (or its model.safetensors, or a training run folder)")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="clips to classify")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes to print per clip (default 5)")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per clip per line: {"id", "top_k": [{"class", "prob"}], "label"?}')
+    p.add_argument("--batch-size", type=int, default=32, metavar="B", help="clips per forward pass (default 32)")
+    p.add_argument("--format", default=None, metavar="NAME", help="force the input reader (see finetec inspect)")
+    p.add_argument("--split", default=None, metavar="NAME", help="only the clips of this split (e.g. test)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+
+
+def _label_name(ds, label: int) -> str | None:
+    if label < 0:
+        return None
+    return ds.class_names[label] if label < len(ds.class_names) else str(label)
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetec.api import Predictor
+    from finetec.data import open_dataset
+    from finetec.errors import FinetecError
+
+    if args.top_k < 1:
+        raise FinetecError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.batch_size < 1:
+        raise FinetecError(f"--batch-size must be at least 1, got {args.batch_size}")
+    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    if pred.is_completion:
+        raise FinetecError("this checkpoint is a completion model and does not classify; use finetec complete",
+                           args.checkpoint)
+    # read and check every input before printing anything
+    datasets = []
+    for spec in args.inputs:
+        ds = open_dataset(spec, fmt=args.format)
+        if args.split is not None:
+            ds = ds.subset(args.split)
+        if len(ds) == 0:
+            raise FinetecError("no clips to classify", spec)
+        pred.check_dataset(ds)
+        datasets.append((spec, ds))
+    several = len(datasets) > 1
+    out = sys.stdout
+    total = correct = labelled = 0
+    for spec, ds in datasets:
+        probs = pred.probabilities(ds, batch_size=args.batch_size)
+        tops = pred.top_k(probs, args.top_k)
+        for i, top in enumerate(tops):
+            label = _label_name(ds, int(ds.label[i]))
+            total += 1
+            if label is not None:
+                labelled += 1
+                correct += int(top[0][0] == label)
+            if args.json:
+                rec = {"id": str(ds.ids[i]), "top_k": [{"class": c, "prob": round(p, 6)} for c, p in top]}
+                if label is not None:
+                    rec["label"] = label
+                if several:
+                    rec["input"] = str(spec)
+                out.write(json.dumps(rec) + "\n")
+            else:
+                name = f"{spec}:{ds.ids[i]}" if several else str(ds.ids[i])
+                classes = "  ".join(f"{c} {p:.3f}" for c, p in top)
+                tail = f"  [label: {label}]" if label is not None else ""
+                out.write(f"{name}  {classes}{tail}\n")
+        out.flush()
+    if not args.json and labelled:
+        print(f"# {total} clips, top-1 agrees with the label on {correct}/{labelled} "
+              f"({100.0 * correct / labelled:.1f} %)", file=sys.stderr)
+    return 0

@@ -1,0 +1,100 @@
+"""``finetec stream``: online recognition of frames read from standard input."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import IO
+
+HELP = "recognise actions online from one JSON frame per line on stdin"
+DESCRIPTION = (
+    "Read one frame per line from standard input and print a prediction every N frames over a "
+    "sliding window of the last W frames. A line is a JSON list of joints ([x, y], [x, y, z], "
+    "optionally with a trailing score; null for a missing joint), an object {\"keypoints\": [...]} "
+    "(a COCO-style flat list x, y, s, ...), an object {\"people\": [...]} (OpenPose style), or "
+    "null for a lost frame. The first prediction comes after W frames (--warmup), then one every "
+    "N frames. A malformed line is reported on stderr with its line number and counts as a lost "
+    "frame; the stream goes on."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder of a recognition model")
+    p.add_argument("--every", type=int, default=None, metavar="N",
+                   help="frames between two predictions (default: a quarter of the window)")
+    p.add_argument("--window", type=int, default=None, metavar="W",
+                   help="frames in the sliding window (default: the checkpoint's clip length)")
+    p.add_argument("--warmup", type=int, default=None, metavar="F",
+                   help="frames before the first prediction (default: W)")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes per prediction (default 3)")
+    p.add_argument("--min-score", type=float, default=0.0, metavar="S",
+                   help="joints whose score is <= S are missing (default 0)")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per prediction: {"frame", "top_k", "latency_ms", "observed_frames", "window"}')
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+
+
+def stream(recognizer, lines: IO[str], out: IO[str], err: IO[str], as_json: bool = False,
+           min_score: float = 0.0, max_persons: int = 1) -> tuple[int, int, int]:
+    """Feed ``lines`` to ``recognizer``; write predictions to ``out`` and line errors to ``err``.
+
+    Blank lines are skipped (they are not frames). Returns (frames, predictions, bad lines).
+    """
+    from finetec.streaming import FrameError, parse_frame
+
+    frames = preds = bad = 0
+    for lineno, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            frame = parse_frame(json.loads(text), recognizer.num_joints, recognizer.dim,
+                                max_persons=max_persons, min_score=min_score)
+        except json.JSONDecodeError as e:
+            frame = None
+            bad += 1
+            print(f"finetec stream: line {lineno}: not JSON ({e.msg} at column {e.colno}); counted as a lost frame",
+                  file=err, flush=True)
+        except FrameError as e:
+            frame = None
+            bad += 1
+            print(f"finetec stream: line {lineno}: {e}; counted as a lost frame", file=err, flush=True)
+        frames += 1
+        p = recognizer.push(frame)
+        if p is None:
+            continue
+        preds += 1
+        if as_json:
+            out.write(json.dumps(p.to_dict()) + "\n")
+        elif p.top_k:
+            classes = "  ".join(f"{c} {prob:.3f}" for c, prob in p.top_k)
+            out.write(f"frame {p.frame}: {classes}  ({p.latency_ms:.1f} ms, "
+                      f"{p.observed_frames}/{p.window} frames observed)\n")
+        else:
+            out.write(f"frame {p.frame}: no observed frame in the window ({p.latency_ms:.1f} ms)\n")
+        out.flush()
+    return frames, preds, bad
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetec.api import Predictor
+    from finetec.errors import FinetecError
+    from finetec.streaming import StreamRecognizer
+
+    if args.top_k < 1:
+        raise FinetecError(f"--top-k must be at least 1, got {args.top_k}")
+    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    if pred.is_completion:
+        raise FinetecError("this checkpoint is a completion model and does not classify", args.checkpoint)
+    window = args.window if args.window is not None else pred.clip_len
+    every = args.every if args.every is not None else max(1, window // 4)
+    rec = StreamRecognizer(pred, window=window, every=every, warmup=args.warmup, top_k=args.top_k)
+    frames, preds, bad = stream(rec, sys.stdin, sys.stdout, sys.stderr, as_json=args.json,
+                                min_score=args.min_score, max_persons=pred.max_persons)
+    if frames == 0:
+        raise FinetecError("no frames on standard input (expected one JSON frame per line)", "<stdin>")
+    if preds == 0:
+        print(f"finetec stream: {frames} frame(s) read, fewer than the {rec.warmup} needed for the first "
+              "prediction", file=sys.stderr)
+        return 1
+    return 0

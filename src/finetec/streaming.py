@@ -1,0 +1,245 @@
+"""Online recognition of a skeleton stream, one frame at a time.
+
+:class:`StreamRecognizer` keeps the last ``window`` frames in a sliding window (a lost frame is
+kept as a fully masked frame, so time is never compressed) and classifies the window every
+``every`` frames once it is warm.
+
+Cadence rule (the one documented in ``docs/cli/stream.md``): after the ``n``-th pushed frame
+(1-based, lost frames included) a prediction is made when ``n >= warmup`` and
+``(n - warmup) % every == 0``; ``warmup`` defaults to ``window``. With ``window=10, every=10``,
+30 frames give predictions after frames 10, 20 and 30.
+
+:func:`parse_frame` turns one decoded JSON value (one line of ``finetec stream``'s input) into a
+frame array; it accepts
+
+- ``null`` (or ``{"people": []}`` / an empty list): a lost frame;
+- a list of joints, each ``[x, y]``, ``[x, y, z]`` or the same with a trailing confidence score
+  (``null`` for a missing joint);
+- ``{"keypoints": [...]}``: a COCO-style flat list ``[x, y, s, x, y, s, ...]`` (or a list of
+  joints, or a list of persons);
+- ``{"people": [{"keypoints": [...]} | {"pose_keypoints_2d": [...]}, ...]}`` (OpenPose style).
+
+Joints with a non-finite coordinate, or a score ``<= min_score``, are missing.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FrameError", "StreamPrediction", "StreamRecognizer", "parse_frame"]
+
+
+class FrameError(ValueError):
+    """One stream frame could not be understood (the stream goes on)."""
+
+
+@dataclass
+class StreamPrediction:
+    """One prediction of the stream.
+
+    frame:           1-based index of the last frame in the window.
+    top_k:           [(class_name, probability)], most probable first; empty when the window
+                     held no observed joint.
+    latency_ms:      wall time of this prediction (preprocessing + model), milliseconds.
+    observed_frames: frames of the window with at least one observed joint.
+    window:          frames in the window.
+    """
+
+    frame: int
+    top_k: list[tuple[str, float]]
+    latency_ms: float
+    observed_frames: int
+    window: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frame": self.frame,
+            "top_k": [{"class": c, "prob": round(float(p), 6)} for c, p in self.top_k],
+            "latency_ms": round(self.latency_ms, 3),
+            "observed_frames": self.observed_frames,
+            "window": self.window,
+        }
+
+
+# -- parsing -------------------------------------------------------------------------------
+def _joint_rows(flat: list, num_joints: int, dim: int) -> list[list]:
+    """Split a flat COCO-style list into per-joint rows of ``dim`` or ``dim + 1`` numbers."""
+    n = len(flat)
+    for stride in (dim + 1, dim):
+        if n == num_joints * stride:
+            return [flat[i:i + stride] for i in range(0, n, stride)]
+    raise FrameError(
+        f"a flat keypoint list needs {num_joints * dim} or {num_joints * (dim + 1)} numbers "
+        f"({num_joints} joints x {dim} coordinates [+ score]), got {n}")
+
+
+def _person(obj: Any, num_joints: int, dim: int, min_score: float) -> np.ndarray:
+    """(V, C) float32 with NaN rows for missing joints."""
+    if isinstance(obj, dict):
+        for key in ("keypoints", "pose_keypoints_2d", "pose_keypoints_3d"):
+            if key in obj:
+                return _person(obj[key], num_joints, dim, min_score)
+        raise FrameError("a person object needs a 'keypoints' list")
+    if not isinstance(obj, list):
+        raise FrameError(f"expected a list of joints, got {type(obj).__name__}")
+    if obj and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj):
+        obj = _joint_rows(obj, num_joints, dim)
+    if len(obj) != num_joints:
+        raise FrameError(f"expected {num_joints} joints, got {len(obj)}")
+    out = np.full((num_joints, dim), np.nan, dtype=np.float32)
+    for j, row in enumerate(obj):
+        if row is None:
+            continue
+        if not isinstance(row, list) or len(row) not in (dim, dim + 1):
+            raise FrameError(f"joint {j}: expected {dim} coordinates (+ optional score), got {row!r}"[:200])
+        try:
+            vals = [np.nan if v is None else float(v) for v in row]
+        except (TypeError, ValueError):
+            raise FrameError(f"joint {j}: not a number in {row!r}"[:200]) from None
+        if len(vals) == dim + 1 and not vals[dim] > min_score:
+            continue
+        out[j] = vals[:dim]
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _split_persons(obj: list, dim: int) -> list:
+    """A list that is one person (flat numbers or joint rows) -> [obj]; a list of persons -> obj."""
+    if all(_is_number(v) for v in obj):
+        return [obj]
+    if all(v is None or (isinstance(v, list) and len(v) <= dim + 1 and all(_is_number(x) or x is None for x in v))
+           for v in obj):
+        return [obj]
+    return obj
+
+
+def parse_frame(obj: Any, num_joints: int, dim: int, max_persons: int = 1,
+                min_score: float = 0.0) -> np.ndarray | None:
+    """One decoded JSON frame -> (M, V, C) float32 (NaN = missing joint) or None (lost frame).
+
+    ``M`` is the number of persons in the frame, at most ``max_persons`` (the first ones kept).
+    Raises :class:`FrameError` for anything malformed.
+    """
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        key = "people" if "people" in obj else "keypoints" if "keypoints" in obj else None
+        if key is None:
+            raise FrameError("a frame object needs 'keypoints' or 'people'")
+        obj = obj[key]
+        if obj is None:
+            return None
+        if not isinstance(obj, list):
+            raise FrameError(f"'{key}' must be a list")
+        persons = obj if key == "people" else _split_persons(obj, dim)
+    elif isinstance(obj, list):
+        persons = _split_persons(obj, dim)
+    else:
+        raise FrameError(f"a frame must be a list, an object or null, got {type(obj).__name__}")
+    persons = [p for p in persons if p not in (None, [])][:max(1, max_persons)]
+    if not persons:
+        return None
+    frame = np.stack([_person(p, num_joints, dim, min_score) for p in persons])
+    if np.isnan(frame).all():
+        return None
+    return frame
+
+
+# -- recognizer ----------------------------------------------------------------------------
+class StreamRecognizer:
+    """Sliding-window recognition over a stream of frames.
+
+    predictor: a :class:`finetec.api.Predictor` (anything with ``layout``, ``dim``,
+               ``max_persons``, ``clip_len`` and ``predict(keypoint, mask, top_k)``).
+    window:    frames in the sliding window (default: the checkpoint's clip length).
+    every:     predict every ``every`` frames once warm (default 1).
+    warmup:    frames needed before the first prediction (default: ``window``).
+    """
+
+    def __init__(self, predictor: Any, window: int | None = None, every: int = 1,
+                 warmup: int | None = None, top_k: int = 5) -> None:
+        from finetec.errors import FinetecError
+
+        self.predictor = predictor
+        self.window = int(window if window is not None else predictor.clip_len)
+        self.every = int(every)
+        self.warmup = int(warmup if warmup is not None else self.window)
+        self.top_k = int(top_k)
+        if self.window < 1:
+            raise FinetecError(f"--window must be at least 1, got {self.window}")
+        if self.every < 1:
+            raise FinetecError(f"--every must be at least 1, got {self.every}")
+        if not 1 <= self.warmup:
+            raise FinetecError(f"--warmup must be at least 1, got {self.warmup}")
+        self.num_joints = predictor.layout.num_joints
+        self.dim = predictor.dim
+        self._buf: deque = deque(maxlen=self.window)
+        self.count = 0
+
+    def reset(self) -> None:
+        self._buf.clear()
+        self.count = 0
+
+    def due(self, n: int) -> bool:
+        """Whether a prediction is made after the ``n``-th frame (1-based)."""
+        return n >= self.warmup and (n - self.warmup) % self.every == 0
+
+    def push(self, frame: np.ndarray | None) -> StreamPrediction | None:
+        """Add one frame ((V, C) or (M, V, C); NaN = missing joint; None = lost frame).
+
+        Returns a :class:`StreamPrediction` when one is due (see the cadence rule), else None.
+        """
+        from finetec.errors import FinetecError
+
+        t0 = time.perf_counter()
+        if frame is not None:
+            f = np.asarray(frame, dtype=np.float32)
+            if f.ndim == 2:
+                f = f[None]
+            if f.ndim != 3 or f.shape[1:] != (self.num_joints, self.dim):
+                raise FinetecError(
+                    f"a frame must be ({self.num_joints}, {self.dim}) or (M, {self.num_joints}, {self.dim}), "
+                    f"got {tuple(np.shape(frame))}")
+            frame = None if np.isnan(f).all() else f
+        self._buf.append(frame)
+        self.count += 1
+        if not self.due(self.count):
+            return None
+        return self._predict(t0)
+
+    def window_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The window as (keypoint (M, T, V, C), mask (M, T, V)), or None when nothing is observed."""
+        frames = list(self._buf)
+        present = [f for f in frames if f is not None]
+        if not present:
+            return None
+        M = min(max(f.shape[0] for f in present), max(1, int(getattr(self.predictor, "max_persons", 0) or 99)))
+        T, V, C = len(frames), self.num_joints, self.dim
+        kp = np.zeros((M, T, V, C), dtype=np.float32)
+        mask = np.zeros((M, T, V), dtype=bool)
+        for t, f in enumerate(frames):
+            if f is None:
+                continue
+            m = min(M, f.shape[0])
+            ok = np.isfinite(f[:m]).all(axis=-1)
+            kp[:m, t] = np.where(ok[..., None], f[:m], 0.0)
+            mask[:m, t] = ok
+        if not mask.any():
+            return None
+        return kp, mask
+
+    def _predict(self, t0: float) -> StreamPrediction:
+        arrays = self.window_arrays()
+        if arrays is None:
+            return StreamPrediction(self.count, [], (time.perf_counter() - t0) * 1e3, 0, len(self._buf))
+        kp, mask = arrays
+        top = self.predictor.predict(kp, mask, top_k=self.top_k)
+        observed = int(mask.any(axis=(0, 2)).sum())
+        return StreamPrediction(self.count, top, (time.perf_counter() - t0) * 1e3, observed, len(self._buf))
