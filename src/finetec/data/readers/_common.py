@@ -1,0 +1,216 @@
+"""Helpers shared by the readers: option parsing, layout guessing, clip assembly, progress."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+
+from finetec.data.sample import Sample
+from finetec.errors import FinetecError
+from finetec.layouts import Layout, get_layout
+
+T = TypeVar("T")
+
+# Layout guessed from the joint count when a file does not say (override with ``layout=``).
+LAYOUT_BY_JOINTS = {13: "penn13", 17: "coco17", 18: "openpose18", 20: "kinect_v1", 25: "ntu25",
+                    33: "mediapipe33"}
+
+# Below this many files a progress bar is just noise.
+PROGRESS_MIN_FILES = 200
+
+
+def progress(items: Sequence[T], desc: str, enabled: bool | None = None) -> Iterator[T]:
+    """Iterate ``items`` with a tqdm bar on stderr when there are many (and stderr is a terminal).
+
+    ``enabled``: True forces the bar, False hides it, None decides by count and terminal.
+    """
+    if enabled is False or (enabled is None and len(items) < PROGRESS_MIN_FILES):
+        yield from items
+        return
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=desc, unit="file", disable=None if enabled is None else False,
+                    leave=False, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_counter(total: int, desc: str, enabled: bool | None = None, unit: str = "clip") -> Any:
+    """A tqdm bar with ``update(n)``/``close()`` (or a silent stand-in), same rules as :func:`progress`."""
+    if enabled is False or (enabled is None and total < PROGRESS_MIN_FILES):
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=None if enabled is None else False,
+                leave=False, dynamic_ncols=True)
+
+
+def as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    s = str(value).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise FinetecError(f"option {name}={value!r} is not a boolean (use true or false)")
+
+
+def as_float(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise FinetecError(f"option {name}={value!r} is not a number") from None
+
+
+def as_int(value: Any, name: str, minimum: int | None = None) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise FinetecError(f"option {name}={value!r} is not an integer") from None
+    if minimum is not None and v < minimum:
+        raise FinetecError(f"option {name}={v} must be at least {minimum}")
+    return v
+
+
+def choose_layout(option: str | Layout | None, num_joints: int, source: str | os.PathLike,
+                  stored: str | None = None) -> Layout:
+    """The layout from the ``layout`` option, else a name stored in the file, else by joint count."""
+    name = option if option is not None else stored
+    if name is not None:
+        layout = get_layout(name)
+    elif num_joints in LAYOUT_BY_JOINTS:
+        layout = get_layout(LAYOUT_BY_JOINTS[num_joints])
+    else:
+        known = ", ".join(f"{v} ({k} joints)" for k, v in sorted(LAYOUT_BY_JOINTS.items()))
+        raise FinetecError(
+            f"cannot guess the skeleton layout for {num_joints} joints (known: {known}); "
+            "pass the layout option (a built-in name or a layout file)", source)
+    if layout.num_joints != num_joints:
+        raise FinetecError(
+            f"wrong joint count: the data has {num_joints} joints but layout {layout.name!r} has "
+            f"{layout.num_joints}", source)
+    return layout
+
+
+def nonzero_mask(keypoint: np.ndarray) -> np.ndarray:
+    """(…, V) bool: joints whose coordinates are not all exactly zero.
+
+    Depth sensors and PYSKL files mark an untracked joint, an absent person and a padding frame
+    with zeros; this turns that convention into a mask. NaN or Inf counts as observed so that
+    :func:`make_sample` reports it as damaged data instead of hiding it.
+    """
+    return (np.asarray(keypoint) != 0).any(axis=-1)
+
+
+def check_finite(keypoint: np.ndarray, mask: np.ndarray, source: str | os.PathLike, what: str) -> None:
+    """FinetecError when an entry marked observed is NaN or Inf."""
+    bad = mask & ~np.isfinite(keypoint).all(axis=-1)
+    if bad.any():
+        raise FinetecError(f"{what}: NaN or Inf in {int(bad.sum())} observed joint(s)", source)
+
+
+def trim_persons(keypoint: np.ndarray, mask: np.ndarray, score: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Drop persons (axis 0) that are never observed, keeping at least one."""
+    present = mask.any(axis=(1, 2))
+    if present.all() or not present.any():
+        return keypoint, mask, score
+    keep = np.flatnonzero(present)
+    return keypoint[keep], mask[keep], None if score is None else score[keep]
+
+
+def trim_trailing_frames(keypoint: np.ndarray, mask: np.ndarray, score: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Cut trailing frames (axis 1) where no joint of any person is observed (padding)."""
+    observed = mask.any(axis=(0, 2))
+    if not observed.any():
+        return keypoint, mask, score
+    end = int(np.flatnonzero(observed)[-1]) + 1
+    return keypoint[:, :end], mask[:, :end], None if score is None else score[:, :end]
+
+
+def make_sample(keypoint: np.ndarray, mask: np.ndarray, *, id: str, source: str | os.PathLike,
+                label: int | None = None, num_classes: int | None = None,
+                score: np.ndarray | None = None, meta: dict[str, Any] | None = None) -> Sample:
+    """A validated Sample with unobserved coordinates zeroed; the FinetecError names the file."""
+    kp = np.asarray(keypoint, dtype=np.float32)
+    m = np.asarray(mask, dtype=bool)
+    if kp.ndim != 4 or m.shape != kp.shape[:3]:
+        raise FinetecError(f"clip {id!r}: inconsistent shapes keypoint {kp.shape}, mask {m.shape}", source)
+    if kp.shape[1] == 0:
+        raise FinetecError(f"clip {id!r}: clip is empty (0 frames)", source)
+    check_finite(kp, m, source, f"clip {id!r}")
+    if not m.any():
+        raise FinetecError(f"clip {id!r}: every frame is missing (no observed joint)", source)
+    kp = np.where(m[..., None], kp, np.float32(0.0))
+    sc = None
+    if score is not None:
+        sc = np.nan_to_num(np.asarray(score, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        sc = np.where(m, sc, np.float32(0.0))
+    return Sample(keypoint=kp, mask=m, score=sc, label=label, id=id, meta=meta or {},
+                  num_classes=num_classes, source=os.fspath(source))
+
+
+def find_folder(path: Path, subfolder: str, pattern: str) -> Path | None:
+    """``path`` if it holds files matching ``pattern``, else ``path/subfolder`` if that does."""
+    for cand in (path, path / subfolder):
+        if cand.is_dir() and next(cand.glob(pattern), None) is not None:
+            return cand
+    return None
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``frame_2`` before ``frame_10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def read_lines_file(path: str | os.PathLike, what: str) -> list[str]:
+    """Non-empty, non-comment lines of a small text file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise FinetecError(f"cannot read {what} ({e.strerror or e})", p) from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def class_names_option(value: str | Sequence[str] | None, source: str | os.PathLike) -> list[str] | None:
+    """Class names given as a list, a comma-separated string, or a text file (one name a line)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return [str(v) for v in value]
+    if os.path.isfile(value):
+        return read_lines_file(value, "class-name file")
+    from finetec.data.readers.names import KNOWN_CLASS_NAMES
+
+    if value in KNOWN_CLASS_NAMES:
+        return list(KNOWN_CLASS_NAMES[value])
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if len(names) < 2:
+        raise FinetecError(
+            f"class_names={value!r} is neither a file, a known list ({', '.join(KNOWN_CLASS_NAMES)}) "
+            "nor a comma-separated list", source)
+    return names
+
+
+def generic_class_names(num_classes: int) -> list[str]:
+    width = len(str(max(num_classes - 1, 0)))
+    return [f"class_{i:0{width}d}" for i in range(num_classes)]
+
+
+def iter_chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
+    for a in range(0, n, size):
+        yield a, min(n, a + size)

@@ -1,0 +1,135 @@
+"""The simple ``.npz`` format we document for users' own data.
+
+Arrays (only ``keypoint`` is required):
+
+- ``keypoint`` float (T, V, C) or (M, T, V, C) for one clip, (N, M, T, V, C) for N clips of equal
+  padded length; C = 2 or 3.
+- ``mask`` bool, the same shape without C: True where observed. Without it every joint is
+  observed (``zero_is_missing=true`` marks all-zero joints missing instead). NaN or Inf at an
+  observed joint is an error.
+- ``score`` float, the shape of ``mask``: confidence.
+- ``label`` int: a scalar for one clip, (N,) for N; -1 = unlabelled.
+- ``class_names`` str (K,); ``id`` str (N,); ``lengths`` int (N,) valid frames per clip (the
+  rest is padding; without it trailing frames with nothing observed are cut).
+- ``layout`` str: a built-in layout name (else the ``layout`` option, else guessed from V).
+- ``split__<name>`` int index arrays, e.g. ``split__train``.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetec.data.dataset import SkeletonDataset
+from finetec.data.readers._common import (
+    as_bool, choose_layout, class_names_option, generic_class_names, make_sample, nonzero_mask,
+    trim_persons, trim_trailing_frames,
+)
+from finetec.errors import FinetecError
+
+NAME = "npz"
+DESCRIPTION = "simple .npz: keypoint (+ mask, score, label, layout, class_names, split__*)"
+
+
+def sniff(path: Path) -> bool:
+    if not (path.is_file() and path.suffix == ".npz"):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = {n[:-4] for n in z.namelist() if n.endswith(".npy")}
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return "keypoint" in names and "offsets" not in names
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise FinetecError("the .npz holds Python objects (refused: no pickle); store plain arrays",
+                               path) from None
+        raise FinetecError(f"damaged .npz file ({e})", path) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise FinetecError(f"damaged .npz file ({type(e).__name__}: {e})", path) from None
+
+
+def _batch(arr: np.ndarray, ndim_clip: int, name: str, path: Path) -> np.ndarray:
+    """Bring ``arr`` to (N, M, T, V[, C]) given the per-clip rank of (M, T, V[, C])."""
+    extra = arr.ndim - ndim_clip
+    if extra == -1:
+        return arr[None, None]
+    if extra == 0:
+        return arr[None]
+    if extra == 1:
+        return arr
+    raise FinetecError(f"{name!r} has shape {arr.shape}: expected (T, V, C), (M, T, V, C) or "
+                       "(N, M, T, V, C)", path)
+
+
+def read(path: Path, *, layout: str | None = None, zero_is_missing: bool | str = False,
+         class_names: str | None = None) -> SkeletonDataset:
+    """Read the simple ``.npz`` format (see the module docstring)."""
+    d = _load(path)
+    if "keypoint" not in d:
+        raise FinetecError("the .npz has no 'keypoint' array", path)
+    raw = d["keypoint"]
+    if not np.issubdtype(raw.dtype, np.number):
+        raise FinetecError(f"'keypoint' must be numeric, got dtype {raw.dtype}", path)
+    kp = _batch(raw.astype(np.float32), 4, "keypoint", path)
+    N, M, T, V, C = kp.shape
+    if C not in (2, 3):
+        raise FinetecError(f"'keypoint' must have 2 or 3 coordinates in its last axis, got {C}", path)
+    if T == 0 or N == 0:
+        raise FinetecError(f"clip is empty: 'keypoint' has shape {raw.shape}", path)
+    if "mask" in d:
+        mask = _batch(d["mask"].astype(bool), 3, "mask", path)
+        if mask.shape != kp.shape[:4]:
+            raise FinetecError(f"'mask' shape {d['mask'].shape} does not match 'keypoint' {raw.shape}", path)
+    elif as_bool(zero_is_missing, "zero_is_missing"):
+        mask = nonzero_mask(kp)
+    else:
+        mask = np.ones(kp.shape[:4], dtype=bool)
+    score = None
+    if "score" in d:
+        score = _batch(d["score"].astype(np.float32), 3, "score", path)
+        if score.shape != kp.shape[:4]:
+            raise FinetecError(f"'score' shape {d['score'].shape} does not match 'keypoint' {raw.shape}", path)
+    labels = np.full(N, -1, dtype=np.int64)
+    if "label" in d:
+        lab = np.asarray(d["label"]).reshape(-1)
+        if lab.size != N or not np.issubdtype(lab.dtype, np.integer):
+            raise FinetecError(f"'label' must be {N} integer(s), got {d['label'].dtype} shape {d['label'].shape}",
+                               path)
+        labels = lab.astype(np.int64)
+    ids = [str(v) for v in d["id"].reshape(-1)] if "id" in d else (
+        [path.name.removesuffix(".npz")] if N == 1 else [f"{path.stem}_{i:05d}" for i in range(N)])
+    if len(ids) != N:
+        raise FinetecError(f"'id' has {len(ids)} entries for {N} clips", path)
+    lengths = d["lengths"].reshape(-1).astype(np.int64) if "lengths" in d else None
+    if lengths is not None and (lengths.size != N or (lengths < 1).any() or (lengths > T).any()):
+        raise FinetecError(f"'lengths' must be {N} values in 1..{T}", path)
+    stored = str(d["layout"]) if "layout" in d else None
+    lay = choose_layout(layout, V, path, stored=stored)
+    names = class_names_option(class_names, path)
+    if names is None and "class_names" in d:
+        names = [str(c) for c in d["class_names"].reshape(-1)]
+    if names is None:
+        names = generic_class_names(int(labels.max()) + 1) if (labels >= 0).any() else []
+    samples = []
+    for i in range(N):
+        k, m, s = kp[i], mask[i], None if score is None else score[i]
+        if lengths is not None:
+            k, m, s = k[:, :lengths[i]], m[:, :lengths[i]], None if s is None else s[:, :lengths[i]]
+        else:
+            k, m, s = trim_trailing_frames(k, m, s)
+        k, m, s = trim_persons(k, m, s)
+        samples.append(make_sample(k, m, score=s, id=ids[i], source=path, label=int(labels[i]),
+                                   num_classes=len(names) or None))
+    splits: dict[str, Any] = {k[len("split__"):]: v.reshape(-1).astype(np.int64)
+                              for k, v in d.items() if k.startswith("split__")}
+    return SkeletonDataset.from_samples(samples, lay, names, splits=splits,
+                                        meta={"dataset": path.stem}, source=str(path))
