@@ -10,7 +10,8 @@ A config file holds any subset of these sections (everything else takes its defa
     model:    {name, ...overrides passed to create_model}
     optim:    {name, lr, momentum, nesterov, weight_decay, epochs, warmup_epochs, batch_size,
                label_smoothing, grad_clip}
-    runtime:  {device, num_workers, amp, log_every, eval_every, tensorboard}
+    runtime:  {device, num_workers, amp, log_every, eval_every, tensorboard, sync_bn, freeze_bn,
+               threads}
 
 Command-line overrides are ``key.sub=value`` strings; each value is parsed with
 ``yaml.safe_load`` (so ``optim.lr=0.05`` is a float, ``pipeline.features=[joint,bone]`` a list).
@@ -95,7 +96,10 @@ class RuntimeConfig:
     amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
     log_every: int = 20              # steps between log lines
     eval_every: int = 1              # epochs between validations
-    tensorboard: str = "auto"        # auto (when installed) | on | off
+    tensorboard: str | bool = "auto"  # auto (when installed) | on | off (YAML on/off = true/false)
+    sync_bn: bool = True             # SyncBatchNorm under multi-GPU DDP
+    freeze_bn: bool = False          # BatchNorm layers in eval mode while training (fixed statistics)
+    threads: int = 0                 # torch CPU threads of this process (0: torch's default)
 
 
 @dataclass
@@ -151,6 +155,8 @@ class Config:
             raise FinetecError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.optim.name!r}", src)
         if self.runtime.device not in DEVICES:
             raise FinetecError(f"runtime.device must be one of {', '.join(DEVICES)}, got {self.runtime.device!r}", src)
+        if isinstance(self.runtime.tensorboard, bool):
+            self.runtime.tensorboard = "on" if self.runtime.tensorboard else "off"
         if self.runtime.tensorboard not in ("auto", "on", "off"):
             raise FinetecError("runtime.tensorboard must be auto, on or off", src)
         checks = [
@@ -165,6 +171,7 @@ class Config:
             (self.pipeline.clip_len >= 2, "pipeline.clip_len must be >= 2"),
             (len(self.pipeline.features) >= 1, "pipeline.features must not be empty"),
             (self.runtime.num_workers >= 0, "runtime.num_workers must be >= 0"),
+            (self.runtime.threads >= 0, "runtime.threads must be >= 0"),
             (self.runtime.log_every >= 1, "runtime.log_every must be >= 1"),
             (self.runtime.eval_every >= 1, "runtime.eval_every must be >= 1"),
             (bool(self.model.name), "model.name must be given"),

@@ -1,0 +1,204 @@
+"""Evaluation of a trained classifier on fixed corrupted test sets.
+
+The test clips go through the checkpoint's own pipeline (clip length, normalisation, filler,
+features) in TEST mode: fixed temporal sampling at segment centres and corruption from the pure
+``test_rng(seed, clip id, level, pattern)``, so every method and every run sees the identical
+corrupted test set for a given seed.
+
+Multi-clip testing (``clips=K``): clip ``k`` samples each of the ``clip_len`` temporal segments
+at relative position ``(k + 0.5) / K`` instead of the centre; the K logit vectors are averaged.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from finetec.data.corruption import LEVELS, PATTERNS
+from finetec.errors import FinetecError
+
+ALL_LEVELS = tuple(LEVELS)
+
+
+# -- datasets ------------------------------------------------------------------------------
+class MultiClipDataset:
+    """Items ``(position, k)``: clip k of ``ds[indices[position]]`` through ``pipeline``.
+
+    Item ``i`` is position ``i // clips``, clip ``i % clips``. Torch-Dataset compatible.
+    """
+
+    def __init__(self, ds, indices: Sequence[int] | np.ndarray, pipeline, clips: int = 1):
+        self.ds, self.indices, self.pipeline, self.clips = ds, np.asarray(indices, dtype=np.int64), pipeline, clips
+        if pipeline.dim is None:
+            pipeline.dim = ds.dim
+        if pipeline.num_persons is None:
+            pipeline.num_persons = ds.max_persons
+
+    def __len__(self) -> int:
+        return len(self.indices) * self.clips
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from dataclasses import replace
+
+        pos, k = divmod(int(i), self.clips)
+        j = int(self.indices[pos])
+        sample = self.ds[j]
+        if self.clips > 1:
+            T, L = sample.num_frames, self.pipeline.cfg.clip_len
+            edges = np.arange(L, dtype=np.float64) * (T / L)
+            idx = np.clip(np.floor(edges + (k + 0.5) / self.clips * (T / L)).astype(np.int64), 0, T - 1)
+            sample = replace(sample, keypoint=sample.keypoint[:, idx], mask=sample.mask[:, idx],
+                             score=None if sample.score is None else sample.score[:, idx])
+        return self.pipeline(sample, index=j, epoch=0)
+
+
+def make_loader(dataset, batch_size: int, num_workers: int = 0, batch_sampler=None, generator=None):
+    """A DataLoader with the pipeline's collate (no shuffling here: order comes from the sampler)."""
+    from torch.utils.data import DataLoader
+
+    from finetec.data.pipeline import collate
+
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
+                          generator=generator)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+
+
+def run_scores(model, loader, device, amp: bool, filler: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits (N, K) float64, labels (N,), dataset indices (N,) for every item of ``loader``."""
+    import torch
+
+    from finetec.engine.tasks import autocast, model_mask
+
+    model.eval()
+    scores, labels, index = [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            x = batch["keypoint"].to(device, non_blocking=True)
+            m = model_mask({"mask": batch["mask"].to(device)}, filler)
+            with autocast(device, amp):
+                out = model(x, m)
+            logits = out["logits"] if isinstance(out, dict) else out
+            scores.append(logits.float().cpu().numpy().astype(np.float64))
+            labels.append(batch["label"].numpy())
+            index.append(batch["index"].numpy())
+    if not scores:
+        return np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(scores), np.concatenate(labels), np.concatenate(index)
+
+
+# -- checkpoint + data -> pipeline ---------------------------------------------------------
+def eval_pipeline(info: dict[str, Any], level: str, pattern: str, seed: int, layout):
+    """The checkpoint's pipeline in test mode at ``level`` / ``pattern`` (no augmentation)."""
+    from finetec.data.pipeline import ClipPipeline, PipelineConfig
+
+    p = dict(info.get("config", {}).get("pipeline", {}))
+    kw = {k: p[k] for k in ("clip_len", "filler", "features", "normalize", "align_view") if k in p}
+    if "clip_len" not in kw and info.get("clip_len"):
+        kw["clip_len"] = int(info["clip_len"])
+    if "features" in kw:
+        kw["features"] = tuple(kw["features"])
+    dims = info.get("dims", {})
+    cfg = PipelineConfig(level=level, pattern=pattern, mixed=False, augment=False,
+                         max_persons=dims.get("num_persons"), **kw)
+    return ClipPipeline(layout, cfg, train=False, seed=seed, dim=dims.get("coords"))
+
+
+def check_compatible(ds, info: dict[str, Any], data_name: str) -> None:
+    """The dataset matches the checkpoint: joints, coordinates, class names."""
+    dims = info.get("dims", {})
+    if dims.get("num_joints") is not None and ds.layout.num_joints != dims["num_joints"]:
+        raise FinetecError(f"the data has {ds.layout.num_joints} joints ({ds.layout.name}) but the model was "
+                           f"trained on {dims['num_joints']}", data_name)
+    if dims.get("coords") is not None and ds.dim != dims["coords"]:
+        raise FinetecError(f"the data has {ds.dim}D coordinates but the model was trained on {dims['coords']}D",
+                           data_name)
+    names = info.get("class_names")
+    if names and ds.class_names and list(ds.class_names) != list(names):
+        raise FinetecError(f"the data's {len(ds.class_names)} classes differ from the checkpoint's {len(names)} "
+                           "(same names in the same order are required)", data_name)
+
+
+def open_eval_data(info: dict[str, Any], data: Any = None):
+    """(dataset, its name): ``data`` may be a SkeletonDataset, a spec, or None (training data)."""
+    from finetec.data import SkeletonDataset, open_dataset
+
+    if isinstance(data, SkeletonDataset):
+        return data, data.source or "<dataset>"
+    dcfg = info.get("config", {}).get("data", {})
+    spec = data if data is not None else dcfg.get("path")
+    if not spec:
+        raise FinetecError("the checkpoint does not record its data; pass --data", info.get("path"))
+    fmt = None if data is not None else dcfg.get("format")
+    return open_dataset(os.fspath(spec), fmt=fmt), os.fspath(spec)
+
+
+def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean", pattern: str = "random", *,
+             seed: int = 0, split: str | None = None, clips: int = 1, batch_size: int = 64, device: Any = None,
+             num_workers: int = 0, amp: bool = True) -> dict[str, Any]:
+    """Top-1, top-5, mean-class accuracy and confusion matrix at one corruption level.
+
+    Args:
+        model, info: from :func:`finetec.engine.checkpoint.load_model`.
+        data: a SkeletonDataset, anything ``open_dataset`` reads, or None for the training data.
+        level, pattern: the corruption (``finetec.data.corruption.LEVELS`` / ``PATTERNS``).
+        seed: seed of the fixed corrupted test set (``test_rng``); 0 is the benchmark's.
+        split: split name (default: the config's ``data.test_split``; ``all`` for every clip).
+        clips: number of temporal clips per sample (logits averaged).
+    Returns:
+        {"level", "pattern", "num_clips", "split", "top1", "top5", "mean_class", "confusion"
+        (K x K list), "scores" (N, K) logits, "label" (N,), "id" (N,) str}.
+    """
+    import torch
+
+    from finetec.metrics.classification import classification_report
+
+    if level not in LEVELS:
+        raise FinetecError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}, all")
+    if pattern not in PATTERNS:
+        raise FinetecError(f"unknown pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+    if clips < 1:
+        raise FinetecError(f"--clips must be >= 1, got {clips}")
+    ds, name = open_eval_data(info, data)
+    check_compatible(ds, info, name)
+    split = split or info.get("config", {}).get("data", {}).get("test_split") or "test"
+    idx = ds.split_indices(split)
+    if idx.size == 0:
+        raise FinetecError(f"split {split!r} is empty", name)
+    labels = ds.label[idx]
+    if (labels < 0).any():
+        raise FinetecError(f"{int((labels < 0).sum())} clip(s) of split {split!r} have no label; "
+                           "evaluation needs labels", name)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    pipe = eval_pipeline(info, level, pattern, seed, ds.layout)
+    filler = pipe.cfg.filler
+    loader = make_loader(MultiClipDataset(ds, idx, pipe, clips), batch_size, num_workers)
+    scores, lab, _ = run_scores(model, loader, device, amp, filler)
+    K = scores.shape[1]
+    scores = scores.reshape(len(idx), clips, K).mean(axis=1)
+    lab = lab.reshape(len(idx), clips)[:, 0]
+    if lab.max() >= K:
+        raise FinetecError(f"labels go up to {int(lab.max())} but the model has {K} outputs", name)
+    rep = classification_report(scores, lab)
+    return {"level": level, "pattern": pattern, "num_clips": clips, "split": split, **rep,
+            "scores": scores, "label": lab.astype(np.int64), "id": ds.ids[idx].astype(str)}
+
+
+def save_scores(path: str | os.PathLike, result: dict[str, Any], class_names: Sequence[str],
+                extra: dict[str, Any] | None = None) -> None:
+    """Score file (.npz): ``scores`` (N, K) logits, ``label`` (N,), ``id`` (N,), ``class_names``."""
+    from finetec.fileio import atomic_path
+
+    arrays = {"scores": np.asarray(result["scores"], dtype=np.float32), "label": np.asarray(result["label"]),
+              "id": np.asarray(result["id"]).astype(str), "class_names": np.asarray(list(class_names), dtype=str)}
+    for k, v in (extra or {}).items():
+        arrays[k] = np.asarray(v)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+__all__ = ["ALL_LEVELS", "MultiClipDataset", "evaluate", "eval_pipeline", "check_compatible", "make_loader",
+           "open_eval_data", "run_scores", "save_scores"]

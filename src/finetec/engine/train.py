@@ -1,0 +1,502 @@
+"""Training: one loop for CPU, one GPU and DDP (started under ``torchrun``).
+
+``train(config, out_dir, resume=False)`` writes into ``out_dir``::
+
+    config.yaml        the resolved configuration
+    train.log          the log lines (environment, seed, effective batch, progress)
+    metrics.jsonl      one JSON object per epoch: epoch, step, lr, loss, train_top1, val_*, time
+    best/              checkpoint with the best VALIDATION metric (model.safetensors + checkpoint.json)
+    last/              checkpoint after the latest epoch, plus train_state.pt for --resume
+    tb/                TensorBoard events (when the tensorboard package is installed)
+
+Determinism: every random choice derives from ``config.seed``: model initialisation (a forked
+torch RNG seeded with the seed), the validation carve-out (stratified, ``default_rng(seed)``), the
+epoch's clip order (``default_rng([seed, epoch])``), the pipeline's per-clip randomness
+(``(seed, epoch, index)``) and the model's own randomness such as dropout (a forked torch RNG
+seeded from ``(seed, epoch, rank)`` for each epoch). Resuming from ``last/`` therefore reaches
+the same weights as an uninterrupted run.
+
+Optimisation: SGD with Nesterov momentum (or Adam / AdamW), weight decay, per-step learning
+rate with linear warm-up then cosine decay to zero, optional label smoothing and gradient
+clipping; bf16 autocast on CUDA. Under DDP the global batch (``optim.batch_size``) is split
+across ranks, per-clip losses are summed and scaled so that the averaged gradient equals the
+global-batch mean, and only rank 0 logs and writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetec.engine.config import Config, load_config, save_config
+from finetec.errors import FinetecError
+
+COMPARED_SECTIONS = ("task", "seed", "data", "pipeline", "model")
+
+
+# -- small pure helpers -----------------------------------------------------------------------
+def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, deterministic carve-out: positions (train, val) into ``labels``.
+
+    Per class, ``round(n_c * fraction)`` clips (at most ``n_c - 1``) go to validation, chosen by
+    a permutation from ``np.random.default_rng(seed)`` (classes in increasing order).
+    Unlabelled clips (-1) form their own group.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if fraction <= 0 or n == 0:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for c in np.unique(labels):
+        pos = np.flatnonzero(labels == c)
+        k = min(int(round(len(pos) * fraction)), len(pos) - 1)
+        if k > 0:
+            val.append(rng.permutation(pos)[:k])
+    v = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    return np.setdiff1d(np.arange(n), v), v.astype(np.int64)
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
+    """Learning rate of optimisation step ``step`` (0-based): linear warm-up to ``peak`` over
+    ``warmup_steps``, then cosine decay towards 0 at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * peak * (1.0 + math.cos(math.pi * progress))
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The torch seed of the model's own randomness (dropout, perturbations) in one epoch."""
+    return int(np.random.SeedSequence([seed, epoch, rank, 0x5EED]).generate_state(1)[0])
+
+
+def build_optimizer(cfg: Config, params):
+    import torch
+
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                               weight_decay=o.weight_decay)
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def environment(env, device) -> dict[str, Any]:
+    """Versions and hardware for the log (reproducibility)."""
+    import torch
+
+    from finetec import __version__
+
+    return {
+        "finetec": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "platform": platform.platform(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_threads": torch.get_num_threads(), "world_size": env.world_size,
+    }
+
+
+class RunLog:
+    """Log lines to stderr and ``train.log`` (rank 0 only)."""
+
+    def __init__(self, out_dir: Path | None, enabled: bool):
+        self.enabled = enabled
+        self.file = (out_dir / "train.log") if (enabled and out_dir is not None) else None
+
+    def __call__(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, file=sys.stderr, flush=True)
+        if self.file is not None:
+            with open(self.file, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+
+def _tensorboard(mode: str, out_dir: Path):
+    if mode == "off":
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # noqa: BLE001 - tensorboard is optional
+        if mode == "on":
+            raise FinetecError("runtime.tensorboard is on but the tensorboard package is not installed") from None
+        return None
+    return SummaryWriter(str(out_dir / "tb"))
+
+
+def _auto_options(name: str, params: dict[str, Any], clip_len: int, num_persons: int) -> dict[str, Any]:
+    """Fill ``clip_len`` / ``num_person`` from the data when the model takes them and the
+    config leaves them unset."""
+    from finetec.models.registry import model_options
+
+    opts = model_options(name)
+    out = dict(params)
+    if "clip_len" in opts and "clip_len" not in out:
+        out["clip_len"] = clip_len
+    if "num_person" in opts and "num_person" not in out:
+        out["num_person"] = num_persons
+    return out
+
+
+# -- the trainer ------------------------------------------------------------------------------
+class Trainer:
+    """Holds the state of one run; :meth:`run` trains and returns the summary dict."""
+
+    def __init__(self, cfg: Config, out_dir: Path, env):
+        self.cfg, self.out, self.env = cfg, out_dir, env
+        self.log = RunLog(out_dir, env.is_main)
+
+    # setup ---------------------------------------------------------------------------------
+    def _data(self) -> None:
+        from finetec.data import open_dataset
+        from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset
+        from finetec.engine import sanity
+
+        cfg = self.cfg
+        sanity.check_pipeline(cfg.task, cfg.pipeline.features, cfg.pipeline.filler)
+        ds = open_dataset(cfg.data.path, fmt=cfg.data.format)
+        all_train = ds.split_indices(cfg.data.train_split)
+        sanity.check_split(ds, all_train, cfg.data.train_split, cfg.task)
+        labels = ds.label[all_train] if cfg.task == "classification" else np.zeros(len(all_train), np.int64)
+        tr, va = split_validation(labels, cfg.data.val_fraction, cfg.seed)
+        self.ds, self.train_idx, self.val_idx = ds, all_train[tr], all_train[va]
+        self.num_persons = cfg.data.max_persons or ds.max_persons
+        pcfg = PipelineConfig(**cfg.pipeline_kwargs())
+        common = dict(dim=ds.dim, num_persons=self.num_persons)
+        self.train_pipe = ClipPipeline(ds.layout, pcfg, train=True, seed=cfg.seed, **common)
+        self.val_pipe = ClipPipeline(ds.layout, PipelineConfig(**{**cfg.pipeline_kwargs(), "augment": False,
+                                                                   "mixed": False}),
+                                     train=False, seed=cfg.seed, **common)
+        self.train_set = PipelineDataset(ds, self.train_idx, self.train_pipe)
+        self.in_channels = self.train_pipe.in_channels
+
+    def _model(self):
+        import torch
+
+        from finetec.engine import sanity
+        from finetec.engine.tasks import TASKS
+        from finetec.models.registry import create_model
+
+        cfg, ds = self.cfg, self.ds
+        params = _auto_options(cfg.model.name, cfg.model.params, cfg.pipeline.clip_len, self.num_persons)
+        K = max(ds.num_classes, 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = create_model(cfg.model.name, num_classes=K, layout=ds.layout, in_channels=self.in_channels,
+                                 **params)
+        self.task = TASKS[cfg.task](K, cfg.pipeline.filler, cfg.optim.label_smoothing)
+        if cfg.task == "completion":
+            if not hasattr(model, "set_bank"):
+                raise FinetecError(f"task completion needs a completion model (with set_bank); "
+                                   f"{cfg.model.name!r} is not one", cfg.source)
+            model.set_bank(self._bank())
+        probe = self._probe_batch()
+        model.eval()
+        with torch.no_grad():
+            if cfg.task == "classification":
+                from finetec.engine.tasks import model_mask
+
+                sanity.check_logits(model(probe["keypoint"], model_mask(probe, cfg.pipeline.filler)), K,
+                                    cfg.model.name)
+        self.model = model.to(self.env.device)
+
+    def _probe_batch(self) -> dict[str, Any]:
+        from finetec.data.pipeline import collate
+
+        j = int(self.train_idx[0])
+        return collate([self.val_pipe(self.ds[j], index=j)])
+
+    def _bank(self) -> np.ndarray:
+        """Clean normalised training clips (test-mode pipeline, level clean): (B, T, V, C), one
+        entry per person with at least one observed joint."""
+        from dataclasses import replace
+
+        from finetec.data.pipeline import ClipPipeline
+
+        pipe = ClipPipeline(self.ds.layout, replace(self.val_pipe.cfg, level="clean", filler="none",
+                                                    features=("joint",)),
+                            train=False, seed=self.cfg.seed, dim=self.ds.dim, num_persons=self.num_persons)
+        clips = []
+        for j in self.train_idx:
+            out = pipe(self.ds[int(j)], index=int(j))
+            for m in range(out["clean"].shape[0]):
+                if out["clean_mask"][m].any():
+                    clips.append(out["clean"][m])
+        return np.stack(clips).astype(np.float32)
+
+    def _loaders(self) -> None:
+        from finetec.engine.distributed import ShardedBatches
+        from finetec.engine.evaluate import MultiClipDataset, make_loader
+
+        cfg, env = self.cfg, self.env
+        self.sampler = ShardedBatches(len(self.train_idx), cfg.optim.batch_size, env.world_size, env.rank,
+                                      seed=cfg.seed, shuffle=True)
+        if len(self.sampler) == 0:
+            raise FinetecError(f"the training split has {len(self.train_idx)} clip(s): too few for "
+                               f"{env.world_size} process(es)", cfg.source)
+        self.train_loader = make_loader(self.train_set, cfg.optim.batch_size, cfg.runtime.num_workers,
+                                        batch_sampler=self.sampler)
+        self.val_loader = None
+        if len(self.val_idx) and env.is_main:
+            per_rank = max(1, cfg.optim.batch_size // env.world_size)
+            self.val_loader = make_loader(MultiClipDataset(self.ds, self.val_idx, self.val_pipe, 1), per_rank,
+                                          cfg.runtime.num_workers)
+
+    # run -----------------------------------------------------------------------------------
+    def run(self, resume: bool, stop_after: int | None = None) -> dict[str, Any]:
+        import torch
+
+        from finetec.engine import checkpoint as ck
+        from finetec.engine.distributed import barrier
+
+        cfg, env, out = self.cfg, self.env, self.out
+        last = out / "last"
+        if not resume and (last / ck.INFO).exists():
+            raise FinetecError("this folder already holds a training run; pass --resume to continue it "
+                               "or choose another --out", out)
+        if resume and not (last / ck.TRAIN_STATE).exists():
+            raise FinetecError("nothing to resume: last/train_state.pt not found", out)
+        if env.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        barrier(env)
+        state = ck.load_train_state(last) if resume else None
+        if state is not None:
+            self._check_resume(state)
+        envinfo = environment(env, env.device)
+        self.log(f"finetec {envinfo['finetec']} | python {envinfo['python']} | torch {envinfo['torch']} | "
+                 f"numpy {envinfo['numpy']} | {envinfo['platform']}")
+        self.log(f"device {envinfo['device']} ({envinfo['device_name']}), {envinfo['cpu_threads']} CPU threads, "
+                 f"world size {env.world_size}, seed {cfg.seed}")
+        self._data()
+        self._model()
+        self._loaders()
+        model = self.model
+        n_params = sum(p.numel() for p in model.parameters())
+        per_rank = -(-cfg.optim.batch_size // env.world_size)
+        self.log(f"data {cfg.data.path}: {len(self.train_idx)} train / {len(self.val_idx)} val clips "
+                 f"(split {cfg.data.train_split!r}, val_fraction {cfg.data.val_fraction}), "
+                 f"{self.ds.num_classes} classes, layout {self.ds.layout.name}, {self.ds.dim}D")
+        self.log(f"model {cfg.model.name}: {n_params / 1e6:.3f} M parameters, in_channels {self.in_channels}; "
+                 f"task {cfg.task}")
+        self.log(f"effective batch {cfg.optim.batch_size} = {env.world_size} process(es) x ~{per_rank}; "
+                 f"{len(self.sampler)} steps/epoch x {cfg.optim.epochs} epochs; optimizer {cfg.optim.name} "
+                 f"lr {cfg.optim.lr} wd {cfg.optim.weight_decay}")
+
+        if env.distributed:
+            if env.device.type == "cuda" and cfg.runtime.sync_bn:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            ddp = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[env.device] if env.device.type == "cuda" else None)
+        else:
+            ddp = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = build_optimizer(cfg, params)
+        steps = len(self.sampler)
+        total = steps * cfg.optim.epochs
+        warmup = int(round(cfg.optim.warmup_epochs * steps))
+        history: list[dict[str, Any]] = []
+        start_epoch, step, best = 0, 0, None
+        if state is not None:
+            self._load_weights(model, last)
+            opt.load_state_dict(state["optimizer"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            best = state.get("best")
+            best = None if best is None else float(best)
+            history = [dict(h) for h in json.loads(state["history"])]
+            self.log(f"resumed from {last} after epoch {start_epoch} (step {step})")
+        if env.is_main:
+            save_config(cfg, out / "config.yaml")
+            self._write_metrics(history)
+        tb = _tensorboard(cfg.runtime.tensorboard, out) if env.is_main else None
+        try:
+            for epoch in range(start_epoch, cfg.optim.epochs):
+                if stop_after is not None and epoch >= stop_after:
+                    self.log(f"stopping after epoch {epoch} as requested (continue with --resume)")
+                    break
+                row, step = self._epoch(ddp, model, opt, epoch, step, total, warmup)
+                improved = self._is_better(row, best)
+                if improved and len(self.val_idx):
+                    best = row.get(self.task.metric)
+                row["best"] = bool(improved)
+                history.append(row)
+                if env.is_main:
+                    info = self._info(epoch + 1, row)
+                    if improved:
+                        ck.save_checkpoint(out / "best", model, info)
+                    ck.save_checkpoint(last, model, info)
+                    ck.save_train_state(last, {"optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step,
+                                               "best": best, "history": json.dumps(history),
+                                               "config": json.dumps(cfg.to_dict())})
+                    self._write_metrics(history)
+                    if tb is not None:
+                        for k, v in row.items():
+                            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
+                                tb.add_scalar(k, v, epoch + 1)
+                    self.log(self._summary(row))
+                barrier(env)
+        finally:
+            if tb is not None:
+                tb.close()
+        best_row = next((h for h in reversed(history) if h.get("best")), history[-1] if history else {})
+        return {"out_dir": str(out), "task": cfg.task, "metric": self.task.metric,
+                "best_epoch": best_row.get("epoch"), "best_metric": best_row.get(self.task.metric),
+                "epochs": len(history), "history": history, "last": history[-1] if history else {}}
+
+    def _epoch(self, ddp, model, opt, epoch: int, step: int, total: int, warmup: int):
+        import torch
+
+        from finetec.engine import sanity
+        from finetec.engine.distributed import all_reduce_sum, loss_weight
+        from finetec.engine.tasks import autocast
+
+        cfg, env = self.cfg, self.env
+        self.sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        sizes = self.sampler.global_sizes
+        ddp.train()
+        if cfg.runtime.freeze_bn:
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        sums = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+        t0 = time.time()
+        lr = opt.param_groups[0]["lr"]
+        devices = [env.device.index or 0] if env.device.type == "cuda" else []
+        bar = self._bar(epoch)
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(epoch_seed(cfg.seed, epoch, env.rank))
+            for i, batch in enumerate(self.train_loader):
+                lr = lr_at(step, total, warmup, cfg.optim.lr)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
+                w = loss_weight(len(batch["label"]), sizes[i], env.world_size)
+                with autocast(env.device, cfg.runtime.amp):
+                    loss, stats = self.task.loss(ddp, batch, w)
+                sanity.check_loss(stats["loss_sum"], i, epoch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                opt.step()
+                step += 1
+                for k in sums:
+                    sums[k] += stats[k]
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sums['loss_sum'] / max(sums['count'], 1):.4f}", lr=f"{lr:.4g}")
+                if env.is_main and (i + 1) % cfg.runtime.log_every == 0:
+                    rate = sums["count"] * env.world_size / max(time.time() - t0, 1e-9)
+                    self.log(f"epoch {epoch + 1} step {i + 1}/{len(self.sampler)} loss "
+                             f"{sums['loss_sum'] / max(sums['count'], 1):.4f} lr {lr:.4g} {rate:.1f} clips/s")
+        if bar is not None:
+            bar.close()
+        loss_sum, correct, count = all_reduce_sum([sums["loss_sum"], sums["correct"], sums["count"]], env)
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "loss": loss_sum / max(count, 1)}
+        if self.task.name == "classification":
+            row["train_top1"] = correct / max(count, 1)
+        last = epoch + 1 == cfg.optim.epochs
+        if self.val_loader is not None and ((epoch + 1) % cfg.runtime.eval_every == 0 or last):
+            row.update(self.task.validate(model, self.val_loader, env.device, cfg.runtime.amp))
+        row["time"] = time.time() - t0
+        return row, step
+
+    def _bar(self, epoch: int):
+        if not self.env.is_main:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=len(self.sampler), desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}", unit="step",
+                    file=sys.stderr, leave=False, dynamic_ncols=True, disable=None)
+
+    # helpers -------------------------------------------------------------------------------
+    def _is_better(self, row: dict[str, Any], best: float | None) -> bool:
+        """Best = best validation metric; without a validation set, the latest epoch."""
+        if not len(self.val_idx):
+            return True
+        value = row.get(self.task.metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return best is None
+        if best is None:
+            return True
+        return value > best if self.task.higher_is_better else value < best
+
+    def _info(self, epoch: int, row: dict[str, Any]) -> dict[str, Any]:
+        cfg, ds = self.cfg, self.ds
+        return {"task": cfg.task, "config": cfg.to_dict(), "class_names": list(ds.class_names),
+                "layout": ds.layout.to_dict(),
+                "dims": {"num_persons": int(self.num_persons), "num_joints": ds.layout.num_joints,
+                         "coords": ds.dim, "in_channels": int(self.in_channels)},
+                "clip_len": cfg.pipeline.clip_len, "epoch": epoch, "metrics": row, "seed": cfg.seed,
+                "selection": f"{self.task.metric} on {len(self.val_idx)} validation clips carved from "
+                             f"{cfg.data.train_split!r}" if len(self.val_idx) else "last epoch (no validation set)"}
+
+    def _load_weights(self, model, last: Path) -> None:
+        from safetensors.torch import load_file
+
+        from finetec.engine.checkpoint import WEIGHTS
+
+        try:
+            state = load_file(str(last / WEIGHTS), device="cpu")
+        except Exception as e:  # noqa: BLE001 - a damaged file is the user's problem to know about
+            raise FinetecError(f"cannot read the last weights ({type(e).__name__})", last / WEIGHTS) from None
+        model.load_state_dict(state)
+
+    def _check_resume(self, state: dict[str, Any]) -> None:
+        old = json.loads(state.get("config", "{}"))
+        new = self.cfg.to_dict()
+        changed = [k for k in COMPARED_SECTIONS if old.get(k) != new.get(k)]
+        if changed:
+            raise FinetecError(f"cannot resume: the config differs from the interrupted run in "
+                               f"{', '.join(changed)}", self.out / "last")
+
+    def _write_metrics(self, history: list[dict[str, Any]]) -> None:
+        from finetec.fileio import write_text_atomic
+
+        write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+    def _summary(self, row: dict[str, Any]) -> str:
+        parts = [f"epoch {row['epoch']}/{self.cfg.optim.epochs}", f"loss {row['loss']:.4f}", f"lr {row['lr']:.4g}"]
+        for k in ("train_top1", "val_top1", "val_mean_class", "val_mpjpe"):
+            if k in row and row[k] is not None:
+                parts.append(f"{k} {row[k]:.4f}")
+        parts.append(f"{row['time']:.1f}s" + (" *best*" if row.get("best") else ""))
+        return " | ".join(parts)
+
+
+def train(config: Config | str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
+          stop_after: int | None = None) -> dict[str, Any]:
+    """Train as configured and write checkpoints/metrics into ``out_dir``.
+
+    ``resume`` continues from ``out_dir/last``; ``stop_after=E`` ends the run after epoch E as
+    if it had been interrupted there (the schedule still spans ``optim.epochs``), to split a
+    long run into sessions.
+
+    Returns ``{"out_dir", "task", "metric", "best_epoch", "best_metric", "epochs", "history",
+    "last"}`` (``history``: the rows of metrics.jsonl).
+    """
+    from finetec.engine.distributed import cleanup, init_distributed
+
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if cfg.runtime.threads:
+        import torch
+
+        torch.set_num_threads(cfg.runtime.threads)  # a process-wide runtime setting, by request
+    env = init_distributed(cfg.runtime.device)
+    try:
+        return Trainer(cfg, Path(out_dir), env).run(resume, stop_after)
+    finally:
+        cleanup(env)
+
+
+__all__ = ["train", "Trainer", "split_validation", "lr_at", "epoch_seed", "build_optimizer"]

@@ -1,0 +1,168 @@
+"""Training engine: it learns, resume == uninterrupted, validation carve-out, LR schedule,
+sanity checks. Tiny models, synthetic data, one CPU thread."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from finetec.data import open_dataset
+from finetec.engine import sanity
+from finetec.engine.checkpoint import load_model
+from finetec.engine.config import apply_overrides, Config
+from finetec.engine.evaluate import evaluate
+from finetec.engine.train import lr_at, split_validation, train
+from finetec.errors import FinetecError
+
+TINY = ["model.name=stgcnpp", "model.base_channels=8", "model.num_stages=2", "model.inflate_stages=[2]",
+        "model.down_stages=[2]", "runtime.threads=1", "runtime.log_every=1000", "runtime.tensorboard=off"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """18 synthetic clips of 3 classes; every clip in both 'train' and 'test'."""
+    ds = open_dataset("synthetic:coco17?clips=80&seed=1")
+    pick = np.concatenate([np.flatnonzero(ds.label == c)[:6] for c in (0, 1, 2)])
+    sub = ds.subset(pick)
+    sub.splits = {"train": np.arange(len(sub)), "test": np.arange(len(sub))}
+    path = tmp_path_factory.mktemp("data") / "tiny.finetec.npz"
+    sub.save(path)
+    return path
+
+
+def cfg_for(path, *extra: str) -> Config:
+    return apply_overrides(Config(), [f"data.path={path}", "pipeline.clip_len=12", *TINY, *extra])
+
+
+def test_learns_a_tiny_training_set(tiny_data, tmp_path):
+    cfg = cfg_for(tiny_data, "data.val_fraction=0", "optim.epochs=25", "optim.batch_size=9", "optim.lr=0.1",
+                  "optim.warmup_epochs=1", "optim.weight_decay=0")
+    res = train(cfg, tmp_path / "run")
+    hist = res["history"]
+    assert len(hist) == 25 and hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    model, info = load_model(tmp_path / "run")
+    assert info["epoch"] == 25 and info["selection"].startswith("last epoch")
+    r = evaluate(model, info, level="clean", split="train")
+    assert r["top1"] >= 0.9, r["top1"]
+    assert r["scores"].shape == (18, info["model_config"]["num_classes"])
+
+
+def test_resume_reaches_the_same_weights(tiny_data, tmp_path):
+    extra = ("optim.epochs=4", "optim.batch_size=4", "data.val_fraction=0.25", "pipeline.level=moderate",
+             "pipeline.augment=true", "model.dropout=0.3", "optim.warmup_epochs=1")
+    straight = train(cfg_for(tiny_data, *extra), tmp_path / "a")
+    part = train(cfg_for(tiny_data, *extra), tmp_path / "b", stop_after=2)
+    assert part["epochs"] == 2
+    with pytest.raises(FinetecError, match="already holds"):
+        train(cfg_for(tiny_data, *extra), tmp_path / "b")
+    with pytest.raises(FinetecError, match="differs .* in seed"):
+        train(cfg_for(tiny_data, *extra, "seed=5"), tmp_path / "b", resume=True)
+    resumed = train(cfg_for(tiny_data, *extra), tmp_path / "b", resume=True)
+    wa = load_model(tmp_path / "a" / "last")[0].state_dict()
+    wb = load_model(tmp_path / "b" / "last")[0].state_dict()
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6), k
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert strip(straight["history"]) == strip(resumed["history"])
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3, 4]
+    # Best is chosen on validation: the best/ checkpoint's epoch has the best val_top1.
+    best = max(straight["history"], key=lambda r: (r["val_top1"], -r["epoch"]))
+    assert load_model(tmp_path / "a")[1]["epoch"] == best["epoch"]
+    # A different seed gives different weights (the comparison above is not vacuous).
+    train(cfg_for(tiny_data, *extra, "seed=1"), tmp_path / "c")
+    wc = load_model(tmp_path / "c" / "last")[0].state_dict()
+    assert not all(torch.allclose(wa[k].float(), wc[k].float()) for k in wa)
+
+
+def test_split_validation_is_stratified_and_deterministic():
+    labels = np.array([0] * 10 + [1] * 20 + [2] * 1)
+    tr, va = split_validation(labels, 0.2, seed=3)
+    assert np.bincount(labels[va], minlength=3).tolist() == [2, 4, 0]   # singleton class stays in train
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(31))
+    assert np.array_equal(va, split_validation(labels, 0.2, seed=3)[1])
+    assert not np.array_equal(va, split_validation(labels, 0.2, seed=4)[1])
+    assert split_validation(labels, 0.0, seed=3)[1].size == 0
+
+
+def test_lr_schedule():
+    assert lr_at(0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert lr_at(9, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr_at(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr_at(55, 100, 10, 1.0) == pytest.approx(0.5)
+    assert lr_at(100, 100, 10, 1.0) == pytest.approx(0.0)
+    assert lr_at(0, 10, 0, 0.2) == pytest.approx(0.2)
+    assert lr_at(5, 10, 0, 0.2) == pytest.approx(0.1 * (1 + math.cos(math.pi / 2)))
+
+
+# -- sanity checks ----------------------------------------------------------------------------
+@pytest.fixture()
+def small_ds():
+    return open_dataset("synthetic:coco17?clips=30&seed=2")
+
+
+def test_sanity_accepts_good_data(small_ds):
+    sanity.check_split(small_ds, small_ds.split_indices("train"), "train", "classification")
+
+
+def test_sanity_unlabelled_and_out_of_range(small_ds):
+    idx = small_ds.split_indices("train")
+    small_ds.label[idx[0]] = -1
+    with pytest.raises(FinetecError, match="have no label"):
+        sanity.check_split(small_ds, idx, "train", "classification")
+    sanity.check_split(small_ds, idx, "train", "completion")  # labels do not matter there
+    small_ds.label[idx[0]] = 99
+    with pytest.raises(FinetecError, match="outside 0..13"):
+        sanity.check_split(small_ds, idx, "train", "classification")
+
+
+def test_sanity_nan_and_all_missing(small_ds):
+    idx = small_ds.split_indices("train")
+    j = int(idx[1])
+    a = small_ds.offsets[j]
+    small_ds.keypoint[a + 2, 0, 3, 0] = np.nan
+    small_ds.mask[a + 2, 0, 3] = True
+    with pytest.raises(FinetecError, match="NaN or Inf") as e:
+        sanity.check_split(small_ds, idx, "train", "classification")
+    assert small_ds.ids[j] in str(e.value)
+    small_ds.mask[a + 2, 0, 3] = False   # a NaN under a False mask is not data
+    sanity.check_split(small_ds, idx, "train", "classification")
+    k = int(idx[2])
+    small_ds.mask[small_ds.offsets[k]:small_ds.offsets[k + 1]] = False
+    with pytest.raises(FinetecError, match="no observed joint"):
+        sanity.check_split(small_ds, idx, "train", "classification")
+
+
+def test_sanity_empty_split_and_single_class(small_ds):
+    with pytest.raises(FinetecError, match="is empty"):
+        sanity.check_split(small_ds, np.zeros(0, np.int64), "train", "classification")
+    one = np.flatnonzero(small_ds.label == 0)
+    with pytest.raises(FinetecError, match="only one class"):
+        sanity.check_split(small_ds, one, "train", "classification")
+
+
+def test_sanity_head_size_and_loss():
+    sanity.check_logits(torch.zeros(2, 5), 5, "m")
+    with pytest.raises(FinetecError, match="5 classes"):
+        sanity.check_logits({"logits": torch.zeros(2, 4)}, 5, "m")
+    with pytest.raises(FinetecError, match="loss became nan"):
+        sanity.check_loss(float("nan"), 3, 0)
+    with pytest.raises(FinetecError, match="features"):
+        sanity.check_pipeline("completion", ["joint", "bone"], "none")
+
+
+def test_train_refuses_bad_data_before_training(tiny_data, tmp_path):
+    with pytest.raises(FinetecError, match="no split named 'nope'"):
+        train(cfg_for(tiny_data, "data.train_split=nope"), tmp_path / "x")
+    assert not (tmp_path / "x" / "last").exists()
