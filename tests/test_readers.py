@@ -296,7 +296,7 @@ def test_simple_npz_forms(tmp_path: Path) -> None:
     one = tmp_path / "one.npz"
     np.savez(one, keypoint=rng.normal(size=(7, 17, 2)).astype(np.float32), label=np.array(2))
     ds = read_dataset(one)
-    assert ds.meta["format"] == "npz" and ds[0].keypoint.shape == (1, 7, 17, 2) and ds[0].label == 2
+    assert ds.meta["source_format"] == "npz" and ds[0].keypoint.shape == (1, 7, 17, 2) and ds[0].label == 2
     assert ds.class_names == ["class_0", "class_1", "class_2"]
     kp = rng.normal(size=(3, 2, 9, 25, 3)).astype(np.float32)
     mask = np.ones((3, 2, 9, 25), bool)

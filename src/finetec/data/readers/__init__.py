@@ -31,7 +31,8 @@ READERS: dict[str, ModuleType] = {
     m.NAME: m for m in (canonical, ctrgcn, npz, pyskl, ntu, penn_action, utd_mhad, nw_ucla, pose_json)
 }
 
-__all__ = ["READERS", "detect_format", "read_dataset", "reader_options"]
+__all__ = ["READERS", "detect_format", "open_with_options", "parse_option_args", "read_dataset",
+           "reader_options"]
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -82,5 +83,27 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
             f"reader {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"accepted: {', '.join(accepted) or 'none'}", p)
     ds = mod.read(p, **options)
-    ds.meta.setdefault("format", name)
+    if name != "finetec":
+        ds.meta.setdefault("source_format", name)
     return ds
+
+
+def parse_option_args(items: list[str] | None) -> dict[str, str]:
+    """``["key=value", ...]`` (the CLI's ``-o`` arguments) -> {key: value}; values stay text."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FinetecError(f"reader option {item!r} is not KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def open_with_options(spec: str | os.PathLike, fmt: str | None = None, options: dict[str, Any] | None = None
+                      ) -> SkeletonDataset:
+    """:func:`finetec.data.open_dataset`, or :func:`read_dataset` when reader options are given."""
+    from finetec.data import open_dataset
+
+    if options:
+        return read_dataset(spec, fmt=fmt, **options)
+    return open_dataset(spec, fmt=fmt)

@@ -1,0 +1,62 @@
+"""``finetec convert``: any supported input -> the canonical ``.finetec.npz`` (or a PYSKL pickle)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "convert a dataset to the canonical .finetec.npz file (or, for DST.pkl, a PYSKL pickle)"
+DESCRIPTION = (
+    "Read SRC (any supported format, detected or given with --format) and write DST: a canonical "
+    "finetec dataset file when DST ends in .npz (use the .finetec.npz suffix), a PYSKL pickle when "
+    "DST ends in .pkl. The output is written atomically: on any error no DST file is left behind.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", metavar="SRC", help="dataset folder or file (or a synthetic spec)")
+    p.add_argument("dst", metavar="DST", help="output file: NAME.finetec.npz or NAME.pkl")
+    p.add_argument("--format", dest="fmt", metavar="NAME", default=None,
+                   help="force the input reader (default: detect); see docs/formats.md")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
+                   help="reader option, repeatable (e.g. -o missing=ntu_missing.txt)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+
+
+def output_kind(dst: str) -> str:
+    """``canonical`` or ``pyskl`` from the destination's suffix; FinetecError otherwise."""
+    from finetec.errors import FinetecError
+
+    name = Path(dst).name
+    if name.endswith(".pkl"):
+        return "pyskl"
+    if name.endswith(".npz"):
+        return "canonical"
+    raise FinetecError("unknown output type: DST must end in .finetec.npz (canonical) or .pkl (PYSKL)", dst)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from finetec.data.readers import open_with_options, parse_option_args
+    from finetec.data.readers.pyskl import write_pyskl
+    from finetec.errors import FinetecError
+
+    kind = output_kind(args.dst)
+    dst = Path(args.dst)
+    if dst.is_dir():
+        raise FinetecError("is a folder; give an output file name", dst)
+    if dst.exists() and not args.overwrite:
+        raise FinetecError("already exists (use --overwrite to replace it)", dst)
+    if Path(args.src).exists() and dst.exists() and Path(args.src).resolve() == dst.resolve():
+        raise FinetecError("SRC and DST are the same file", dst)
+    ds = open_with_options(args.src, args.fmt, parse_option_args(args.option))
+    if kind == "pyskl":
+        write_pyskl(ds, dst)
+    else:
+        if not dst.name.endswith(".finetec.npz"):
+            print(f"finetec convert: note: {dst}: canonical files are usually named *.finetec.npz",
+                  file=sys.stderr)
+        ds.save(dst)
+    splits = ", ".join(f"{k} ({len(v)})" for k, v in sorted(ds.splits.items())) or "none"
+    print(f"wrote {dst} ({'PYSKL pickle' if kind == 'pyskl' else 'finetec canonical'}): {len(ds)} clips, "
+          f"{ds.num_classes} classes, layout {ds.layout.name}, splits: {splits}")
+    return 0

@@ -1,0 +1,113 @@
+"""``finetec inspect``: what a dataset holds (clips, classes, splits, lengths, missing data)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+HELP = "summarise a dataset in any supported format (clips, classes, splits, frames, missing data)"
+DESCRIPTION = (
+    "Read PATH (a dataset folder or file in any supported format, a .finetec.npz, or 'synthetic') "
+    "and print what it holds. With --json, one JSON object on stdout.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH", help="dataset folder or file, or a synthetic spec")
+    p.add_argument("--format", dest="fmt", metavar="NAME", default=None,
+                   help="force a reader (default: detect); see docs/formats.md")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
+                   help="reader option, repeatable (e.g. -o layout=coco17 -o score_threshold=0.3)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
+    """Statistics of a :class:`~finetec.data.dataset.SkeletonDataset` as a JSON-ready dict.
+
+    ``missing_fraction`` is the fraction of joint-frames that are unobserved, counted over the
+    persons actually present in each clip (padding persons are not counted);
+    ``missing_frame_fraction`` the fraction of frames in which no joint of any person is observed.
+    """
+    import numpy as np
+
+    n = len(ds)
+    lengths = ds.lengths
+    F, M, V = ds.mask.shape
+    per_frame_persons = np.repeat(ds.persons.astype(np.int64), lengths)              # (F,)
+    valid = np.arange(M)[None, :] < per_frame_persons[:, None]                        # (F, M)
+    observed = ds.mask.sum(axis=2)                                                    # (F, M)
+    real_slots = int(valid.sum())
+    missing_joints = real_slots * V - int(observed[valid].sum())
+    frame_has_any = observed.any(axis=1)                                              # (F,)
+    labels = ds.label
+    labelled = labels >= 0
+    K = ds.num_classes
+    class_counts = np.bincount(labels[labelled], minlength=K).tolist() if K else []
+    obs = ds.keypoint[ds.mask]                                                        # (P, C)
+    persons_hist = {str(k): int(v) for k, v in zip(*np.unique(ds.persons, return_counts=True))}
+    meta = {k: (len(v) if isinstance(v, (list, dict)) and k == "skipped" else v) for k, v in ds.meta.items()}
+    return {
+        "path": ds.source,
+        "format": fmt,
+        "source_format": ds.meta.get("source_format", fmt),
+        "num_clips": n,
+        "num_classes": K,
+        "class_names": list(ds.class_names),
+        "class_counts": class_counts,
+        "labelled_clips": int(labelled.sum()),
+        "splits": {name: int(len(idx)) for name, idx in sorted(ds.splits.items())},
+        "layout": ds.layout.name,
+        "joints": V,
+        "dims": ds.dim,
+        "frames": {"min": int(lengths.min()), "mean": round(float(lengths.mean()), 2),
+                   "max": int(lengths.max()), "total": int(F)},
+        "persons": {"max": int(ds.persons.max()), "mean": round(float(ds.persons.mean()), 3),
+                    "clips_by_count": persons_hist},
+        "missing_fraction": round(missing_joints / max(real_slots * V, 1), 6),
+        "missing_frame_fraction": round(1.0 - float(frame_has_any.mean()), 6) if F else 0.0,
+        "has_score": ds.score is not None,
+        "coords": {"min": obs.min(axis=0).round(4).tolist(), "max": obs.max(axis=0).round(4).tolist()}
+        if len(obs) else None,
+        "meta": meta,
+    }
+
+
+def _print_text(s: dict[str, Any]) -> None:
+    fr, pe = s["frames"], s["persons"]
+    rows = [
+        ("path", s["path"]),
+        ("format", s["format"] if s["source_format"] in (None, s["format"])
+         else f"{s['format']} (converted from {s['source_format']})"),
+        ("clips", s["num_clips"]),
+        ("classes", f"{s['num_classes']} ({s['labelled_clips']} labelled clips)"),
+        ("layout", f"{s['layout']} ({s['joints']} joints, {s['dims']}D)"),
+        ("frames", f"min {fr['min']}, mean {fr['mean']}, max {fr['max']} ({fr['total']} in all)"),
+        ("persons", f"max {pe['max']}, mean {pe['mean']}"),
+        ("missing", f"{100 * s['missing_fraction']:.2f} % of joint-frames, "
+                    f"{100 * s['missing_frame_fraction']:.2f} % of frames empty"),
+        ("scores", "yes" if s["has_score"] else "no"),
+        ("splits", ", ".join(f"{k} ({v})" for k, v in s["splits"].items()) or "none"),
+    ]
+    for k, v in rows:
+        print(f"{k:>9}: {v}")
+    if s["class_names"]:
+        print("  classes:")
+        width = len(str(len(s["class_names"]) - 1))
+        for i, (name, count) in enumerate(zip(s["class_names"], s["class_counts"])):
+            print(f"    {i:>{width}} {name} ({count})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetec.data.readers import open_with_options, parse_option_args
+
+    from pathlib import Path
+
+    from finetec.data.readers import detect_format
+
+    ds = open_with_options(args.path, args.fmt, parse_option_args(args.option))
+    fmt = args.fmt or (detect_format(args.path) if Path(args.path).exists() else "synthetic")
+    summary = summarize(ds, fmt)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_text(summary)
+    return 0
