@@ -106,17 +106,16 @@ def _person(obj: Any, num_joints: int, dim: int, min_score: float) -> np.ndarray
     return out
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _split_persons(obj: list, dim: int) -> list:
+def _split_persons(obj: list, num_joints: int, dim: int) -> list:
     """A list that is one person (flat numbers or joint rows) -> [obj]; a list of persons -> obj."""
-    if all(_is_number(v) for v in obj):
-        return [obj]
-    if all(v is None or (isinstance(v, list) and len(v) <= dim + 1 and all(_is_number(x) or x is None for x in v))
-           for v in obj):
-        return [obj]
+    def scalar(v: Any) -> bool:
+        return not isinstance(v, (list, dict))
+
+    if all(scalar(v) for v in obj):
+        return [obj]  # a flat list
+    rows = all(v is None or (isinstance(v, list) and all(scalar(x) for x in v)) for v in obj)
+    if rows and (len(obj) == num_joints or all(v is None or len(v) <= dim + 1 for v in obj)):
+        return [obj]  # a list of joint rows
     return obj
 
 
@@ -138,9 +137,9 @@ def parse_frame(obj: Any, num_joints: int, dim: int, max_persons: int = 1,
             return None
         if not isinstance(obj, list):
             raise FrameError(f"'{key}' must be a list")
-        persons = obj if key == "people" else _split_persons(obj, dim)
+        persons = obj if key == "people" else _split_persons(obj, num_joints, dim)
     elif isinstance(obj, list):
-        persons = _split_persons(obj, dim)
+        persons = _split_persons(obj, num_joints, dim)
     else:
         raise FrameError(f"a frame must be a list, an object or null, got {type(obj).__name__}")
     persons = [p for p in persons if p not in (None, [])][:max(1, max_persons)]
