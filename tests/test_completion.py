@@ -1,0 +1,188 @@
+"""Module 1: the in-context completion network, its bank and its loss."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from finetec.errors import FinetecError
+from finetec.models.completion import CompletionNet
+from finetec.models.decomposition import interpolate_gaps
+from finetec.models.registry import create_model
+
+T, V, C = 12, 5, 2
+
+
+def smooth_clips(n: int, seed: int = 0) -> np.ndarray:
+    """(n, T, V, C) smooth trajectories (sinusoids with random phase / amplitude)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[None, :, None, None]
+    amp = rng.uniform(0.2, 1.0, size=(n, 1, V, C))
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, V, C))
+    off = rng.normal(size=(n, 1, V, C))
+    return (off + amp * np.sin(t / 3.0 + phase)).astype(np.float32)
+
+
+def tiny_net(**kw) -> CompletionNet:
+    torch.manual_seed(0)
+    args = dict(width=16, depth=2, merge_at=1, bank_size=8)
+    args.update(kw)
+    net = CompletionNet(V, C, T, **args)
+    net.set_bank(smooth_clips(8, seed=1))
+    return net
+
+
+def corrupted(N: int = 3, M: int = 2, seed: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.as_tensor(smooth_clips(N * M, seed)).reshape(N, M, T, V, C)
+    mask = torch.rand(N, M, T, V, generator=g) > 0.4
+    mask[:, :, ::3] = False  # whole dropped frames too
+    x = torch.where(mask[..., None], x, torch.full_like(x, 123.0))  # garbage at missing entries
+    return x, mask
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_observed_entries_are_bit_identical(training):
+    net = tiny_net()
+    with torch.no_grad():  # a non-trivial head, so predictions differ from the input
+        net.head.weight.normal_(0, 0.5)
+    net.train(training)
+    x, mask = corrupted()
+    out = net(x, mask, rng=np.random.default_rng(0))["completed"]
+    assert torch.equal(out[mask], x[mask])
+    assert not torch.equal(out[~mask], x[~mask])
+    assert torch.isfinite(out).all() and float(out[~mask].detach().abs().max()) < 100
+
+
+def test_untrained_net_returns_linear_interpolation():
+    net = tiny_net().eval()
+    x, mask = corrupted()
+    out = net(x, mask)["completed"]
+    clean_x = torch.where(mask[..., None], x, torch.zeros_like(x))
+    ref = interpolate_gaps(clean_x.reshape(-1, T, V, C), mask.reshape(-1, T, V)).reshape(x.shape)
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+def test_padded_persons_are_returned_unchanged():
+    net = tiny_net()
+    with torch.no_grad():
+        net.head.bias.fill_(0.3)
+    x, mask = corrupted()
+    mask[1, 1] = False
+    x[1, 1] = 0
+    out = net.eval()(x, mask)["completed"]
+    assert torch.equal(out[1, 1], torch.zeros(T, V, C))
+
+
+def test_set_bank_prior_subsampling_and_mask_fill():
+    net = CompletionNet(V, C, T, width=8, depth=1, merge_at=0, bank_size=4)
+    clips = smooth_clips(10)
+    assert net.set_bank(clips) == 4
+    keep = np.linspace(0, 9, 4).round().astype(int)
+    assert np.allclose(net.bank.numpy(), clips[keep])
+    assert np.allclose(net.prior.numpy(), clips[keep].mean(0), atol=1e-6)
+    assert int(net.bank_count) == 4
+    # a missing joint is interpolated before storage; an all-missing clip is dropped
+    m = np.ones(clips.shape[:3], dtype=bool)
+    m[0, 3, 2] = False
+    m[1] = False
+    c2 = clips.copy()
+    c2[0, 3, 2] = 99.0
+    assert net.set_bank(c2[:3], m[:3]) == 2
+    assert np.allclose(net.bank[0, 3, 2].numpy(), (clips[0, 2, 2] + clips[0, 4, 2]) / 2, atol=1e-6)
+    assert np.allclose(net.bank[1].numpy(), clips[2])
+
+
+def test_bank_errors_and_file(tmp_path):
+    net = CompletionNet(V, C, T, width=8, depth=1, merge_at=0, bank_size=4)
+    with pytest.raises(FinetecError, match="shape"):
+        net.set_bank(np.zeros((2, T + 1, V, C)))
+    with pytest.raises(FinetecError, match="NaN"):
+        net.set_bank(np.full((2, T, V, C), np.nan))
+    good = tmp_path / "bank.npz"
+    np.savez(good, bank=smooth_clips(3))
+    assert net.load_bank(good) == 3
+    bad = tmp_path / "nobank.npz"
+    np.savez(bad, clips=smooth_clips(3))
+    with pytest.raises(FinetecError) as e:
+        net.load_bank(bad)
+    assert str(bad) in str(e.value) and "'bank'" in str(e.value)
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, bank=np.zeros((2, 3, 4)))
+    with pytest.raises(FinetecError) as e:
+        net.load_bank(wrong)
+    assert str(wrong) in str(e.value)
+    with pytest.raises(FinetecError):
+        net.load_bank(tmp_path / "absent.npz")
+
+
+def test_nearest_bank_uses_only_observed_entries():
+    net = tiny_net()
+    q = net.bank[5:6].clone()
+    m = torch.rand(1, T, V, generator=torch.Generator().manual_seed(0)) > 0.5
+    q[~m] = 1e3  # unobserved entries must not matter
+    assert int(net.nearest_bank(q, m)[0]) == 5
+
+
+def test_training_needs_a_bank():
+    net = CompletionNet(V, C, T, width=8, depth=1, merge_at=0).train()
+    x, mask = corrupted()
+    with pytest.raises(RuntimeError, match="set_bank"):
+        net(x, mask)
+
+
+def test_loss_is_mse_on_clean_observed_entries_plus_prompt_term():
+    net = tiny_net(prompt_weight=0.0).eval()
+    x, mask = corrupted()
+    target = torch.as_tensor(smooth_clips(6, 7)).reshape(x.shape)
+    tmask = torch.rand(mask.shape, generator=torch.Generator().manual_seed(9)) > 0.2
+    out = net(x, mask, target=target, target_mask=tmask)
+    sel = tmask[..., None].expand_as(x)
+    expected = (out["completed"] - target)[sel].pow(2).mean()
+    assert torch.allclose(out["loss"], expected, atol=1e-6)
+    net.prompt_weight = 1.0
+    out2 = net(x, mask, target=target, target_mask=tmask)
+    assert float(out2["loss"]) > float(out["loss"]) and torch.allclose(out2["prompt_loss"] + expected, out2["loss"])
+
+
+@pytest.mark.slow
+def test_a_few_adam_steps_reduce_the_loss():
+    net = tiny_net(prefill="zero")  # starts from zeros at missing entries: a large, learnable error
+    clean = torch.as_tensor(smooth_clips(2, seed=4)).reshape(1, 2, T, V, C).expand(8, 2, T, V, C)
+    rng = np.random.default_rng(0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net.train()
+    losses = []
+    for _ in range(20):
+        keep = torch.as_tensor(rng.random((8, 2, T)) > 0.6)
+        keep[:, :, 0] = True
+        mask = keep[..., None].expand(8, 2, T, V)
+        out = net(torch.where(mask[..., None], clean, 0.0), mask, target=clean, rng=rng)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["query_loss"]))
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4])
+
+
+def test_registry_config_rebuilds_same_state():
+    net = create_model("completion", num_classes=1, layout="coco17", in_channels=2, clip_len=8, width=8, depth=2,
+                       merge_at=1, bank_size=4)
+    net.set_bank(np.random.default_rng(0).normal(size=(4, 8, 17, 2)))
+    cfg = dict(net.config)
+    name = cfg.pop("name")
+    twin = create_model(name, **cfg)
+    twin.load_state_dict(net.state_dict())
+    assert torch.equal(twin.prior, net.prior) and int(twin.bank_count) == 4
+    x = torch.randn(1, 1, 8, 17, 2)
+    m = torch.rand(1, 1, 8, 17) > 0.5
+    assert torch.equal(twin.eval()(x, m)["completed"], net.eval()(x, m)["completed"])
+
+
+def test_bad_options_and_shapes():
+    with pytest.raises(FinetecError):
+        CompletionNet(V, C, T, depth=2, merge_at=3)
+    with pytest.raises(FinetecError):
+        CompletionNet(V, C, T, prefill="cubic")
+    with pytest.raises(ValueError):
+        tiny_net().eval()(torch.zeros(1, 1, T + 1, V, C), None)
