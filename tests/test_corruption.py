@@ -134,3 +134,57 @@ def test_corrupt_dataset_is_test_rng_per_clip():
     assert out.meta["corruption"] == [{"level": "severe", "pattern": "random", "seed": 4}]
     np.testing.assert_array_equal(out.splits["test"], ds.splits["test"])
     assert ds.mask.all()  # the source is not modified
+
+
+# -- the `finetec corrupt` command ------------------------------------------------------------------
+def _run_cli(*argv: str) -> int:
+    from finetec.cli import main
+
+    return main(list(argv))
+
+
+def test_corrupt_command_writes_reproducible_file(tmp_path, capsys):
+    src = tmp_path / "src.finetec.npz"
+    _tiny_dataset().save(src)
+    a, b = tmp_path / "a.finetec.npz", tmp_path / "b.finetec.npz"
+    assert _run_cli("corrupt", str(src), str(a), "--level", "moderate", "--seed", "3") == 0
+    assert "frames dropped" in capsys.readouterr().out
+    assert _run_cli("corrupt", str(src), str(b), "--level", "moderate", "--seed", "3") == 0
+    assert a.read_bytes() == b.read_bytes()
+    out = SkeletonDataset.load(a)
+    ref = corrupt_dataset(SkeletonDataset.load(src), "moderate", "random", 3)
+    np.testing.assert_array_equal(out.mask, ref.mask)
+    np.testing.assert_array_equal(out.keypoint, ref.keypoint)
+    # a different seed gives a different corruption
+    c = tmp_path / "c.finetec.npz"
+    assert _run_cli("corrupt", str(src), str(c), "--level", "moderate", "--seed", "4") == 0
+    assert not np.array_equal(SkeletonDataset.load(c).mask, out.mask)
+
+
+def test_corrupt_command_bytes_do_not_depend_on_the_clock(tmp_path, monkeypatch):
+    import time
+
+    src = tmp_path / "src.finetec.npz"
+    _tiny_dataset().save(src)
+    a, b = tmp_path / "a.finetec.npz", tmp_path / "b.finetec.npz"
+    assert _run_cli("corrupt", str(src), str(a), "--level", "severe") == 0
+    later = time.time() + 3 * 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert _run_cli("corrupt", str(src), str(b), "--level", "severe") == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_corrupt_command_errors(tmp_path, capsys):
+    src = tmp_path / "src.finetec.npz"
+    _tiny_dataset().save(src)
+    dst = tmp_path / "out.finetec.npz"
+    assert _run_cli("corrupt", str(tmp_path / "nope.npz"), str(dst), "--level", "minor") == 2
+    assert "error" in capsys.readouterr().err and not dst.exists()
+    assert _run_cli("corrupt", str(src), str(tmp_path / "out.txt"), "--level", "minor") == 2
+    assert _run_cli("corrupt", str(src), str(dst), "--level", "minor") == 0
+    assert _run_cli("corrupt", str(src), str(dst), "--level", "minor") == 2   # exists
+    assert "already exists" in capsys.readouterr().err
+    assert _run_cli("corrupt", str(src), str(dst), "--level", "minor", "--overwrite") == 0
+    with pytest.raises(SystemExit):
+        _run_cli("corrupt", str(src), str(dst), "--level", "extreme")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
