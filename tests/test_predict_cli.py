@@ -158,3 +158,44 @@ def test_complete_bad_inputs_leave_no_file(files, capsys, tmp_path):
         _one_line_error(rc, err)
         assert msg in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+# -- a checkpoint written by the training engine ---------------------------------------------
+TINY = """
+name: tiny
+task: classification
+seed: 0
+data: {path: "synthetic:coco17?clips=56&seed=0&frames=20&subjects=4", train_split: train, test_split: test, val_fraction: 0.0}
+pipeline: {clip_len: 16, level: clean, filler: linear, features: [joint, bone]}
+model: {name: stgcnpp, base_channels: 8, num_stages: 2, inflate_stages: [], down_stages: []}
+optim: {name: sgd, lr: 0.1, epochs: 1, warmup_epochs: 0, batch_size: 16}
+runtime: {device: cpu}
+"""
+
+
+@pytest.mark.slow
+def test_predict_agrees_with_engine_evaluation(tmp_path, capsys):
+    """Same preprocessing as `finetec eval`: the probabilities are the softmax of eval's scores."""
+    import finetec
+    from finetec.engine.checkpoint import load_model
+    from finetec.engine.config import load_config
+    from finetec.engine.evaluate import evaluate
+    from finetec.engine.train import train
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    train(load_config(tmp_path / "tiny.yaml"), tmp_path / "run")
+    capsys.readouterr()
+    model, info = load_model(tmp_path / "run")
+    res = evaluate(model, info, level="clean", split="test")
+    p = finetec.load(str(tmp_path / "run"))
+    assert (p.dim, p.in_channels, p.clip_len, p.max_persons) == (2, 4, 16, 1)
+    ds = open_dataset(info["config"]["data"]["path"]).subset("test")
+    probs = p.probabilities(ds)
+    z = res["scores"] - res["scores"].max(axis=1, keepdims=True)
+    want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, want, atol=1e-5)
+    rc, out, _ = _run(capsys, ["predict", tmp_path / "run", info["config"]["data"]["path"], "--split", "test",
+                               "--json", "--top-k", "1"])
+    assert rc == 0
+    top1 = [json.loads(line)["top_k"][0]["class"] for line in out.splitlines()]
+    assert top1 == [p.class_names[j] for j in want.argmax(axis=1)]

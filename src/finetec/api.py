@@ -93,21 +93,16 @@ class Predictor:
         except TypeError as e:
             raise FinetecError(f"the checkpoint's pipeline settings are invalid ({e})", self.path) from None
         self.clip_len = int(self.pipeline_config.clip_len)
-        self.in_channels = int(mcfg.get("in_channels", 0)) or None
-        dim = self.info.get("dim")
-        if dim is None and isinstance(self.info.get("dims"), dict):
-            dim = self.info["dims"].get("C")
-        if dim is None and isinstance(self.info.get("dims"), (list, tuple)) and self.info["dims"]:
-            dim = self.info["dims"][-1]
+        dims = self.info.get("dims") if isinstance(self.info.get("dims"), dict) else {}
+        self.in_channels = int(mcfg.get("in_channels", 0) or dims.get("in_channels", 0)) or None
+        dim = self.info.get("dim", dims.get("coords"))
         if dim is None and self.in_channels:
             dim = self.in_channels // (1 if self.is_completion else len(self.pipeline_config.features))
         self.dim = int(dim or 3)
         if self.in_channels is None:
             self.in_channels = self.dim * len(self.pipeline_config.features)
-        mp = self.pipeline_config.max_persons or self.info.get("max_persons") \
+        mp = self.pipeline_config.max_persons or dims.get("num_persons") \
             or (cfg.get("data") or {}).get("max_persons")
-        if mp is None and isinstance(self.info.get("dims"), dict):
-            mp = self.info["dims"].get("M")
         self.max_persons = int(mp) if mp else 1
         self.seed = int(self.info.get("seed", cfg.get("seed", 0)) or 0)
 
@@ -130,7 +125,7 @@ class Predictor:
     @property
     def is_completion(self) -> bool:
         """True for a completion-only checkpoint (no classifier)."""
-        task = (self.info.get("config") or {}).get("task")
+        task = self.info.get("task") or (self.info.get("config") or {}).get("task")
         return self.model_name == "completion" or task == "completion"
 
     @property
@@ -239,12 +234,25 @@ class Predictor:
                             num_persons=self.max_persons)
 
     def preprocess(self, samples: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Model inputs for clips: (keypoint float32 (N, M, T, V, C_in), mask bool (N, M, T, V))."""
+        """Model inputs for clips: (keypoint float32 (N, M, T, V, C_in), mask bool (N, M, T, V)).
+
+        The mask is the one the network receives in evaluation (``finetec.engine.tasks.model_mask``):
+        the observed joints, or, after an interpolating gap filler, the present persons.
+        """
         pipe = self.pipeline()
         outs = [pipe(s, index=i, epoch=0) for i, s in enumerate(self._samples(samples))]
         if not outs:
             raise FinetecError("no clips to predict")
-        return np.stack([o["keypoint"] for o in outs]), np.stack([o["mask"] for o in outs])
+        return self._stack(outs)
+
+    def _stack(self, outs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from finetec.engine.tasks import model_mask
+
+        x = np.stack([o["keypoint"] for o in outs])
+        m = model_mask({"mask": torch.from_numpy(np.stack([o["mask"] for o in outs]))}, self.pipeline_config.filler)
+        return x, np.ascontiguousarray(m.numpy())
 
     # -- classification ------------------------------------------------------------------
     def _require_classifier(self) -> None:
@@ -253,11 +261,14 @@ class Predictor:
                                self.path)
 
     def logits(self, keypoint: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Run the classifier on preprocessed inputs (N, M, T, V, C_in) + (N, M, T, V) -> (N, K) logits."""
+        """Run the classifier on model inputs (see :meth:`preprocess`): keypoint (N, M, T, V, C_in) and
+        mask (N, M, T, V) -> (N, K) logits (bf16 autocast on CUDA, as in evaluation)."""
         import torch
 
         self._require_classifier()
-        with torch.inference_mode():
+        from finetec.engine.tasks import autocast
+
+        with torch.inference_mode(), autocast(torch.device(self.device), True):
             x = torch.from_numpy(np.ascontiguousarray(keypoint)).to(self.device)
             m = torch.from_numpy(np.ascontiguousarray(mask)).to(self.device)
             out = self.model(x, m)
@@ -278,7 +289,7 @@ class Predictor:
         out = []
         for a in range(0, len(items), batch_size):
             batch = [pipe(s, index=a + i, epoch=0) for i, s in enumerate(items[a:a + batch_size])]
-            z = self.logits(np.stack([b["keypoint"] for b in batch]), np.stack([b["mask"] for b in batch]))
+            z = self.logits(*self._stack(batch))
             out.append(_softmax(z))
         return np.concatenate(out)
 
