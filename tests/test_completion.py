@@ -145,7 +145,6 @@ def test_loss_is_mse_on_clean_observed_entries_plus_prompt_term():
     assert float(out2["loss"]) > float(out["loss"]) and torch.allclose(out2["prompt_loss"] + expected, out2["loss"])
 
 
-@pytest.mark.slow
 def test_a_few_adam_steps_reduce_the_loss():
     net = tiny_net(prefill="zero")  # starts from zeros at missing entries: a large, learnable error
     clean = torch.as_tensor(smooth_clips(2, seed=4)).reshape(1, 2, T, V, C).expand(8, 2, T, V, C)
