@@ -141,6 +141,35 @@ def test_complete_plain_npz_and_pose_json_outputs(files, capsys):
     flat = np.array(f0["keypoints"]).reshape(17, 3)
     np.testing.assert_allclose(flat[src.mask[0, 3], :2], src.keypoint[0, 3][src.mask[0, 3]], atol=1e-4)
     np.testing.assert_array_equal(flat[~src.mask[0, 3], :2], 0.0)  # "zero" filler
+    back = open_dataset(files["dir"] / "one.json")[0]  # the pose_json reader reads it back
+    assert back.keypoint.shape == src.keypoint.shape
+    np.testing.assert_allclose(back.keypoint[src.mask], src.keypoint[src.mask], atol=1e-4)
+
+
+def test_predict_and_complete_pose_estimator_json(files, capsys):
+    """A pose estimator's output file (COCO-style flat keypoints, a frame with nobody in it)."""
+    import finetec
+    from test_api import clip
+
+    kp = clip(np.random.default_rng(7), T=20)[0]
+    frames = [{"people": [{"pose_keypoints_2d": np.c_[kp[t], np.ones(17)].ravel().tolist()}]} for t in range(20)]
+    frames[5] = {"people": []}
+    path = files["dir"] / "estimator.json"
+    path.write_text(json.dumps(frames))
+    rc, out, _ = _run(capsys, ["predict", files["ckpt"], path, "--json", "--top-k", "2"])
+    assert rc == 0
+    rec = json.loads(out)
+    mask = np.ones((1, 20, 17), bool)
+    mask[0, 5] = False
+    want = finetec.load(str(files["ckpt"])).predict(np.where(mask[..., None], kp[None], 0), mask, top_k=2)
+    assert [c["class"] for c in rec["top_k"]] == [c for c, _ in want] and "label" not in rec
+    done = files["dir"] / "estimator_done.json"
+    rc, _, _ = _run(capsys, ["complete", files["ckpt"], path, done, "--method", "linear"])
+    assert rc == 0
+    doc = json.loads(done.read_text())
+    assert doc["frames"][5]["people"][0]["filled"] == [1] * 17
+    got = np.array(doc["frames"][5]["people"][0]["keypoints"]).reshape(17, 3)[:, :2]
+    np.testing.assert_allclose(got, (kp[4] + kp[6]) / 2, atol=1e-3)  # linear between frames 4 and 6
 
 
 def test_complete_bad_inputs_leave_no_file(files, capsys, tmp_path):

@@ -120,9 +120,9 @@ def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> 
 
 
 def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
-    """Pose JSON, one clip: ``{"id", "layout", "completion", "frames": [{"frame": t, "people":
-    [{"keypoints": [x, y(, z), s, ...], "filled": [0/1 per joint]}]}]}``; ``s`` is 1 for an
-    observed or filled joint, 0 for a joint still missing (a padding person)."""
+    """Pose JSON, one 2D clip, readable by the ``pose_json`` reader: ``{"id", "layout", "completion",
+    "frames": [{"frame": t, "people": [{"keypoints": [x, y, s, ...], "filled": [0/1 per joint]}]}]}``;
+    ``s`` is 1 for an observed or filled joint, 0 for a joint still missing."""
     from finetec.errors import FinetecError
     from finetec.fileio import write_text_atomic
 
@@ -131,6 +131,9 @@ def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
                            "write a .finetec.npz instead", path)
     kp, mk, fl = _clip_arrays(ds, filled, 0)
     M, T, V, C = kp.shape
+    if C != 2:
+        raise FinetecError(f"pose JSON holds 2D keypoints, the clip is {C}D; write a .npz or .finetec.npz instead",
+                           path)
     frames = []
     for t in range(T):
         people = []
