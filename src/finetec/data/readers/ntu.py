@@ -65,11 +65,12 @@ def sniff(path: Path) -> bool:
     return path.is_dir() and next(path.glob("*.skeleton"), None) is not None
 
 
-def parse_skeleton_text(text: str, source: Path) -> tuple[int, list[tuple[int, str]], np.ndarray]:
+def parse_skeleton_text(text: str, source: Path, ncols: int = 12) -> tuple[int, list[tuple[int, str]], np.ndarray]:
     """Parse one ``.skeleton`` file.
 
     Returns (T, blocks, joints): ``blocks[i] = (frame, bodyID)`` and ``joints`` float32
-    (len(blocks), 25, 12) with the 12 numbers of every joint line.
+    (len(blocks), 25, ncols) with the first ``ncols`` numbers of every joint line (only those
+    are converted: parsing text to floats is most of the reading time).
     """
     lines = text.split("\n")
     blocks: list[tuple[int, str]] = []
@@ -98,15 +99,15 @@ def parse_skeleton_text(text: str, source: Path) -> tuple[int, list[tuple[int, s
     if T < 0:
         raise FinetecError(f"negative frame count {T}", source)
     if not blocks:
-        return T, blocks, np.zeros((0, NUM_JOINTS, 12), np.float32)
+        return T, blocks, np.zeros((0, NUM_JOINTS, ncols), np.float32)
     try:
-        values = np.array(" ".join(joint_lines).split(), dtype=np.float64)
+        values = np.array([ln.split(None, ncols)[:ncols] for ln in joint_lines], dtype=np.float64)
     except ValueError:
-        raise FinetecError("damaged .skeleton file: a joint line holds something that is not a number",
+        raise FinetecError(f"damaged .skeleton file: joint lines must start with {ncols} numbers",
                            source) from None
-    if values.size != len(blocks) * NUM_JOINTS * 12:
-        raise FinetecError("damaged .skeleton file: joint lines must hold 12 numbers each", source)
-    return T, blocks, values.reshape(len(blocks), NUM_JOINTS, 12).astype(np.float32)
+    if values.shape != (len(joint_lines), ncols):
+        raise FinetecError(f"damaged .skeleton file: joint lines must start with {ncols} numbers", source)
+    return T, blocks, values.reshape(len(blocks), NUM_JOINTS, ncols).astype(np.float32)
 
 
 def bodies_to_clip(T: int, blocks: list[tuple[int, str]], joints: np.ndarray, coords: slice,
@@ -163,7 +164,7 @@ def read(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2, num_clas
             text = f.read_text(encoding="ascii", errors="replace")
         except OSError as e:
             raise FinetecError(f"cannot read file ({e.strerror or e})", f) from None
-        T, blocks, joints = parse_skeleton_text(text, f)
+        T, blocks, joints = parse_skeleton_text(text, f, ncols=max(3, _COORDS[coords].stop))
         if T == 0:
             raise FinetecError("clip is empty (0 frames)", f)
         if not blocks:
