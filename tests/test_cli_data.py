@@ -47,6 +47,10 @@ def test_inspect_json_values(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     # real person-frames: clip 0: 4 x 1, clip 1: 3 x 2 -> 10 x 17 joint-frames; 5 + 17 missing
     assert s["missing_fraction"] == pytest.approx(22 / 170, abs=1e-6)
     assert s["class_counts"] == [1, 1] and s["format"] == "npz"
+    ref = read_dataset(tmp_path / "clips.npz")
+    obs = ref.keypoint[ref.mask]
+    np.testing.assert_allclose(s["coords"]["min"], obs.min(0), atol=1e-4)
+    np.testing.assert_allclose(s["coords"]["max"], obs.max(0), atol=1e-4)
 
 
 def test_inspect_text_and_reader_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -42,7 +42,12 @@ def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
     labelled = labels >= 0
     K = ds.num_classes
     class_counts = np.bincount(labels[labelled], minlength=K).tolist() if K else []
-    obs = ds.keypoint[ds.mask]                                                        # (P, C)
+    lo = np.full(ds.dim, np.inf)
+    hi = np.full(ds.dim, -np.inf)
+    for a in range(0, F, 1 << 18):                   # in slices: no copy of every observed joint
+        obs = ds.keypoint[a:a + (1 << 18)][ds.mask[a:a + (1 << 18)]]                  # (P, C)
+        if len(obs):
+            lo, hi = np.minimum(lo, obs.min(axis=0)), np.maximum(hi, obs.max(axis=0))
     persons_hist = {str(k): int(v) for k, v in zip(*np.unique(ds.persons, return_counts=True))}
     meta = {k: (len(v) if isinstance(v, (list, dict)) and k == "skipped" else v) for k, v in ds.meta.items()}
     return {
@@ -65,8 +70,7 @@ def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
         "missing_fraction": round(missing_joints / max(real_slots * V, 1), 6),
         "missing_frame_fraction": round(1.0 - float(frame_has_any.mean()), 6) if F else 0.0,
         "has_score": ds.score is not None,
-        "coords": {"min": obs.min(axis=0).round(4).tolist(), "max": obs.max(axis=0).round(4).tolist()}
-        if len(obs) else None,
+        "coords": {"min": lo.round(4).tolist(), "max": hi.round(4).tolist()} if np.isfinite(lo).all() else None,
         "meta": meta,
     }
 

@@ -114,7 +114,8 @@ def _class_names(data: Any, option: Any, anns: list[dict[str, Any]], labels: lis
         K = as_int(num_classes, "num_classes", 1) if num_classes is not None else top + 1
         is_ntu = all(parse_name(str(a.get("frame_dir", ""))) for a in anns)
         if is_ntu and K <= 120:
-            K = 60 if top < 60 and num_classes is None else K
+            if num_classes is None:
+                K = 60 if top < 60 else 120
             names = list(NTU120_CLASSES[:K])
         else:
             names = generic_class_names(K)
@@ -149,7 +150,11 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
         field = gym288_field or ("keypoint" if "keypoint" in ann else "kp_w_gt" if "kp_w_gt" in ann else "keypoint")
         clips.append(_clip_arrays(ann, field, threshold, path, i))
         lab = ann.get("label")
-        labels.append(None if lab is None or int(lab) < 0 else int(lab))
+        try:
+            lab = None if lab is None else int(np.asarray(lab).reshape(-1)[0])
+        except (TypeError, ValueError, IndexError):
+            raise FinetecError(f"annotation {i}: label {lab!r} is not an integer", path) from None
+        labels.append(None if lab is None or lab < 0 else lab)
         ids.append(str(ann.get("frame_dir", f"clip_{i:06d}")))
         meta = {k: [int(v) for v in np.asarray(ann[k]).ravel()] for k in ("img_shape", "original_shape")
                 if k in ann}
