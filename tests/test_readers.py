@@ -288,6 +288,11 @@ def test_pose_json_coco_results_grouped(tmp_path: Path) -> None:
     p.write_text(json.dumps(dets))
     s = read_dataset(p, fmt="pose_json")[0]
     np.testing.assert_allclose(s.keypoint[0, :, 0, 0], [10, 20, 30])
+    # a clip object may name its layout (17 joints read as h36m17 instead of the coco17 guess)
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"layout": "h36m17", "frames": [[_coco_person(1.0)], []]}))
+    ds = read_dataset(named)
+    assert ds.layout.name == "h36m17" and ds[0].mask[0, 0].all() and not ds[0].mask[0, 1].any()
 
 
 # -- simple npz ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ A frame is any of:
 - ``{"keypoints": [...]}`` (one person) or ``{"instances": [...]}`` (mmpose), where
   ``keypoints`` may also be nested ``[[x, y], ...]`` with a separate ``keypoint_scores`` list.
 
-A clip file is a list of frames or ``{"frames": [...]}``; a list of COCO results
+A clip file is a list of frames or ``{"frames": [...], "layout": NAME (optional)}``; a list of COCO results
 (``{"image_id", "keypoints", ...}``) is grouped into frames by ``image_id``. A folder holds one
 frame per ``.json`` file, in natural name order (``frame_2`` before ``frame_10``).
 
@@ -150,6 +150,7 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
     """Read one clip of pose-estimator JSON (a file, or a folder of per-frame files)."""
     threshold = as_float(score_threshold, "score_threshold")
     max_p = as_int(max_persons, "max_persons", minimum=1)
+    stored = None
     if path.is_dir():
         files = sorted(path.glob("*.json"), key=lambda p: natural_key(p.name))
         if not files:
@@ -158,7 +159,10 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
                                                                                       progress_bar)]
         clip_id = path.name
     else:
-        raw = _frames_of_file(_load(path), path)
+        data = _load(path)
+        if isinstance(data, dict) and isinstance(data.get("layout"), str):
+            stored = data["layout"]
+        raw = _frames_of_file(data, path)
         frames = [_frame_people(fr, f"frame {t + 1}", path) for t, fr in enumerate(raw)]
         clip_id = path.stem
     if not frames:
@@ -169,7 +173,7 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
     if len(counts) > 1:
         raise FinetecError(f"wrong joint count: persons have different joint counts {sorted(counts)}", path)
     V = counts.pop()
-    lay = choose_layout(layout, V, path)
+    lay = choose_layout(layout, V, path, stored=stored)
     kp, mask, score = _assign(frames, max_p, V, threshold, path)
     sample = make_sample(kp, mask, score=score, id=clip_id, source=path, meta={"frames": len(frames)})
     return SkeletonDataset.from_samples([sample], lay, [], meta={"dataset": clip_id, "units": "pixels"},
