@@ -276,6 +276,9 @@ def test_pose_json_openpose_file_and_zero_joints(tmp_path: Path) -> None:
     s = ds[0]
     assert ds.layout.name == "openpose18" and s.keypoint.shape == (1, 4, 18, 2)
     assert not s.mask[0, :, 5].any() and not s.mask[0, 2].any() and s.mask[0, 0, 4]
+    assert read_dataset(p, score_threshold="0.69")[0].mask.sum() == s.mask.sum()
+    with pytest.raises(FinetecError, match="every frame is missing"):
+        read_dataset(p, score_threshold=0.7)             # scores equal to the threshold are missing
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"people": [{"pose_keypoints_2d": [1.0] * 57}]}]))
     with pytest.raises(FinetecError, match="cannot guess the skeleton layout for 19 joints"):

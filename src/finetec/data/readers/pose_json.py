@@ -7,13 +7,13 @@ A frame is any of:
 - ``{"keypoints": [...]}`` (one person) or ``{"instances": [...]}`` (mmpose), where
   ``keypoints`` may also be nested ``[[x, y], ...]`` with a separate ``keypoint_scores`` list.
 
-A clip file is a list of frames or ``{"frames": [...], "layout": NAME (optional)}``; a list of COCO results
-(``{"image_id", "keypoints", ...}``) is grouped into frames by ``image_id``. A folder holds one
+A clip file is a list of frames or ``{"frames": [...], "layout": NAME (optional)}``; a list of
+COCO results (``{"image_id", "keypoints", ...}``) is grouped into frames by ``image_id``. A folder holds one
 frame per ``.json`` file, in natural name order (``frame_2`` before ``frame_10``).
 
 A frame with no person is a missing frame; a joint with score 0 and coordinates 0 is missing, and
-``score_threshold=t`` also marks joints with score < t missing. At most ``max_persons`` (2) are
-kept per frame, the highest mean score first, and persons are carried across frames by nearest
+``score_threshold=t`` (> 0) also marks joints with score <= t missing. At most ``max_persons`` (2)
+are kept per frame, the highest mean score first, and persons are carried across frames by nearest
 centre (greedy), so that slot 0 stays the same person. The layout is chosen by joint count
 (17 coco17, 18 openpose18, 33 mediapipe33) or the ``layout`` option. Clips are unlabelled.
 """
@@ -124,7 +124,8 @@ def _assign(frames: list[list[np.ndarray]], max_persons: int, V: int, threshold:
                 raise FinetecError(f"wrong joint count: frame {t + 1} has a person with {len(p)} joints, "
                                    f"others {V}", src)
         people = sorted(people, key=lambda p: -float(p[:, 2].mean()))[:M]
-        observed = [((p[:, :2] != 0).any(1) | (p[:, 2] != 0)) & (p[:, 2] >= threshold) for p in people]
+        observed = [((p[:, :2] != 0).any(1) | (p[:, 2] != 0)) & ((p[:, 2] > threshold) | (threshold <= 0))
+                    for p in people]
         centres = [p[o, :2].mean(0) if o.any() else None for p, o in zip(people, observed)]
         pairs = sorted((float(np.linalg.norm(c - last[s])), j, s)
                        for j, c in enumerate(centres) if c is not None

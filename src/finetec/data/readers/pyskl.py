@@ -14,7 +14,7 @@ refused.
 Missing data:
 
 - 2D: a joint is missing when its score is 0 and its coordinates are 0 (PYSKL's padding of absent
-  persons and frames); ``score_threshold=t`` additionally marks joints with score < t missing.
+  persons and frames); ``score_threshold=t`` (> 0) additionally marks joints with score <= t missing.
   Scores are kept as the sample's ``score``.
 - 3D (float16 in PYSKL's NTU files): joints whose coordinates are all zero are missing.
 - Persons never observed in a clip are dropped (at least one is kept).
@@ -100,7 +100,7 @@ def _clip_arrays(ann: dict[str, Any], field: str, threshold: float, src: Path, i
     if score is not None:
         mask |= score != 0
         if threshold > 0:
-            mask &= score >= threshold
+            mask &= score > threshold
     return kp, mask, score
 
 
