@@ -49,7 +49,7 @@ def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
         if len(obs):
             lo, hi = np.minimum(lo, obs.min(axis=0)), np.maximum(hi, obs.max(axis=0))
     persons_hist = {str(k): int(v) for k, v in zip(*np.unique(ds.persons, return_counts=True))}
-    meta = {k: (len(v) if isinstance(v, (list, dict)) and k == "skipped" else v) for k, v in ds.meta.items()}
+    meta = {k: (len(v) if k == "skipped" and isinstance(v, list) else v) for k, v in ds.meta.items()}
     return {
         "path": ds.source,
         "format": fmt,

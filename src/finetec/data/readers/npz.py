@@ -97,13 +97,14 @@ def read(path: Path, *, layout: str | None = None, zero_is_missing: bool | str =
     if "score" in d:
         score = _batch(d["score"].astype(np.float32), 3, "score", path)
         if score.shape != kp.shape[:4]:
-            raise FinetecError(f"'score' shape {d['score'].shape} does not match 'keypoint' {raw.shape}", path)
+            raise FinetecError(f"'score' shape {d['score'].shape} does not match 'keypoint' {raw.shape}",
+                               path)
     labels = np.full(N, -1, dtype=np.int64)
     if "label" in d:
         lab = np.asarray(d["label"]).reshape(-1)
         if lab.size != N or not np.issubdtype(lab.dtype, np.integer):
-            raise FinetecError(f"'label' must be {N} integer(s), got {d['label'].dtype} shape {d['label'].shape}",
-                               path)
+            raise FinetecError(f"'label' must be {N} integer(s), got {d['label'].dtype} "
+                               f"shape {d['label'].shape}", path)
         labels = lab.astype(np.int64)
     ids = [str(v) for v in d["id"].reshape(-1)] if "id" in d else (
         [path.name.removesuffix(".npz")] if N == 1 else [f"{path.stem}_{i:05d}" for i in range(N)])

@@ -65,7 +65,8 @@ def sniff(path: Path) -> bool:
     return path.is_dir() and next(path.glob("*.skeleton"), None) is not None
 
 
-def parse_skeleton_text(text: str, source: Path, ncols: int = 12) -> tuple[int, list[tuple[int, str]], np.ndarray]:
+def parse_skeleton_text(text: str, source: Path, ncols: int = 12
+                        ) -> tuple[int, list[tuple[int, str]], np.ndarray]:
     """Parse one ``.skeleton`` file.
 
     Returns (T, blocks, joints): ``blocks[i] = (frame, bodyID)`` and ``joints`` float32
@@ -132,16 +133,15 @@ def bodies_to_clip(T: int, blocks: list[tuple[int, str]], joints: np.ndarray, co
 
 
 def _missing_list(folder: Path, option: str | None) -> set[str]:
-    if option is not None:
-        return {ln.split()[0].removesuffix(".skeleton") for ln in read_lines_file(option, "missing-skeleton list")}
-    for cand in sorted(folder.glob("*missing*.txt")):
-        return {ln.split()[0].removesuffix(".skeleton") for ln in read_lines_file(cand, "missing-skeleton list")}
-    return set()
+    """Names of the samples to skip: the ``missing`` option's file, else ``*missing*.txt`` beside."""
+    lists = [Path(option)] if option is not None else sorted(folder.glob("*missing*.txt"))[:1]
+    return {ln.split()[0].removesuffix(".skeleton")
+            for f in lists for ln in read_lines_file(f, "missing-skeleton list")}
 
 
-def read(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2, num_classes: int | str | None = None,
-         class_names: str | None = None, missing: str | None = None, skip_empty: bool | str = False,
-         progress_bar: bool | None = None) -> SkeletonDataset:
+def read(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2,
+         num_classes: int | str | None = None, class_names: str | None = None, missing: str | None = None,
+         skip_empty: bool | str = False, progress_bar: bool | None = None) -> SkeletonDataset:
     """Read a folder of NTU ``.skeleton`` files (or one file)."""
     if coords not in _COORDS:
         raise FinetecError(f"option coords={coords!r}: choose one of {', '.join(_COORDS)}")

@@ -147,7 +147,7 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
     for i, ann in enumerate(progress(anns, "PYSKL clips", progress_bar)):
         if not isinstance(ann, dict):
             raise FinetecError(f"annotation {i} is not a dict", path)
-        field = gym288_field or ("keypoint" if "keypoint" in ann else "kp_w_gt" if "kp_w_gt" in ann else "keypoint")
+        field = gym288_field or ("kp_w_gt" if "keypoint" not in ann and "kp_w_gt" in ann else "keypoint")
         clips.append(_clip_arrays(ann, field, threshold, path, i))
         lab = ann.get("label")
         try:
