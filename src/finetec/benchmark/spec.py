@@ -113,8 +113,8 @@ BUDGETS: dict[str, Budget] = {
     "quick": Budget(
         name="quick", clip_len=32, epochs=6, batch_size=32, lr=0.1,
         backbone={"base_channels": 16, "num_stages": 4, "inflate_stages": [3], "down_stages": [3]},
-        finetec={"physics_hidden": 32, "fusion_dim": 16},
-        completion={"hidden": 64, "depth": 2},
+        finetec={"physics_hidden": 32, "fusion_width": 8},
+        completion={"width": 64, "depth": 2, "merge_at": 1, "bank_size": 128},
         completion_epochs=8, completion_lr=1e-3,
         default_methods=("stgcnpp_zero", "stgcnpp_linear", "finetec"),
         default_levels=("severe",),
@@ -123,8 +123,8 @@ BUDGETS: dict[str, Budget] = {
     "cpu": Budget(
         name="cpu", clip_len=48, epochs=30, batch_size=32, lr=0.1, warmup_epochs=2,
         backbone={"base_channels": 32, "num_stages": 6, "inflate_stages": [3, 5], "down_stages": [3, 5]},
-        finetec={"physics_hidden": 64, "fusion_dim": 32},
-        completion={"hidden": 128, "depth": 3},
+        finetec={"physics_hidden": 64, "fusion_width": 16},
+        completion={"width": 128, "depth": 4, "merge_at": 2, "bank_size": 256},
         completion_epochs=30, completion_lr=1e-3,
         default_methods=_ALL, default_levels=LEVEL_ORDER,
     ),
