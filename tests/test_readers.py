@@ -103,6 +103,14 @@ def test_ntu_empty_clip_and_damage(ntu_folder: Path) -> None:
         read_dataset(ntu_folder, skip_empty=True)
 
 
+def test_ntu_windows_line_endings(tmp_path: Path) -> None:
+    f = write_ntu(tmp_path / "S001C001P001R001A001.skeleton", [[("5", _joints(0.1 * t))] for t in range(3)])
+    f.write_bytes(f.read_bytes().replace(b"\n", b"\r\n"))
+    s = read_dataset(f)[0]
+    assert s.mask.all()
+    np.testing.assert_allclose(s.keypoint[0, 2], _joints(0.2), atol=1e-5)
+
+
 def test_ntu_120_classes_and_subject_lists(tmp_path: Path) -> None:
     assert set(NTU60_XSUB_TRAIN) < set(NTU120_XSUB_TRAIN) and len(NTU120_XSUB_TRAIN) == 53
     write_ntu(tmp_path / "S018C001P045R001A100.skeleton", [[("1", _joints(0.1 * t))] for t in range(3)])

@@ -91,11 +91,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise FinetecError("refusing to load pickle: it uses persistent ids", self._source)
 
 
-def loads(data: bytes, source: str | os.PathLike = "<bytes>") -> Any:
-    """Unpickle ``data`` allowing only plain data and NumPy arrays (see the module docstring)."""
-    src = os.fspath(source)
+def _load_from(file: BinaryIO, src: str) -> Any:
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), src).load()
+        return _RestrictedUnpickler(file, src).load()
     except FinetecError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
@@ -104,17 +102,22 @@ def loads(data: bytes, source: str | os.PathLike = "<bytes>") -> Any:
         raise FinetecError(f"damaged or truncated pickle ({type(e).__name__}: {detail})", src) from None
 
 
+def loads(data: bytes, source: str | os.PathLike = "<bytes>") -> Any:
+    """Unpickle ``data`` allowing only plain data and NumPy arrays (see the module docstring)."""
+    return _load_from(io.BytesIO(data), os.fspath(source))
+
+
 def load(path: str | os.PathLike) -> Any:
-    """Read and unpickle a file with the restricted unpickler."""
+    """Unpickle a file with the restricted unpickler, streaming it (no second copy in memory)."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        if p.is_dir():
+            raise FinetecError("is a folder, expected a pickle file", p)
+        if p.stat().st_size == 0:
+            raise FinetecError("file is empty", p)
+        with open(p, "rb", buffering=1 << 20) as f:
+            return _load_from(f, os.fspath(p))
     except FileNotFoundError:
         raise FinetecError("file not found", p) from None
-    except IsADirectoryError:
-        raise FinetecError("is a folder, expected a pickle file", p) from None
     except OSError as e:
         raise FinetecError(f"cannot read file ({e.strerror or e})", p) from None
-    if not data:
-        raise FinetecError("file is empty", p)
-    return loads(data, p)
