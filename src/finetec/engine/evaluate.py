@@ -186,6 +186,35 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
             "scores": scores, "label": lab.astype(np.int64), "id": ds.ids[idx].astype(str)}
 
 
+def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: str = "moderate",
+                        pattern: str = "random", *, seed: int = 0, split: str | None = None, batch_size: int = 64,
+                        device: Any = None, num_workers: int = 0, amp: bool = True) -> dict[str, Any]:
+    """Restoration errors of a completion checkpoint on a corrupted split: MPJPE, N-MPJPE and
+    MPJVE pooled over the entries missing after corruption but observed in the clean clip
+    (normalised coordinates). Returns {"level", "pattern", "split", "mpjpe", "n_mpjpe", "mpjve",
+    "num_missing"}."""
+    import torch
+
+    from finetec.engine.tasks import completion_errors
+
+    if level not in LEVELS:
+        raise FinetecError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}, all")
+    if pattern not in PATTERNS:
+        raise FinetecError(f"unknown pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+    ds, name = open_eval_data(info, data)
+    check_compatible(ds, {**info, "class_names": None}, name)
+    split = split or info.get("config", {}).get("data", {}).get("test_split") or "test"
+    idx = ds.split_indices(split)
+    if idx.size == 0:
+        raise FinetecError(f"split {split!r} is empty", name)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    pipe = eval_pipeline(info, level, pattern, seed, ds.layout)
+    loader = make_loader(MultiClipDataset(ds, idx, pipe, 1), batch_size, num_workers)
+    res = completion_errors(model, loader, device, amp)
+    return {"level": level, "pattern": pattern, "split": split, **res}
+
+
 def save_scores(path: str | os.PathLike, result: dict[str, Any], class_names: Sequence[str],
                 extra: dict[str, Any] | None = None) -> None:
     """Score file (.npz): ``scores`` (N, K) logits, ``label`` (N,), ``id`` (N,), ``class_names``."""
@@ -200,5 +229,5 @@ def save_scores(path: str | os.PathLike, result: dict[str, Any], class_names: Se
             np.savez(f, **arrays)
 
 
-__all__ = ["ALL_LEVELS", "MultiClipDataset", "evaluate", "eval_pipeline", "check_compatible", "make_loader",
+__all__ = ["ALL_LEVELS", "MultiClipDataset", "evaluate", "evaluate_completion", "eval_pipeline", "check_compatible", "make_loader",
            "open_eval_data", "run_scores", "save_scores"]

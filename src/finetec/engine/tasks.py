@@ -115,7 +115,9 @@ def completion_errors(model, loader, device, amp: bool) -> dict[str, float]:
             if n_vel:
                 sums["mpjve"] += mpjve(pred, gt, missing, valid) * n_vel
                 counts["mpjve"] += n_vel
-    return {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
+    res = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
+    res["num_missing"] = counts["mpjpe"]
+    return res
 
 
 def autocast(device, amp: bool):
