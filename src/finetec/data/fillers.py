@@ -51,7 +51,9 @@ def _prev_next(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _gather(traj: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """traj (N, T, C), idx (N, T) -> (N, T, C) with out[n, t] = traj[n, idx[n, t]]."""
-    return np.take_along_axis(traj, idx[:, :, None], axis=1)
+    N, T, C = traj.shape
+    flat = (idx + (np.arange(N) * T)[:, None]).reshape(-1)
+    return traj.reshape(N * T, C)[flat].reshape(N, T, C)
 
 
 def _fill_traj(traj: np.ndarray, obs: np.ndarray, method: str) -> np.ndarray:
