@@ -232,13 +232,12 @@ class MultiScaleTCN(nn.Module):
 
 
 class CTRGC(nn.Module):
-    """Channel-wise topology refinement graph convolution for one graph subset.
+    """Channel-wise topology refinement for one graph subset.
 
-    A shared topology ``A`` (V, V) is refined per channel: ``R = conv4(tanh(f1(x)_v - f2(x)_w))``
-    from temporally pooled relation features, giving a (N, C_out, V, V) topology
-    ``alpha * R + A``; the features ``conv3(x)`` are aggregated with it per channel.
-
-    Shape: (N, C_in, T, V) -> (N, C_out, T, V).
+    From temporally pooled relation features it computes a per-channel refinement
+    ``R = conv4(tanh(f1(x)_v - f2(x)_w))`` (N, C_out, V, V) and the transformed features
+    ``conv3(x)`` (N, C_out, T, V). :class:`CTRGCUnit` aggregates the features with the topology
+    ``alpha * R + A`` (the shared graph refined per channel).
     """
 
     def __init__(self, in_channels: int, out_channels: int, rel_reduction: int = 8):
@@ -252,19 +251,20 @@ class CTRGC(nn.Module):
             if isinstance(m, nn.Conv2d):
                 conv_init(m)
 
-    def forward(self, x: torch.Tensor, A: torch.Tensor, alpha: torch.Tensor | float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (N, C_in, T, V) -> (refinement (N, C_out, V, V), features (N, C_out, T, V))."""
         q = self.conv1(x).mean(-2)                            # (N, R, V)
         k = self.conv2(x).mean(-2)                            # (N, R, V)
         rel = torch.tanh(q.unsqueeze(-1) - k.unsqueeze(-2))   # (N, R, V, V)
-        topo = self.conv4(rel) * alpha + A[None, None]        # (N, C_out, V, V)
-        return torch.einsum("ncvw,nctv->nctw", topo, self.conv3(x))
+        return self.conv4(rel), self.conv3(x)
 
 
 class CTRGCUnit(nn.Module):
     """CTR-GCN spatial unit: one CTRGC per subset of a learnable graph, summed, BN, residual, ReLU.
 
-    ``alpha`` (a learnable scalar, initialised to 0) scales the channel-wise refinement; the
-    output BN starts at scale 1e-6 as published.
+    Subset k aggregates its features with ``alpha * R_k + A[k]`` per channel; ``alpha`` (a
+    learnable scalar, initialised to 0) scales the refinement. The output BN starts at scale 1e-6
+    as published.
 
     Shape: (N, C_in, T, V) -> (N, C_out, T, V).
     """
@@ -288,7 +288,11 @@ class CTRGCUnit(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = sum(conv(x, self.A[k], self.alpha) for k, conv in enumerate(self.convs))
+        y = 0
+        for k, ctrgc in enumerate(self.convs):
+            refinement, feats = ctrgc(x)
+            topology = refinement * self.alpha + self.A[k][None, None]   # (N, C_out, V, V)
+            y = y + torch.einsum("ncvw,nctv->nctw", topology, feats)
         return self.act(self.bn(y) + self.down(x))
 
 
