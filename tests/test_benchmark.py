@@ -154,8 +154,10 @@ def test_report_tables_from_results(tmp_path):
     assert "At **severe**, FineTec beats the best baseline (`stgcnpp_linear`) by +5.0 top-1 points " \
            "(target: at least +1.0 point: met)." in text
     assert "FineTec at severe vs its clean accuracy: -10.0 points (target: within 3 points: NOT met)." in text
-    assert "`finetec_no_completion` at severe: removing the module costs accuracy (+4.0" in text
-    assert "`finetec_no_physics` at severe: removing the module does NOT cost accuracy (-1.0" in text
+    assert "`finetec_no_completion` at severe: removing the module costs accuracy (full FineTec 55.0 vs " \
+           "51.0 without it: +4.0 points)." in text
+    assert "`finetec_no_physics` at severe: removing the module does NOT cost accuracy (full FineTec 55.0 " \
+           "vs 56.0 without it: -1.0 points)." in text
     # completion table: zero filling has the lowest MPJPE in the fake rows, in bold
     assert "| zero filling (`zero`) | **0.120** / 0.050 / 0.020 |" in text
     assert "## Provenance" in text and "finetec benchmark (test)" in text
@@ -234,9 +236,13 @@ def test_report_only_needs_results(tmp_path, capsys):
 def test_report_only_writes_docs(tmp_path, capsys):
     _run(tmp_path, FakeBackend())
     docs = tmp_path / "docs" / "results.md"
-    rc = main(["benchmark", "--report-only", "--out", str(tmp_path), "--write-docs", str(docs), "--no-plots"])
+    rc = main(["benchmark", "--report-only", "--out", str(tmp_path), "--write-docs", str(docs)])
     assert rc == 0
     text = docs.read_text()
+    # plots beside the page, linked relative to it
+    for png in ("benchmark_accuracy_per-level_quick.png", "benchmark_completion_quick.png"):
+        assert (docs.parent / "img" / png).stat().st_size > 1000 and f"](img/{png})" in text
+    assert (tmp_path / "accuracy_per-level_quick.png").exists()
     assert "| FineTec (`finetec`) | 65.0 / 64.0 | 55.0 / 54.0 |" in text
     printed = capsys.readouterr().out
     assert "| FineTec (`finetec`) | 65.0 / 64.0 | 55.0 / 54.0 |" in printed and "## Provenance" not in printed

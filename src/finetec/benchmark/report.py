@@ -107,9 +107,9 @@ def findings(cells: list[dict[str, Any]]) -> list[str]:
             if a is None:
                 continue
             cost = float(full["top1"]) - float(a["top1"])
-            word = "costs" if cost > 0 else "does NOT cost"
-            out.append(f"Ablation `{m}` at severe: removing the module {word} accuracy "
-                       f"({100 * cost:+.1f} points for the full model).")
+            word = "costs accuracy" if cost > 0 else "does NOT cost accuracy"
+            out.append(f"Ablation `{m}` at severe: removing the module {word} (full FineTec "
+                       f"{_pct(full['top1'])} vs {_pct(a['top1'])} without it: {100 * cost:+.1f} points).")
     return out
 
 
