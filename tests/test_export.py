@@ -100,3 +100,60 @@ def test_export_real_backbone(tmp_path):
     ck = make_checkpoint(tmp_path / "gcn", model="stgcnpp_small", clip_len=16)
     rep = export_onnx(finetec.load(str(ck)), tmp_path / "gcn.onnx")
     assert rep["max_abs_diff"] is not None and rep["max_abs_diff"] < 1e-3
+
+
+def test_cummax_cummin_and_diag_embed_translations(tmp_path):
+    """The ONNX translations added for operators the TorchScript exporter lacks, against PyTorch."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import torch
+
+    from finetec.export import _export, _register_symbolics
+
+    class Net(torch.nn.Module):
+        def forward(self, keypoint, mask):
+            t = torch.arange(keypoint.shape[1]).view(1, -1, 1).expand(keypoint.shape[:3])
+            prev = torch.where(mask, t, torch.full_like(t, -1)).cummax(dim=1).values
+            nxt = torch.where(mask, t, torch.full_like(t, 99)).flip(1).cummin(dim=1).values.flip(1)
+            run = keypoint.cummax(dim=1).values - keypoint.cummin(dim=1).values
+            return run.sum(-1) + prev + nxt + 2 * torch.diag_embed(keypoint).sum(-1).sum(-1)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 9, 5, 3)).astype(np.float32)
+    m = rng.random((2, 9, 5)) > 0.5
+    _register_symbolics(17)
+    out = tmp_path / "ops.onnx"
+    _export(Net(), (torch.from_numpy(x), torch.from_numpy(m)), out, 17, "y", None)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"keypoint": x, "mask": m})[0]
+    want = Net()(torch.from_numpy(x), torch.from_numpy(m)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("finetec" not in list_models(), reason="the FineTec model is not available")
+def test_export_finetec_checkpoint(tmp_path):
+    """The completion module of a FineTec checkpoint exports and matches PyTorch; the recognizer either
+    exports and matches, or fails with a one-line FinetecError and leaves no file."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from finetec.export import export_onnx
+
+    ck = make_checkpoint(tmp_path / "ft", model="finetec", clip_len=16, allow_untrained_completion=True,
+                         perturb_eval=False, backbone="stgcnpp",
+                         backbone_overrides={"base_channels": 8, "num_stages": 2, "inflate_stages": [],
+                                             "down_stages": []})
+    p = finetec.load(str(ck))
+    head = p.model.completion.head
+    with torch.no_grad():  # a non-trivial completion (the untrained head is zero)
+        head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.1)
+    rep = export_onnx(p, tmp_path / "c.onnx", what="completion")
+    assert rep["max_abs_diff"] < 1e-4 and rep["outputs"]["completed"][1:] == [1, 16, 17, 2]
+    try:
+        rep = export_onnx(p, tmp_path / "r.onnx", what="recognizer")
+    except FinetecError as e:
+        assert "\n" not in str(e) and "--what completion" in str(e)
+        assert not (tmp_path / "r.onnx").exists()
+    else:
+        assert rep["max_abs_diff"] < 1e-3

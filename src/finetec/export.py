@@ -10,7 +10,12 @@ Two graphs can be exported from a checkpoint:
   ``mask``; output ``completed`` (N, M, T, V, C). Available for a completion checkpoint and for a
   FineTec checkpoint (its completion module).
 
-The batch axis N is dynamic; M, T, V, C are fixed at the checkpoint's values. The export uses the
+The batch axis N is dynamic where the graph allows it (otherwise fixed at 1: the completion module,
+whose gap pre-fill needs the static clip length); M, T, V, C are fixed at the checkpoint's values.
+``aten::cummax`` / ``aten::cummin`` (a triangular reduction) and ``aten::diag_embed`` get ONNX
+translations here. A FineTec
+recognizer exports only with ``perturb_eval: false`` (its evaluation-time perturbations are seeded
+per clip from the clip's content, which no static graph can express). The export uses the
 TorchScript-based exporter of ``torch.onnx.export`` (``dynamo=False``), which needs only the
 ``onnx`` package; when ``onnxruntime`` is installed the exported graph is run on a random input
 and compared with PyTorch (the maximum absolute difference is reported).
@@ -67,6 +72,80 @@ def _modules():
     return Recognizer, Completer
 
 
+def _cumulative_symbolic(kind: str, opset: int):
+    """ONNX symbolic for ``aten::cummax`` / ``aten::cummin`` (which the TorchScript exporter lacks).
+
+    With T the (static) size of ``dim``: ``out[t] = reduce_{s <= t} x[s]``, computed as a reduction
+    over a (T, T) lower-triangular selection in which the masked entries hold ``x[0]`` (always part
+    of the prefix, so it never changes the result). The indices output is the first position of the
+    extremum within the prefix (torch may report another position on ties).
+    """
+    import torch
+    from torch.onnx import symbolic_helper as sh
+
+    reduce_op, arg_op = ("ReduceMax", "ArgMax") if kind == "max" else ("ReduceMin", "ArgMin")
+
+    def symbolic(g, self, dim):
+        sizes = sh._get_tensor_sizes(self)
+        d = sh._get_const(dim, "i", "dim")
+        if sizes is None or d is None:
+            raise RuntimeError(f"cum{kind} export needs a known rank and dimension")
+        rank = len(sizes)
+        d = d % rank
+        T = sizes[d]
+        if T is None:
+            raise RuntimeError(f"cum{kind} export needs a static size along dim {d}")
+        shape = [1] * (rank + 1)
+        shape[d], shape[d + 1] = T, T
+        tri = torch.from_numpy(np.tril(np.ones((T, T), dtype=bool)).reshape(shape))
+
+        def axes(*a: int):
+            return g.op("Constant", value_t=torch.tensor(a, dtype=torch.long))
+
+        a = g.op("Unsqueeze", self, axes(d))                                   # (.., 1, T_s, ..)
+        first = g.op("Unsqueeze", g.op("Gather", self, axes(0), axis_i=d), axes(d + 1))  # (.., 1, 1, ..)
+        sel = g.op("Where", g.op("Constant", value_t=tri), a, first)          # (.., T_t, T_s, ..)
+        if opset >= 18:
+            values = g.op(reduce_op, sel, axes(d + 1), keepdims_i=0)
+        else:
+            values = g.op(reduce_op, sel, axes_i=[d + 1], keepdims_i=0)
+        indices = g.op(arg_op, sel, axis_i=d + 1, keepdims_i=0)
+        return values, indices
+
+    return symbolic
+
+
+def _diag_embed_symbolic(g, self, offset, dim1, dim2):
+    """ONNX symbolic for ``aten::diag_embed`` with the default diagonal: x (..., n) -> x[..., None] * I_n."""
+    import torch
+    from torch.onnx import symbolic_helper as sh
+
+    off, d1, d2 = (sh._get_const(v, "i", n) for v, n in ((offset, "offset"), (dim1, "dim1"), (dim2, "dim2")))
+    rank = sh._get_tensor_rank(self)
+    if rank is None:
+        raise RuntimeError("diag_embed export needs a known rank")
+    rank += 1
+    if off != 0 or d1 % rank != rank - 2 or d2 % rank != rank - 1:
+        raise RuntimeError("diag_embed export supports only the main diagonal of the last two dimensions")
+
+    def const(v):
+        return g.op("Constant", value_t=torch.tensor(v, dtype=torch.long))
+
+    n = g.op("Slice", g.op("Shape", self), const([-1]), const([2 ** 62]))       # [n]
+    zeros = g.op("ConstantOfShape", g.op("Concat", n, n, axis_i=0), value_t=torch.tensor([0.0]))
+    eye = g.op("CastLike", g.op("EyeLike", zeros), self)                       # (n, n)
+    return g.op("Mul", g.op("Unsqueeze", self, const([-1])), eye)
+
+
+def _register_symbolics(opset: int) -> None:
+    """Translations for the few operators of finetec's models that the TorchScript exporter lacks."""
+    import torch
+
+    for kind in ("max", "min"):
+        torch.onnx.register_custom_op_symbolic(f"aten::cum{kind}", _cumulative_symbolic(kind, opset), opset)
+    torch.onnx.register_custom_op_symbolic("aten::diag_embed", _diag_embed_symbolic, opset)
+
+
 def example_inputs(predictor: Any, what: str, batch: int = 1, rng: np.random.Generator | None = None):
     """A realistic example input for ``what``: a synthetic-looking normalised clip.
 
@@ -115,27 +194,57 @@ def export_onnx(predictor: Any, path: str | os.PathLike, what: str = "recognizer
     out_path = Path(path)
     with torch.inference_mode():
         ref = net(xt, mt).numpy()
+    dynamic = {"keypoint": {0: "batch"}, "mask": {0: "batch"}, out_name: {0: "batch"}}
+    batch: Any = "batch"
+    diff = None
     with atomic_path(out_path, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        _register_symbolics(opset)
         try:
-            torch.onnx.export(
-                net, (xt, mt), str(tmp), dynamo=False, opset_version=opset,
-                input_names=["keypoint", "mask"], output_names=[out_name],
-                dynamic_axes={"keypoint": {0: "batch"}, "mask": {0: "batch"}, out_name: {0: "batch"}},
-            )
-        except Exception as e:  # noqa: BLE001 - report the exporter's reason in one line
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise FinetecError(f"torch.onnx.export failed for the {what}: {first}", predictor.path) from None
+            _export(net, (xt, mt), tmp, opset, out_name, dynamic)
+        except Exception:  # noqa: BLE001 - some graphs only export with a fixed batch size
+            batch = 1
+            try:
+                _export(net, (xt, mt), tmp, opset, out_name, None)
+            except Exception as e:  # noqa: BLE001 - report the exporter's reason in one line
+                raise FinetecError(f"torch.onnx.export failed for the {what}: {_first_line(e)}"
+                                   f"{_hint(predictor, what)}", predictor.path) from None
+        if check and importlib.util.find_spec("onnxruntime") is not None:
+            try:  # checked before the file takes its final name: a graph that fails leaves no file
+                diff = compare_with_onnxruntime(net, tmp, predictor, what, rng, batch=2 if batch == "batch" else 1)
+            except FinetecError:
+                raise
+            except Exception as e:  # noqa: BLE001 - onnxruntime's own errors
+                raise FinetecError(f"the exported {what} does not run in onnxruntime: {_first_line(e)}"
+                                   f"{_hint(predictor, what)}", predictor.path) from None
     report: dict[str, Any] = {
         "path": str(out_path), "what": what, "opset": opset,
-        "inputs": {"keypoint": ["batch", *x.shape[1:]], "mask": ["batch", *mask.shape[1:]]},
-        "outputs": {out_name: ["batch", *ref.shape[1:]]},
-        "max_abs_diff": None, "checked_with": None,
+        "inputs": {"keypoint": [batch, *x.shape[1:]], "mask": [batch, *mask.shape[1:]]},
+        "outputs": {out_name: [batch, *ref.shape[1:]]},
+        "max_abs_diff": diff, "checked_with": "onnxruntime" if diff is not None else None,
     }
-    if check and importlib.util.find_spec("onnxruntime") is not None:
-        report["max_abs_diff"] = compare_with_onnxruntime(net, out_path, predictor, what, rng)
-        report["checked_with"] = "onnxruntime"
     return report
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _hint(predictor: Any, what: str) -> str:
+    if what == "recognizer" and predictor.model_name == "finetec":
+        return " (the FineTec recognizer's decomposition and physics modules are not all ONNX-exportable; " \
+               "the completion module is: --what completion)"
+    return ""
+
+
+def _export(net: Any, args: tuple, path: Path, opset: int, out_name: str, dynamic: dict | None) -> None:
+    import torch
+
+    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation on every call
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, args, str(path), dynamo=False, opset_version=opset,
+                          input_names=["keypoint", "mask"], output_names=[out_name], dynamic_axes=dynamic)
 
 
 def compare_with_onnxruntime(net: Any, path: str | os.PathLike, predictor: Any, what: str,
