@@ -310,3 +310,24 @@ def test_untrained_completion_network_equals_linear_interpolation(tmp_path):
     want, _ = p.complete(kp, mask, method="linear")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
     assert filled.sum() == 5 * 17 + 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("finetec" not in list_models(), reason="the FineTec model is not available")
+def test_finetec_checkpoint_classifies_and_completes_with_its_module_1(tmp_path):
+    ck = make_checkpoint(tmp_path / "ft", model="finetec", clip_len=16, allow_untrained_completion=True,
+                         backbone="stgcnpp", backbone_overrides={"base_channels": 8, "num_stages": 2,
+                                                                 "inflate_stages": [], "down_stages": []})
+    p = finetec.load(str(ck))
+    assert p.model_name == "finetec" and p.has_completion and not p.is_completion
+    rng = np.random.default_rng(8)
+    kp = clip(rng, T=16)
+    mask = np.ones(kp.shape[:3], bool)
+    mask[0, 3:7] = False
+    kp[~mask] = 0
+    top = p.predict(kp, mask, top_k=4)
+    assert sorted(c for c, _ in top) == sorted(CLASSES) and sum(q for _, q in top) == pytest.approx(1, abs=1e-5)
+    got, filled = p.complete(kp, mask)  # the untrained module 1 returns its linear pre-fill
+    want, _ = p.complete(kp, mask, method="linear")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+    assert filled.sum() == 4 * 17
