@@ -24,8 +24,9 @@ PATTERN = "random"  # the benchmark's corruption pattern (the paper's protocol)
 class EngineBackend:
     """Train and test with the real engine (see :class:`finetec.benchmark.runner.Backend`)."""
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", threads: int = 0):
         self.device = device
+        self.threads = threads
         self._data: dict[str, Any] = {}
         self._paths: dict[str, str] = {}
 
@@ -62,7 +63,8 @@ class EngineBackend:
         b: Budget = unit.budget
         entry = unit.dataset
         data = {"path": self._paths[entry.key], "train_split": entry.train_split, "test_split": entry.test_split}
-        runtime = {"device": self.device, "num_workers": b.num_workers, "tensorboard": "off"}
+        runtime = {"device": self.device, "num_workers": b.num_workers, "tensorboard": "off",
+                   "threads": self.threads}
         if unit.is_completion:
             return {
                 "name": unit.name, "task": "completion", "seed": unit.seed, "data": data,
@@ -192,7 +194,7 @@ class FillerModel:
 
 
 def machine_description(device: str = "cpu") -> str:
-    """e.g. ``Intel Xeon ... (2 cores), torch 2.13.0, cpu`` — written beside every number."""
+    """e.g. ``Intel Xeon ... (2 cores), CPU only, torch 2.13.0`` — written beside every number."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -206,4 +208,4 @@ def machine_description(device: str = "cpu") -> str:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     dev = torch.cuda.get_device_name(0) if device == "cuda" and torch.cuda.is_available() else "CPU only"
-    return f"{cpu} ({cores} cores, {torch.get_num_threads()} torch threads), {dev}, torch {torch.__version__}"
+    return f"{cpu} ({cores} cores), {dev}, torch {torch.__version__}"

@@ -111,22 +111,22 @@ _ALL = _ALL_MAIN + ("finetec_no_completion", "finetec_no_decomposition", "finete
 BUDGETS: dict[str, Budget] = {
     # The quick start: synthetic data, tiny models, a handful of epochs; < 10 minutes on 2 cores.
     "quick": Budget(
-        name="quick", clip_len=32, epochs=6, batch_size=32, lr=0.1,
+        name="quick", clip_len=32, epochs=12, batch_size=32, lr=0.1,
         backbone={"base_channels": 16, "num_stages": 4, "inflate_stages": [3], "down_stages": [3]},
         finetec={"physics_hidden": 32, "fusion_width": 8},
         completion={"width": 64, "depth": 2, "merge_at": 1, "bank_size": 128},
-        completion_epochs=8, completion_lr=1e-3,
+        completion_epochs=5, completion_lr=1e-3,
         default_methods=("stgcnpp_zero", "stgcnpp_linear", "finetec"),
         default_levels=("severe",),
     ),
     # What 2 CPU cores can finish on the real datasets (may span sittings thanks to resume):
-    # T=32, a 6-block ST-GCN++ of base width 16, 20 epochs; the mixed regime trains 4x less.
+    # T=32, a 6-block ST-GCN++ of base width 16, 10 epochs; the mixed regime trains 4x less.
     "cpu": Budget(
-        name="cpu", clip_len=32, epochs=20, batch_size=32, lr=0.1, warmup_epochs=1,
+        name="cpu", clip_len=32, epochs=10, batch_size=32, lr=0.1, warmup_epochs=1,
         backbone={"base_channels": 16, "num_stages": 6, "inflate_stages": [3, 5], "down_stages": [3, 5]},
         finetec={"physics_hidden": 32, "fusion_width": 8},
         completion={"width": 64, "depth": 2, "merge_at": 1, "bank_size": 128},
-        completion_epochs=10, completion_lr=1e-3,
+        completion_epochs=5, completion_lr=1e-3,
         default_methods=_ALL, default_levels=LEVEL_ORDER,
     ),
     # Paper scale: published backbone widths, T=64 (100 for Penn Action), 60-80 epochs; a GPU.

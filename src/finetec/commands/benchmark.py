@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write the results page to FILE (e.g. docs/results.md), plots beside it in img/")
     p.add_argument("--no-plots", action="store_true", help="write tables only")
     p.add_argument("--device", default="auto", metavar="NAME", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="torch CPU threads per training run (default 0: torch's choice; 1 helps on a "
+                        "machine shared with other jobs)")
 
 
 def _budget_name(args: argparse.Namespace, specs: list[str]) -> str:
@@ -63,6 +66,8 @@ def _command_line(args: argparse.Namespace) -> str:
     if args.budget:
         parts += ["--budget", args.budget]
     parts += ["--seed", str(args.seed), "--out", args.out]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -94,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
         entries = make_entries(specs)
         from finetec.benchmark.engine_backend import EngineBackend
 
-        backend = EngineBackend(device=args.device)
+        if args.threads < 0:
+            raise FinetecError(f"--threads must be >= 0, got {args.threads}")
+        backend = EngineBackend(device=args.device, threads=args.threads)
         store = run_benchmark(entries, methods, levels, regime, budget, out, args.seed, backend,
                               explicit_levels=args.levels is not None, command=command,
                               completion_table=not args.no_completion_table)
