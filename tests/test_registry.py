@@ -1,9 +1,9 @@
 """The model registry: names, overrides, config round trip, lazy module import."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
-import types
 
 import pytest
 import torch
@@ -100,32 +100,27 @@ def test_lazy_loading_skips_missing_but_raises_broken(monkeypatch):
     monkeypatch.setattr(registry, "_state", {"loaded": False, "loading": False})
     monkeypatch.setattr(registry, "MODEL_MODULES", ("finetec.models._absent_module_for_test",))
     assert isinstance(list_models(), list)  # a module that does not exist is skipped
+    assert registry._state["loaded"] is True
 
-    broken = types.ModuleType("finetec.models._broken_for_test")
-    monkeypatch.setattr(registry, "_state", {"loaded": False, "loading": False})
-    monkeypatch.setattr(registry, "MODEL_MODULES", ("finetec.models._broken_for_test",))
     # a module that exists but imports something missing must raise, not be skipped
-    code = "import finetec_no_such_dependency_xyz\n"
-    finder_path = {"finetec.models._broken_for_test": code}
+    broken = "finetec.models._broken_for_test"
+    monkeypatch.setattr(registry, "_state", {"loaded": False, "loading": False})
+    monkeypatch.setattr(registry, "MODEL_MODULES", (broken,))
+
+    class _Loader:
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            exec("import finetec_no_such_dependency_xyz\n", module.__dict__)
 
     class _Finder:
         @staticmethod
         def find_spec(name, path=None, target=None):
-            if name in finder_path:
-                import importlib.util
-
-                class _Loader:
-                    def create_module(self, spec):
-                        return None
-
-                    def exec_module(self, module):
-                        exec(finder_path[name], module.__dict__)
-
-                return importlib.util.spec_from_loader(name, _Loader())
-            return None
+            return importlib.util.spec_from_loader(name, _Loader()) if name == broken else None
 
     monkeypatch.setattr(sys, "meta_path", [_Finder] + sys.meta_path)
-    monkeypatch.delitem(sys.modules, broken.__name__, raising=False)
+    monkeypatch.delitem(sys.modules, broken, raising=False)
     with pytest.raises(ModuleNotFoundError, match="finetec_no_such_dependency_xyz"):
         list_models()
     assert registry._state["loaded"] is False
@@ -135,3 +130,28 @@ def test_forward_of_registered_model(tiny_registered):
     m = create_model(tiny_registered, num_classes=4, layout="coco17", in_channels=2)
     x = torch.zeros(3, 1, 5, 17, 2)
     assert m(x).shape == (3, 4)
+
+
+def test_open_kwargs_factory_records_its_overrides(monkeypatch):
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+
+    @register_model("test_open")
+    def test_open(*, num_classes: int, layout: Layout, in_channels: int, **opts):
+        m = _Tiny(num_classes, layout.num_joints, in_channels, opts.get("width", 3))
+        return m
+
+    m = create_model("test_open", num_classes=2, layout="penn13", in_channels=2, width=5, extra=(1, 2))
+    assert m.config == {"name": "test_open", "num_classes": 2, "layout": "penn13", "in_channels": 2,
+                        "width": 5, "extra": [1, 2]}
+    assert m.fc.out_features == 5
+
+
+def test_layout_from_file_and_non_json_option(tmp_path, tiny_registered):
+    d = get_layout("penn13").to_dict()
+    d["name"] = "file_layout"
+    path = tmp_path / "my_layout.json"
+    path.write_text(json.dumps(d))
+    m = create_model(tiny_registered, num_classes=2, layout=str(path), in_channels=2)
+    assert m.config["layout"]["name"] == "file_layout" and m.fc.in_features == 26
+    with pytest.raises(FinetecError, match="JSON-serialisable"):
+        create_model(tiny_registered, num_classes=2, layout="penn13", in_channels=2, dims=object())
