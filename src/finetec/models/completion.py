@@ -46,7 +46,7 @@ from finetec.layouts import Layout
 from finetec.models.decomposition import interpolate_gaps, person_present
 from finetec.models.registry import register_model
 
-__all__ = ["CompletionNet", "completion", "build_bank", "PROMPT_PATTERNS", "PROMPT_RATIO"]
+__all__ = ["CompletionNet", "completion", "PROMPT_PATTERNS", "PROMPT_RATIO"]
 
 PROMPT_PATTERNS: tuple[str, ...] = ("random", "periodic", "prefix", "suffix", "middle")
 PROMPT_RATIO: tuple[float, float] = (0.25, 0.85)
@@ -299,28 +299,3 @@ def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: 
                          expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
                          seed=seed)
 
-
-def build_bank(dataset: Any, clip_len: int, size: int = 256, split: str | None = "train", seed: int = 0,
-               normalize: bool = True, align_view: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Clean normalised single-person clips of a dataset split, for :meth:`CompletionNet.set_bank`.
-
-    Uses :class:`finetec.data.pipeline.ClipPipeline` in test mode at the clean level (the same
-    sampling and normalisation the completion module sees). Clips are taken evenly over the split;
-    every present person of a clip is one bank entry. Returns (clips (B, T, V, C), mask (B, T, V)).
-    """
-    from finetec.data.pipeline import ClipPipeline, PipelineConfig
-
-    idx = dataset.split_indices(split) if split else np.arange(len(dataset))
-    if len(idx) == 0:
-        raise FinetecError(f"split {split!r} is empty: cannot build a skeleton bank")
-    pick = idx[np.unique(np.linspace(0, len(idx) - 1, min(size, len(idx))).round().astype(np.int64))]
-    pipe = ClipPipeline(dataset.layout, PipelineConfig(clip_len=clip_len, level="clean", normalize=normalize,
-                                                       align_view=align_view), train=False, seed=seed)
-    clips, masks = [], []
-    for i in pick:
-        item = pipe(dataset[int(i)], int(i), 0)
-        for mm in range(item["clean"].shape[0]):
-            if item["clean_mask"][mm].any():
-                clips.append(item["clean"][mm])
-                masks.append(item["clean_mask"][mm])
-    return np.stack(clips).astype(np.float32), np.stack(masks)
