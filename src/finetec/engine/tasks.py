@@ -41,7 +41,7 @@ class ClassificationTask:
     def __init__(self, num_classes: int, filler: str, label_smoothing: float = 0.0):
         self.num_classes, self.filler, self.label_smoothing = num_classes, filler, label_smoothing
 
-    def loss(self, model, batch: dict[str, Any], weight: float) -> tuple[Any, dict[str, float]]:
+    def loss(self, model, batch: dict[str, Any], weight: float, rng=None) -> tuple[Any, dict[str, float]]:
         """(weighted loss tensor, {"loss_sum", "correct", "count"}) for one rank's batch."""
         import torch.nn.functional as F
 
@@ -74,8 +74,11 @@ class CompletionTask:
     def __init__(self, num_classes: int = 0, filler: str = "none", label_smoothing: float = 0.0):
         self.filler = filler
 
-    def loss(self, model, batch: dict[str, Any], weight: float) -> tuple[Any, dict[str, float]]:
-        out = model(batch["keypoint"], batch["mask"], target=batch["clean"], target_mask=batch["clean_mask"])
+    def loss(self, model, batch: dict[str, Any], weight: float, rng=None) -> tuple[Any, dict[str, float]]:
+        """The model's loss; ``rng`` (np.random.Generator) drives its prompt sampling when the
+        model's forward accepts one (so that runs and resumed runs are reproducible)."""
+        kw = {"rng": rng} if rng is not None and _accepts_rng(model) else {}
+        out = model(batch["keypoint"], batch["mask"], target=batch["clean"], target_mask=batch["clean_mask"], **kw)
         n = batch["keypoint"].shape[0]
         total = out["loss"].float() * n
         return total * weight, {"loss_sum": float(total.detach()), "correct": 0.0, "count": float(n)}
@@ -83,6 +86,17 @@ class CompletionTask:
     def validate(self, model, loader, device, amp: bool) -> dict[str, float]:
         res = completion_errors(model, loader, device, amp)
         return {"val_mpjpe": res["mpjpe"], "val_n_mpjpe": res["n_mpjpe"], "val_mpjve": res["mpjve"]}
+
+
+def _accepts_rng(model) -> bool:
+    import inspect
+
+    from finetec.engine.checkpoint import unwrap
+
+    try:
+        return "rng" in inspect.signature(unwrap(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def completion_errors(model, loader, device, amp: bool) -> dict[str, float]:

@@ -199,7 +199,7 @@ class Trainer:
             if not hasattr(model, "set_bank"):
                 raise FinetecError(f"task completion needs a completion model (with set_bank); "
                                    f"{cfg.model.name!r} is not one", cfg.source)
-            model.set_bank(self._bank())
+            model.set_bank(*self._bank())
         probe = self._probe_batch()
         model.eval()
         with torch.no_grad():
@@ -216,9 +216,9 @@ class Trainer:
         j = int(self.train_idx[0])
         return collate([self.val_pipe(self.ds[j], index=j)])
 
-    def _bank(self) -> np.ndarray:
-        """Clean normalised training clips (test-mode pipeline, level clean): (B, T, V, C), one
-        entry per person with at least one observed joint."""
+    def _bank(self) -> tuple[np.ndarray, np.ndarray]:
+        """Clean normalised training clips (test-mode pipeline, level clean): clips (B, T, V, C)
+        and their observed mask (B, T, V), one entry per person with at least one observed joint."""
         from dataclasses import replace
 
         from finetec.data.pipeline import ClipPipeline
@@ -226,13 +226,14 @@ class Trainer:
         pipe = ClipPipeline(self.ds.layout, replace(self.val_pipe.cfg, level="clean", filler="none",
                                                     features=("joint",)),
                             train=False, seed=self.cfg.seed, dim=self.ds.dim, num_persons=self.num_persons)
-        clips = []
+        clips, masks = [], []
         for j in self.train_idx:
             out = pipe(self.ds[int(j)], index=int(j))
             for m in range(out["clean"].shape[0]):
                 if out["clean_mask"][m].any():
                     clips.append(out["clean"][m])
-        return np.stack(clips).astype(np.float32)
+                    masks.append(out["clean_mask"][m])
+        return np.stack(clips).astype(np.float32), np.stack(masks)
 
     def _loaders(self) -> None:
         from finetec.engine.distributed import ShardedBatches
@@ -382,7 +383,7 @@ class Trainer:
                 batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
                 w = loss_weight(len(batch["label"]), sizes[i], env.world_size)
                 with autocast(env.device, cfg.runtime.amp):
-                    loss, stats = self.task.loss(ddp, batch, w)
+                    loss, stats = self.task.loss(ddp, batch, w, np.random.default_rng([cfg.seed, epoch, i, env.rank]))
                 sanity.check_loss(stats["loss_sum"], i, epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
