@@ -287,3 +287,21 @@ def test_end_to_end_tiny_synthetic(tmp_path):
     assert "2 cells already in" in buf2.getvalue() and "training" not in buf2.getvalue()
     text = report.render_markdown(json.loads((tmp_path / "results.json").read_text()))
     assert "FineTec − best baseline" in text
+
+
+def test_two_processes_sharing_a_folder_keep_each_others_cells(tmp_path):
+    """Two stores on one results.json (e.g. one benchmark process per dataset) merge, never clobber."""
+    a, b = ResultsStore(tmp_path / "results.json"), ResultsStore(tmp_path / "results.json")
+    row = {"dataset": "d1", "method": "finetec", "regime": "mixed", "level": "severe", "top1": 0.5,
+           "mean_class": 0.5, "top5": 1.0, "num_clips": 4, "train_seconds": 1.0, "seed": 0, "budget": "cpu",
+           "config": {}, "machine": "m"}
+    a.add_cell(row)
+    b.add_cell({**row, "dataset": "d2", "top1": 0.25})
+    a.add_completion([{"dataset": "d1", "filler": "zero", "level": "minor", "mpjpe": 1.0, "n_mpjpe": 1.0,
+                       "mpjve": 1.0, "budget": "cpu", "seed": 0}])
+    on_disk = ResultsStore(tmp_path / "results.json")
+    assert sorted((c["dataset"], c["top1"]) for c in on_disk.cells) == [("d1", 0.5), ("d2", 0.25)]
+    assert len(on_disk.completion) == 1
+    b.add_cell({**row, "top1": 0.75})  # the same cell recomputed replaces the old row
+    assert sorted((c["dataset"], c["top1"]) for c in ResultsStore(tmp_path / "results.json").cells) == \
+        [("d1", 0.75), ("d2", 0.25)]

@@ -235,14 +235,17 @@ def run_benchmark(
     store = ResultsStore(out / "results.json")
     facts = {e.key: backend.prepare(e, out) for e in entries}  # bad data fails before any training
     machine = backend.machine()
-    store.meta.setdefault("datasets", {})
-    for e in entries:
-        store.meta["datasets"][e.key] = {"title": e.title, "spec": e.spec, **facts[e.key]}
-    store.meta.setdefault("methods", {}).update({m.name: m.title for m in methods})
-    store.meta.setdefault("commands", [])
-    if command not in store.meta["commands"]:
-        store.meta["commands"].append(command)
-    store.save()
+
+    def record_meta(meta: dict[str, Any]) -> None:
+        meta.setdefault("datasets", {})
+        for e in entries:
+            meta["datasets"][e.key] = {"title": e.title, "spec": e.spec, **facts[e.key]}
+        meta.setdefault("methods", {}).update({m.name: m.title for m in methods})
+        meta.setdefault("commands", [])
+        if command not in meta["commands"]:
+            meta["commands"].append(command)
+
+    store.update_meta(record_meta)
 
     cells = plan_cells(entries, methods, levels, regime, budget, seed, out, explicit_levels)
     progress = Progress(len(cells), stream)

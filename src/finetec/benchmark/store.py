@@ -12,6 +12,7 @@ again; a cell that crashed was never recorded and is redone.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -77,22 +78,47 @@ class ResultsStore:
         return any(completion_key(c) == k for c in self.completion)
 
     # -- updates (each one rewrites the file atomically) ---------------------------------
+    # Several benchmark processes may share one output folder (e.g. one per dataset): every
+    # update re-reads the file under a lock, merges, and rewrites it, so none loses another's rows.
+    @contextlib.contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            try:
+                import fcntl
+
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - no fcntl (Windows): single process only
+                pass
+            if self.path.exists():
+                mine_cells, mine_comp = self.cells, self.completion
+                self._load()
+                self.cells = _merge(self.cells, mine_cells, cell_key)
+                self.completion = _merge(self.completion, mine_comp, completion_key)
+            yield
+
     def add_cell(self, row: dict[str, Any]) -> None:
         missing = [k for k in CELL_FIELDS if k not in row]
         if missing:
             raise ValueError(f"cell lacks {missing}")
-        k = cell_key(row)
-        self.cells = [c for c in self.cells if cell_key(c) != k] + [row]
-        self.save()
+        with self._locked():
+            self.cells = _merge(self.cells, [row], cell_key)
+            self.save()
 
     def add_completion(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             missing = [k for k in COMPLETION_FIELDS if k not in row]
             if missing:
                 raise ValueError(f"completion row lacks {missing}")
-        keys = {completion_key(r) for r in rows}
-        self.completion = [c for c in self.completion if completion_key(c) not in keys] + list(rows)
-        self.save()
+        with self._locked():
+            self.completion = _merge(self.completion, rows, completion_key)
+            self.save()
+
+    def update_meta(self, fn) -> None:
+        """Apply ``fn(meta)`` and save (under the lock, after merging what is on disk)."""
+        with self._locked():
+            fn(self.meta)
+            self.save()
 
     def to_dict(self) -> dict[str, Any]:
         return {"cells": self.cells, "completion": self.completion, "meta": self.meta}
@@ -100,6 +126,12 @@ class ResultsStore:
     def save(self) -> None:
         write_text_atomic(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=False, default=_json_default)
                           + "\n")
+
+
+def _merge(old: list[dict[str, Any]], new: list[dict[str, Any]], key) -> list[dict[str, Any]]:
+    """``old`` with the rows of ``new`` added; a row of ``new`` replaces an old row of the same key."""
+    keys = {key(r) for r in new}
+    return [r for r in old if key(r) not in keys] + list(new)
 
 
 def _json_default(o: Any) -> Any:
