@@ -86,9 +86,10 @@ def test_relative_data_path_resolution(tmp_path, monkeypatch):
     (cfgdir / "data.finetec.npz").write_bytes(b"")
     p = write(cfgdir, "data: {path: data.finetec.npz}\n")
     monkeypatch.chdir(tmp_path)
-    assert Path(load_config(p).data.path) == cfgdir / "data.finetec.npz"   # config's folder
+    assert Path(load_config(p).data.path) == (cfgdir / "data.finetec.npz").resolve()   # config's folder
     (tmp_path / "data.finetec.npz").write_bytes(b"")
-    assert load_config(p).data.path == "data.finetec.npz"                    # CWD first
+    assert Path(load_config(p).data.path) == (tmp_path / "data.finetec.npz").resolve()  # CWD first
+    assert load_config(p, ["data.path=elsewhere.npz"]).data.path == "elsewhere.npz"   # not found: as given
     assert load_config(None, ["data.path=synthetic:coco17"]).data.path == "synthetic:coco17"
 
 

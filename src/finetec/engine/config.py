@@ -311,16 +311,19 @@ def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
 
 
 def resolve_data_path(path: str, config_dir: str | os.PathLike | None) -> str:
-    """A relative file path exists relative to the CWD, else the config's folder, else as given."""
+    """A relative path is looked up from the CWD, then from the config's folder; when found it is
+    made absolute (so that a checkpoint's recorded data path works from any folder)."""
     if not path or path == "synthetic" or path.startswith("synthetic:"):
         return path
     p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
+    if p.is_absolute():
         return str(p)
+    if p.exists():
+        return str(p.resolve())
     if config_dir is not None:
         q = Path(config_dir) / p
         if q.exists():
-            return str(q)
+            return str(q.resolve())
     return path
 
 
