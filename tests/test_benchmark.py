@@ -33,7 +33,7 @@ class FakeBackend:
         self.crash_train = crash_train
 
     def prepare(self, entry, out_dir):
-        return {"num_train": 10, "num_test": 5}
+        return {"num_train": 10, "num_test": 5, "num_classes": 14, "layout": "coco17", "dims": 2}
 
     def config(self, unit, completion_dir):
         cfg = {"name": unit.name, "seed": unit.seed,

@@ -62,7 +62,8 @@ class EngineBackend:
         """The engine config of one unit: the same seed, split, clip length and budget for all."""
         b: Budget = unit.budget
         entry = unit.dataset
-        data = {"path": self._paths[entry.key], "train_split": entry.train_split, "test_split": entry.test_split}
+        data = {"path": self._paths[entry.key], "train_split": entry.train_split, "test_split": entry.test_split,
+                "val_fraction": 0.1}
         runtime = {"device": self.device, "num_workers": b.num_workers, "tensorboard": "off",
                    "threads": self.threads}
         if unit.is_completion:

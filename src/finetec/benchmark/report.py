@@ -197,6 +197,13 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
         out += ["", "_No finished cells yet._"]
     for (ds, regime, budget, seed), group in _groups(cells):
         out += ["", f"## {titles.get(ds, ds)} — regime `{regime}`, budget `{budget}`, seed {seed}", ""]
+        facts = meta.get("datasets", {}).get(ds, {})
+        if facts.get("num_test"):
+            vf = (group[0].get("config") or {}).get("data", {}).get("val_fraction", 0.1)  # the engine's default
+            out += [f"Data: `{facts.get('spec', ds)}` ({facts.get('layout')}, {facts.get('dims')}D, "
+                    f"{facts.get('num_classes')} classes); trained on the `train` split ({facts.get('num_train')} "
+                    f"clips, {100 * vf:.0f} % of them held out to select the checkpoint), tested on the `test` split "
+                    f"({facts.get('num_test')} clips).", ""]
         out.append(accuracy_table(group, meta.get("methods")))
         f = findings(group)
         if f:
@@ -238,7 +245,10 @@ def render_summary(results: dict[str, Any]) -> str:
     lines = head.splitlines()
     # drop the page title and the long explanation paragraphs, keep the tables
     body = [ln for ln in lines[1:] if not ln.startswith(("Generated from", "Accuracy entries", "MPJPE (mean"))]
-    return ("Top-1 / mean-class accuracy (%) on the fixed corrupted test split:\n" + "\n".join(body)).strip()
+    import re
+
+    text = "Top-1 / mean-class accuracy (%) on the fixed corrupted test split:\n" + "\n".join(body)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
 def make_plots(results: dict[str, Any], img_dir: Path, prefix: str = "") -> dict[str, Path]:
