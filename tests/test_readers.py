@@ -152,6 +152,20 @@ def test_pyskl_2d_scores_mask_split(tmp_path: Path) -> None:
     assert not strict[0].mask[0, 0, 3] and strict[0].mask[0, 0, 4]
 
 
+def test_pyskl_empty_clip_error_or_skip(tmp_path: Path) -> None:
+    good = {"frame_dir": "ok", "label": 0, "keypoint": np.ones((1, 3, 17, 2), np.float32),
+            "keypoint_score": np.ones((1, 3, 17), np.float32)}
+    empty = {"frame_dir": "nobody", "label": 1, "keypoint": np.zeros((1, 3, 17, 2), np.float32),
+             "keypoint_score": np.zeros((1, 3, 17), np.float32)}
+    p = tmp_path / "two.pkl"
+    p.write_bytes(pickle.dumps({"split": {"train": ["ok", "nobody"]}, "annotations": [good, empty]}))
+    with pytest.raises(FinetecError, match="'nobody': every frame is missing"):
+        read_dataset(p)
+    ds = read_dataset(p, skip_empty="yes")
+    assert ds.ids.tolist() == ["ok"] and ds.meta["skipped"] == ["nobody"]
+    assert ds.splits["train"].tolist() == [0] and ds.meta["split_entries_without_clip"] == {"train": 1}
+
+
 def test_pyskl_3d_float16_ntu_names(tmp_path: Path) -> None:
     kp = np.zeros((2, 6, 25, 3), np.float16)
     kp[0] = 0.25

@@ -17,7 +17,9 @@ Missing data:
   persons and frames); ``score_threshold=t`` (> 0) additionally marks joints with score <= t missing.
   Scores are kept as the sample's ``score``.
 - 3D (float16 in PYSKL's NTU files): joints whose coordinates are all zero are missing.
-- Persons never observed in a clip are dropped (at least one is kept).
+- Persons never observed in a clip are dropped (at least one is kept). A clip with nothing
+  observed is an error unless ``skip_empty=true`` (then it is left out and listed in
+  ``meta["skipped"]``; its split entries are counted as absent).
 
 FineTec Gym288 release (documented choice): annotations may carry ``kp_w_gt`` (T, 17, 3) and
 ``kp_wo_gt`` (same layout), both ``x, y, score``. ``kp_w_gt`` is read as the ground-truth keypoint
@@ -42,7 +44,7 @@ import numpy as np
 from finetec.data import safe_pickle
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_float, as_int, choose_layout, class_names_option, generic_class_names, make_sample,
+    as_bool, as_float, as_int, choose_layout, class_names_option, generic_class_names, make_sample,
     nonzero_mask, progress, trim_persons,
 )
 from finetec.data.readers.names import NTU120_CLASSES
@@ -69,6 +71,8 @@ def _ann_field(ann: dict[str, Any], key: str, src: Path, i: int) -> np.ndarray:
         return np.asarray(ann[key])
     except KeyError:
         raise FinetecError(f"annotation {i} ({ann.get('frame_dir', '?')!r}) has no {key!r}", src) from None
+    except (ValueError, TypeError):
+        raise FinetecError(f"annotation {i}: {key!r} is not a rectangular array", src) from None
 
 
 def _clip_arrays(ann: dict[str, Any], field: str, threshold: float, src: Path, i: int
@@ -126,8 +130,14 @@ def _class_names(data: Any, option: Any, anns: list[dict[str, Any]], labels: lis
 
 def read(path: Path, *, layout: str | None = None, score_threshold: float | str = 0.0,
          gym288_field: str | None = None, class_names: str | None = None,
-         num_classes: int | str | None = None, progress_bar: bool | None = None) -> SkeletonDataset:
-    """Read a PYSKL pickle (see the module docstring for the choices made)."""
+         num_classes: int | str | None = None, skip_empty: bool | str = False,
+         progress_bar: bool | None = None) -> SkeletonDataset:
+    """Read a PYSKL pickle (see the module docstring for the choices made).
+
+    skip_empty: leave out clips with no frame, no person or nothing observed (listed in
+    ``meta["skipped"]``) instead of stopping with an error.
+    """
+    skip = as_bool(skip_empty, "skip_empty")
     threshold = as_float(score_threshold, "score_threshold")
     if gym288_field is not None and gym288_field not in GYM288_FIELDS:
         raise FinetecError(f"option gym288_field={gym288_field!r}: choose one of {', '.join(GYM288_FIELDS)}")
@@ -143,12 +153,16 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
         raise FinetecError("the pickle holds no annotations", path)
     if not isinstance(split, dict):
         raise FinetecError("'split' must map split names to lists of frame_dir", path)
-    clips, labels, ids, metas = [], [], [], []
+    clips, labels, ids, metas, skipped = [], [], [], [], []
     for i, ann in enumerate(progress(anns, "PYSKL clips", progress_bar)):
         if not isinstance(ann, dict):
             raise FinetecError(f"annotation {i} is not a dict", path)
         field = gym288_field or ("kp_w_gt" if "keypoint" not in ann and "kp_w_gt" in ann else "keypoint")
-        clips.append(_clip_arrays(ann, field, threshold, path, i))
+        arrays = _clip_arrays(ann, field, threshold, path, i)
+        if skip and not arrays[1].any():
+            skipped.append(str(ann.get("frame_dir", f"clip_{i:06d}")))
+            continue
+        clips.append(arrays)
         lab = ann.get("label")
         try:
             lab = None if lab is None else int(np.asarray(lab).reshape(-1)[0])
@@ -159,6 +173,8 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
         meta = {k: [int(v) for v in np.asarray(ann[k]).ravel()] for k in ("img_shape", "original_shape")
                 if k in ann}
         metas.append(meta)
+    if not clips:
+        raise FinetecError("every clip was skipped (nothing observed)", path)
     V = clips[0][0].shape[2]
     stored = data.get("finetec_layout") if isinstance(data, dict) else None
     lay = choose_layout(layout if layout is not None else
@@ -184,6 +200,8 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
         meta["gym288_field"] = gym288_field
     if absent:
         meta["split_entries_without_clip"] = absent
+    if skipped:
+        meta["skipped"] = skipped
     return SkeletonDataset.from_samples(samples, lay, names, splits=splits, meta=meta, source=str(path))
 
 
