@@ -161,6 +161,7 @@ def test_report_tables_from_results(tmp_path):
     # completion table: zero filling has the lowest MPJPE in the fake rows, in bold
     assert "| zero filling (`zero`) | **0.120** / 0.050 / 0.020 |" in text
     assert "## Provenance" in text and "finetec benchmark (test)" in text
+    assert "Completion module: config `" in text and "completion__stage1__quick__s0/config.yaml`" in text
     assert len(store.cells) == 2 * 3 + 2
 
 

@@ -220,6 +220,12 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
                 "masks (drop ratio 0.25-0.85, five patterns) and shared by every level and regime."]
         for (ds, budget, seed), rows in comp_groups.items():
             out += ["", f"### {titles.get(ds, ds)} — budget `{budget}`, seed {seed}", "", completion_table(rows)]
+            model_row = next((r for r in rows if r["filler"] == COMPLETION_MODEL and r.get("config_file")), None)
+            if model_row is not None:
+                cfg = model_row["config_file"] if relative_to is None else _rel(model_row["config_file"], relative_to)
+                out += ["", f"Completion module: config `{cfg}`, stage-1 training wall time "
+                            f"{_seconds(model_row.get('train_seconds'))}, seed {seed}, machine "
+                            f"{model_row.get('machine', '?')}; command `{model_row.get('command', '?')}`."]
     if images:
         out += ["", "## Plots", ""]
         for title, path in images.items():

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, TextIO
 
 from finetec.benchmark.spec import (
-    LEVEL_ORDER, Budget, DatasetEntry, Method, method_levels,
+    COMPLETION_FILLERS, COMPLETION_MODEL, LEVEL_ORDER, Budget, DatasetEntry, Method, method_levels,
 )
 from finetec.benchmark.store import ResultsStore
 from finetec.fileio import write_text_atomic
@@ -263,15 +263,19 @@ def run_benchmark(
             store.has_completion(dataset=entry.key, filler=f, level=lv, budget=b.name, seed=seed)
             for f in _table_fillers(uses_model) for lv in comp_levels)
         completion_dir: Path | None = None
+        stage1_seconds = None
         if uses_model and (not table_done or any(c.unit.method.needs_completion for c in mine)):
             cu = completion_unit(entry, budget, seed, out)
-            _train_unit(backend, cu, None, progress, f"{entry.key}: stage-1 completion module")
+            stage1_seconds = _train_unit(backend, cu, None, progress, f"{entry.key}: stage-1 completion module")
             completion_dir = cu.run_dir
         if not table_done:
             progress.line(f"{entry.key}: completion table (fillers{' + completion module' if completion_dir else ''})")
             rows = backend.completion_rows(entry, b, seed, comp_levels, completion_dir)
             for r in rows:
                 r.update({"budget": b.name, "seed": seed, "machine": machine, "command": command})
+                if r["filler"] == COMPLETION_MODEL and completion_dir is not None:
+                    r.update({"train_seconds": round(stage1_seconds or 0.0, 1),
+                              "config_file": str(completion_dir / "config.yaml")})
             store.add_completion(rows)
 
         for unit, unit_cells in _group_by_unit(mine):
@@ -296,8 +300,6 @@ def run_benchmark(
 
 
 def _table_fillers(with_model: bool) -> list[str]:
-    from finetec.benchmark.spec import COMPLETION_FILLERS, COMPLETION_MODEL
-
     return list(COMPLETION_FILLERS) + ([COMPLETION_MODEL] if with_model else [])
 
 
