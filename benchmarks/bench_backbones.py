@@ -90,6 +90,7 @@ def measure(model_name: str, setting: str, mode: str, iters: int, warmup: int, d
             torch.cuda.synchronize(dev)
 
     model.train(mode == "train")
+    load_before = os.getloadavg()[0]
     sync()
     base_rss = _max_rss_mib()
     if dev.type == "cuda":
@@ -115,7 +116,7 @@ def measure(model_name: str, setting: str, mode: str, iters: int, warmup: int, d
         "shape": [s["N"], s["M"], s["T"], V, s["C"]], "params": count_parameters(model),
         "sec_per_iter": sec, "samples_per_s": s["N"] / sec, "gflop_per_iter": flops / 1e9,
         "gflops_achieved": flops / 1e9 / sec, "peak_mib": peak_mib, "threads": torch.get_num_threads(),
-        "iters": iters,
+        "iters": iters, "load_avg_1min": [load_before, os.getloadavg()[0]],
     }
 
 
@@ -196,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
               f"torch {torch.__version__}, {args.iters} timed iterations after {args.warmup} warm-up. "
               f"Peak memory: {'max-RSS increase' if args.device == 'cpu' else 'max CUDA allocation increase'} "
               f"over the built model and batch.")
+    loads = [v for r in rows for v in r["load_avg_1min"]]
+    if loads:
+        header += f" 1-minute load average during the runs: {min(loads):.1f}-{max(loads):.1f}"
+        header += (" (above the core count: the machine was shared, timings are pessimistic)."
+                   if max(loads) > (os.cpu_count() or 1) else ".")
     md = table(rows, header)
     print(md)
     if args.out:
