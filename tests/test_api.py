@@ -193,6 +193,10 @@ def test_predict_batch_equals_one_by_one(ckpt):
         for a, b in zip(batch, one):
             assert [c for c, _ in a] == [c for c, _ in b]
             np.testing.assert_allclose([q for _, q in a], [q for _, q in b], rtol=1e-5, atol=1e-6)
+    # an (N, M, T, V, C) array is N clips
+    same = [s.keypoint for s in ds if s.num_frames == 20]
+    stacked = p.predict_batch(np.stack(same * 2), top_k=3)
+    assert len(stacked) == 2 * len(same) and stacked[0] == stacked[len(same)]
     # a list of (keypoint, mask) tuples gives the same
     tup = p.predict_batch([(s.keypoint, s.mask) for s in ds], top_k=3)
     assert [[c for c, _ in r] for r in tup] == [[c for c, _ in r] for r in one]

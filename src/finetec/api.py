@@ -204,7 +204,9 @@ class Predictor:
         if isinstance(samples, SkeletonDataset):
             self.check_dataset(samples)
             return list(samples)
-        if isinstance(samples, (Sample, np.ndarray)):
+        if isinstance(samples, np.ndarray) and samples.ndim == 5:
+            samples = list(samples)  # (N, M, T, V, C): N clips
+        elif isinstance(samples, (Sample, np.ndarray)):
             samples = [samples]
         out = []
         for i, s in enumerate(samples):
