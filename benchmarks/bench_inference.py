@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                          **{f"stream_{k}": v for k, v in st.items()}})
             print(f"done {pred.model_name}: {rows[-1]}", file=sys.stderr)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, torch "
-               f"{torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+               f"{torch.__version__}, {torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}, "
+               f"device {args.device}")
     lines = [f"Inference speed ({machine}; synthetic coco17 2D clips; "
              f"`python benchmarks/bench_inference.py{' ' + ' '.join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ''}`)",
              "",
