@@ -114,7 +114,7 @@ def probe(layouts: list[str], levels: list[str], epochs: int) -> list[dict]:
     from finetec.data.synthetic import CLASS_NAMES, make_dataset
 
     out = []
-    short = [n.replace("_right", "").replace("raise_arms_", "raise_") for n in CLASS_NAMES]
+    short = [n.replace("wave_right_", "wave_").replace("circle_right_", "circle_").replace("raise_arms_", "raise_") for n in CLASS_NAMES]
     print("\n| layout | level | top-1 | " + " | ".join(short) + " | s |")
     print("|---|---|---|" + "---|" * len(short) + "---|")
     for layout in layouts:
