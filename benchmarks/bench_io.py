@@ -1,7 +1,10 @@
 """Data I/O speed: reading the real datasets, writing and loading the canonical file, and loading
 a synthetic canonical file at NTU-60 scale.
 
-Measurements (wall-clock seconds, each in a fresh subprocess so that memory is its own):
+Measurements (seconds, each in a fresh subprocess so that memory is its own):
+
+Wall-clock and CPU (process) time are both given: on a shared machine the CPU time is the
+steadier figure.
 
 * ``read``: a reader on a real dataset folder (``../shared/data``), files already in the OS page
   cache (one untimed warm-up read first); NW-UCLA is timed with both JSON backends (``orjson``
@@ -61,13 +64,14 @@ def m_read(name: str, out: str, stdlib_json: bool) -> dict:
     if stdlib_json:
         nw_ucla.json_loader = lambda: (json.loads, ValueError)  # type: ignore[assignment]
     read_dataset(SHARED / name)                                  # warm the page cache
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ds = read_dataset(SHARED / name)
-    t_read = time.perf_counter() - t0
+    t_read, c_read = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     ds.save(out)
     t_save = time.perf_counter() - t0
-    return {"clips": len(ds), "frames": int(ds.lengths.sum()), "read_s": t_read, "save_s": t_save,
+    return {"clips": len(ds), "frames": int(ds.lengths.sum()), "read_s": t_read, "read_cpu_s": c_read,
+            "save_s": t_save,
             "bytes": os.path.getsize(out)}
 
 
@@ -77,16 +81,16 @@ def m_load(path: str, probes: int) -> dict:
     from finetec.data.dataset import SkeletonDataset
 
     base = _peak_mib()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ds = SkeletonDataset.load(path)
-    t_load = time.perf_counter() - t0
+    t_load, c_load = time.perf_counter() - t0, time.process_time() - c0
     rng = np.random.default_rng(0)
     idx = rng.integers(0, len(ds), size=probes)
     t0 = time.perf_counter()
     for i in idx:
         ds[int(i)]
     t_get = (time.perf_counter() - t0) / max(probes, 1)
-    return {"clips": len(ds), "load_s": t_load, "peak_mib": _peak_mib() - base, "getitem_us": t_get * 1e6,
+    return {"clips": len(ds), "load_s": t_load, "load_cpu_s": c_load, "peak_mib": _peak_mib() - base, "getitem_us": t_get * 1e6,
             "bytes": os.path.getsize(path)}
 
 
@@ -158,9 +162,10 @@ def main() -> None:
                     r = _sub("m_read", name, out, backend == "json")
                     ld = _sub("m_load", out, args.probes)
                     label = f"{name} ({backend} parser)" if backend != "-" else name
-                    rows.append((label, f"{r['clips']} / {r['frames']}", f"{r['read_s']:.2f}",
+                    rows.append((label, f"{r['clips']} / {r['frames']}",
+                                 f"{r['read_s']:.2f} / {r['read_cpu_s']:.2f}",
                                  f"{r['save_s']:.2f} ({r['bytes'] / 2**20:.0f} MiB)",
-                                 f"{ld['load_s']:.3f} (peak +{ld['peak_mib']:.0f} MiB)",
+                                 f"{ld['load_s']:.3f} / {ld['load_cpu_s']:.3f} (peak +{ld['peak_mib']:.0f} MiB)",
                                  f"{ld['getitem_us']:.0f}"))
                     print(rows[-1], file=sys.stderr)
         path = str(Path(tmp) / "ntu60_scale.finetec.npz")
@@ -168,15 +173,17 @@ def main() -> None:
         ld = _sub("m_load", path, args.probes)
         rows.append((f"synthetic NTU-60 scale (M=2, V=25, C=3)", f"{mk['clips']} / {mk['frames']}", "-",
                      f"{mk['save_s']:.2f} ({mk['bytes'] / 2**30:.2f} GiB)",
-                     f"{ld['load_s']:.2f} (peak +{ld['peak_mib'] / 1024:.2f} GiB)", f"{ld['getitem_us']:.0f}"))
+                     f"{ld['load_s']:.2f} / {ld['load_cpu_s']:.2f} (peak +{ld['peak_mib'] / 1024:.2f} GiB)",
+                     f"{ld['getitem_us']:.0f}"))
         print(rows[-1], file=sys.stderr)
 
     import numpy
 
     head = (f"Data I/O, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {_cpu_name()}, {os.cpu_count()} CPU "
             f"threads visible, Python {platform.python_version()}, NumPy {numpy.__version__}; "
-            "`python benchmarks/bench_io.py`\n\n")
-    table = ["| dataset | clips / frames | read s | save s (file) | load s (memory) | ds[i] µs |",
+            f"load average {os.getloadavg()[0]:.1f} at the end; `python benchmarks/bench_io.py`\n\n")
+    table = ["| dataset | clips / frames | read s (wall / CPU) | save s (file) | load s (wall / CPU, memory) "
+             "| ds[i] µs |",
              "|---|---|---|---|---|---|"]
     table += ["| " + " | ".join(r) + " |" for r in rows]
     text = head + "\n".join(table) + "\n"
