@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         ds.save(dst)
     splits = ", ".join(f"{k} ({len(v)})" for k, v in sorted(ds.splits.items())) or "none"
-    print(f"wrote {dst} ({'PYSKL pickle' if kind == 'pyskl' else 'finetec canonical'}): {len(ds)} clips, "
-          f"{ds.num_classes} classes, layout {ds.layout.name}, splits: {splits}")
+    n, k = len(ds), ds.num_classes
+    print(f"wrote {dst} ({'PYSKL pickle' if kind == 'pyskl' else 'finetec canonical'}): "
+          f"{n} clip{'s' * (n != 1)}, {k} class{'es' * (k != 1)}, layout {ds.layout.name}, splits: {splits}")
     return 0
