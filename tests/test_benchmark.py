@@ -306,3 +306,13 @@ def test_two_processes_sharing_a_folder_keep_each_others_cells(tmp_path):
     b.add_cell({**row, "top1": 0.75})  # the same cell recomputed replaces the old row
     assert sorted((c["dataset"], c["top1"]) for c in ResultsStore(tmp_path / "results.json").cells) == \
         [("d1", 0.75), ("d2", 0.25)]
+
+
+def test_budget_per_dataset_settings():
+    cpu = BUDGETS["cpu"]
+    assert cpu.for_dataset("utd_mhad").epochs == 20 and cpu.for_dataset("utd_mhad").completion_epochs == 10
+    assert cpu.for_dataset("nw_ucla") is cpu
+    assert BUDGETS["gpu"].for_dataset("penn_action").clip_len == 100
+    entries = make_entries(["synthetic:coco17"])
+    cells = plan_cells(entries, [METHODS["finetec"]], ["severe"], "per-level", cpu, 0, Path("x"), True)
+    assert cells[0].unit.budget.epochs == cpu.epochs

@@ -128,6 +128,9 @@ BUDGETS: dict[str, Budget] = {
         completion={"width": 64, "depth": 2, "merge_at": 1, "bank_size": 128},
         completion_epochs=5, completion_lr=1e-3,
         default_methods=_ALL, default_levels=LEVEL_ORDER,
+        # UTD-MHAD's training split is small (431 clips = 12 steps an epoch): more epochs, so that
+        # every dataset gets a few hundred optimizer steps.
+        per_dataset={"utd_mhad": {"epochs": 20, "completion_epochs": 10}},
     ),
     # Paper scale: published backbone widths, T=64 (100 for Penn Action), 60-80 epochs; a GPU.
     "gpu": Budget(
