@@ -108,6 +108,14 @@ def test_window_slides_and_masks_lost_frames():
     assert preds[-1].top_k[0] == ("clap", 0.75) and preds[-1].latency_ms >= 0
 
 
+def test_warm_up_predicts_once_and_leaves_the_window_empty():
+    fake = FakePredictor()
+    rec = StreamRecognizer(fake, window=4, every=2)
+    rec.warm_up()
+    assert len(fake.calls) == 1 and fake.calls[0][1].all() and rec.count == 0
+    assert [rec.push(_frame(t)) is not None for t in range(6)] == [False, False, False, True, False, True]
+
+
 def test_window_with_nothing_observed_gives_an_empty_prediction():
     fake = FakePredictor()
     rec = StreamRecognizer(fake, window=3, every=1)

@@ -182,6 +182,14 @@ class StreamRecognizer:
         self._buf: deque = deque(maxlen=self.window)
         self.count = 0
 
+    def warm_up(self) -> None:
+        """Run one prediction on a still dummy window so that the first real prediction's latency
+        does not include one-time costs (lazy imports, first-call allocations)."""
+        V, C = self.num_joints, self.dim
+        kp = np.ones((1, max(2, min(self.window, 8)), V, C), dtype=np.float32)
+        kp += np.arange(V, dtype=np.float32)[None, None, :, None] * 0.1
+        self.predictor.predict(kp, np.ones(kp.shape[:3], dtype=bool), top_k=1)
+
     def reset(self) -> None:
         self._buf.clear()
         self.count = 0

@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help='one JSON object per prediction: {"frame", "top_k", "latency_ms", "observed_frames", "window"}')
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice; 1 often gives steadier latency)")
 
 
 def stream(recognizer, lines: IO[str], out: IO[str], err: IO[str], as_json: bool = False,
@@ -83,12 +85,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise FinetecError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise FinetecError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)  # a process-wide setting, by request
     pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     if pred.is_completion:
         raise FinetecError("this checkpoint is a completion model and does not classify", args.checkpoint)
     window = args.window if args.window is not None else pred.clip_len
     every = args.every if args.every is not None else max(1, window // 4)
     rec = StreamRecognizer(pred, window=window, every=every, warmup=args.warmup, top_k=args.top_k)
+    rec.warm_up()  # one-time costs stay out of the first reported latency
     frames, preds, bad = stream(rec, sys.stdin, sys.stdout, sys.stderr, as_json=args.json,
                                 min_score=args.min_score, max_persons=pred.max_persons)
     if frames == 0:
