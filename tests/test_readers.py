@@ -393,3 +393,100 @@ def test_canonical_round_trip_through_readers(tmp_path: Path, ntu_folder: Path) 
     back = read_dataset(out)
     np.testing.assert_array_equal(back.keypoint, ds.keypoint)
     assert back.splits.keys() == ds.splits.keys()
+
+
+# -- the three real-data formats, on tiny synthetic files (CI has no ../shared/data) --------
+def test_penn_action_small_mat_files(tmp_path: Path) -> None:
+    import scipy.io
+
+    labels = tmp_path / "penn" / "labels"
+    labels.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    specs = [("squat", 1, "front"), ("bowl", -1, "side"), ("squat", -1, "back"), ("bowl", 1, "front")]
+    for i, (action, train, pose) in enumerate(specs, start=1):
+        T = 5 + i
+        vis = np.ones((T, 13), np.uint8)
+        vis[1, 4] = 0
+        x, y = rng.uniform(0, 480, (T, 13)), rng.uniform(0, 360, (T, 13))
+        scipy.io.savemat(labels / f"{i:04d}.mat", {
+            "action": action, "pose": pose, "x": x, "y": y, "visibility": vis, "train": np.array([[train]]),
+            "bbox": np.zeros((T, 4)), "dimensions": np.array([[360, 480, T]], np.uint16),
+            "nframes": np.array([[T]])})
+    for path in (tmp_path / "penn", labels):
+        assert detect_format(path) == "penn_action"
+    ds = read_dataset(tmp_path / "penn")
+    assert ds.class_names == ["bowl", "squat"] and ds.label.tolist() == [1, 0, 1, 0]
+    assert ds.splits["train"].tolist() == [0, 3] and ds.splits["test"].tolist() == [1, 2]
+    s = ds[0]
+    assert s.keypoint.shape == (1, 6, 13, 2) and not s.mask[0, 1, 4] and s.mask.sum() == 6 * 13 - 1
+    assert s.keypoint[0, 1, 4].tolist() == [0.0, 0.0]
+    ref = scipy.io.loadmat(labels / "0001.mat")
+    np.testing.assert_allclose(s.keypoint[0, 0, :, 0], ref["x"][0], rtol=1e-6)
+    assert s.meta["pose"] == "front" and s.meta["dimensions"] == [360, 480, 6]
+
+
+def test_utd_mhad_small_mat_files(tmp_path: Path) -> None:
+    import scipy.io
+
+    sk = tmp_path / "Skeleton"
+    sk.mkdir()
+    rng = np.random.default_rng(5)
+    for a, s, t in [(1, 1, 1), (27, 2, 1), (3, 7, 4), (3, 8, 2)]:
+        d = rng.normal(size=(20, 3, 4 + a % 5))
+        scipy.io.savemat(sk / f"a{a}_s{s}_t{t}_skeleton.mat", {"d_skel": d})
+    ds = read_dataset(tmp_path)
+    assert ds.layout.name == "utd_mhad20" and ds.num_classes == 27
+    by_id = {cid: i for i, cid in enumerate(ds.ids)}
+    assert ds.label[by_id["a27_s2_t1"]] == 26 and ds.class_names[26] == "squat"
+    assert sorted(ds.ids[ds.splits["xsub_train"]].tolist()) == ["a1_s1_t1", "a3_s7_t4"]
+    ref = scipy.io.loadmat(sk / "a3_s8_t2_skeleton.mat")["d_skel"]
+    np.testing.assert_allclose(ds[by_id["a3_s8_t2"]].keypoint[0], ref.transpose(2, 0, 1), rtol=1e-6)
+    scipy.io.savemat(sk / "a2_s1_t1_skeleton.mat", {"d_skel": np.ones((25, 3, 4))})
+    with pytest.raises(FinetecError, match="wrong joint count: expected 20 joints, got 25"):
+        read_dataset(tmp_path)
+
+
+def test_nw_ucla_small_json_files(tmp_path: Path) -> None:
+    sq = tmp_path / "all_sqe"
+    sq.mkdir()
+    rng = np.random.default_rng(6)
+    for name, label in [("a01_s01_e00_v01", 1), ("a12_s02_e01_v02", 10), ("a05_s03_e02_v03", 5)]:
+        sk = rng.normal(size=(3, 20, 3))
+        sk[1, 7] = 0                                     # an untracked joint
+        (sq / f"{name}.json").write_text(json.dumps({"file_name": name, "skeletons": sk.tolist(),
+                                                     "label": label}))
+    ds = read_dataset(tmp_path)
+    assert ds.layout.name == "kinect_v1" and ds.label.tolist() == [0, 4, 9]
+    assert ds.ids[ds.splits["xview_test"]].tolist() == ["a05_s03_e02_v03"]
+    assert not ds[0].mask[0, 1, 7] and ds[0].mask.sum() == 59
+    (sq / "a02_s01_e00_v01.json").write_text('{"file_name": "x", "skeletons": [[[1, 2, 3]')
+    with pytest.raises(FinetecError, match="damaged JSON") as e:
+        read_dataset(tmp_path)
+    assert "a02_s01_e00_v01.json" in str(e.value)
+
+
+def test_ctrgcn_chunk_boundaries_and_integer_labels(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetec.data.readers import ctrgcn
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(7, 5, 150)).astype(np.float32)
+    x[:, :, 75:] = 0
+    x[3, 4] = 0                                           # clip 3: 4 frames after trimming
+    p = tmp_path / "ucla_like.npz"
+    np.savez(p, x_test=x, y_test=np.arange(7) % 3)
+    whole = read_dataset(p)
+    monkeypatch.setattr(ctrgcn, "CHUNK", 2)
+    chunked = read_dataset(p)
+    assert whole.class_names == ["class_0", "class_1", "class_2"]
+    assert chunked.label.tolist() == [0, 1, 2, 0, 1, 2, 0]
+    np.testing.assert_array_equal(whole.keypoint, chunked.keypoint)
+    assert chunked.lengths.tolist() == [5, 5, 5, 4, 5, 5, 5]
+    assert chunked.splits["test"].tolist() == list(range(7))
+
+
+def test_simple_npz_refuses_object_arrays(tmp_path: Path) -> None:
+    p = tmp_path / "objects.npz"
+    np.savez(p, keypoint=np.array([np.ones((2, 17, 2)), np.ones((3, 17, 2))], dtype=object))
+    with pytest.raises(FinetecError, match="no pickle"):
+        read_dataset(p)
