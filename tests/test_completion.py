@@ -185,3 +185,17 @@ def test_bad_options_and_shapes():
         CompletionNet(V, C, T, prefill="cubic")
     with pytest.raises(ValueError):
         tiny_net().eval()(torch.zeros(1, 1, T + 1, V, C), None)
+
+
+def test_l2_loss_is_mpjpe_on_missing_entries():
+    net = tiny_net(prompt_weight=0.0, loss="l2").eval()
+    x, mask = corrupted()
+    target = torch.as_tensor(smooth_clips(6, 7)).reshape(x.shape)
+    out = net(x, mask, target=target)
+    sel = ~mask
+    expected = (out["completed"] - target).norm(dim=-1)[sel].mean()
+    assert torch.allclose(out["loss"], expected, atol=1e-5)
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    with pytest.raises(FinetecError):
+        tiny_net(loss="huber")

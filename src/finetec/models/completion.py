@@ -50,6 +50,7 @@ __all__ = ["CompletionNet", "completion", "PROMPT_PATTERNS", "PROMPT_RATIO"]
 
 PROMPT_PATTERNS: tuple[str, ...] = ("random", "periodic", "prefix", "suffix", "middle")
 PROMPT_RATIO: tuple[float, float] = (0.25, 0.85)
+LOSSES: tuple[str, ...] = ("mse", "l2")
 
 
 class _SpatialMLP(nn.Module):
@@ -106,6 +107,8 @@ class CompletionNet(nn.Module):
         expansion: hidden expansion of the spatial MLPs.
         bank_size: capacity of the skeleton bank buffer (clips of shape (T, V, C)).
         prompt_weight: weight of the prompt reconstruction loss.
+        loss: ``mse`` (the paper's MSE over the clean entries) or ``l2`` (mean Euclidean error per
+            joint over the entries missing in the input: the MPJPE itself, robust to outliers).
         prefill: ``linear`` (missing entries pre-filled by linear interpolation) or ``zero``.
         seed: seed of the module's own generator for training prompts (used when forward gets no rng).
 
@@ -117,8 +120,11 @@ class CompletionNet(nn.Module):
 
     def __init__(self, num_joints: int, channels: int, clip_len: int, width: int = 128, depth: int = 4,
                  merge_at: int = 2, expansion: int = 2, bank_size: int = 256, prompt_weight: float = 1.0,
-                 prefill: str = "linear", seed: int = 0):
+                 prefill: str = "linear", loss: str = "mse", seed: int = 0):
         super().__init__()
+        if loss not in LOSSES:
+            raise FinetecError(f"completion: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        self.loss_kind = loss
         if not 0 <= merge_at <= depth:
             raise FinetecError(f"completion: merge_at must be in 0..depth ({depth}), got {merge_at}")
         if prefill not in ("linear", "zero"):
@@ -280,22 +286,38 @@ class CompletionNet(nn.Module):
         if target is not None:
             tm = torch.ones_like(mask) if target_mask is None else target_mask.bool()
             tm = tm & person_present(mask)[:, :, None, None]
-            w = tm[..., None].to(x.dtype).expand_as(target)
-            q_loss = ((completed - target).pow(2) * w).sum() / w.sum().clamp(min=1)
             recon = torch.where(pm[..., None], prompt_base, self._readout(hp, prompt_base))
-            pw = present[:, None, None, None].to(x.dtype).expand_as(recon)
-            p_loss = ((recon - ctx).pow(2) * pw).sum() / pw.sum().clamp(min=1)
+            live = present[:, None, None].expand(B, T, V)
+            if self.loss_kind == "mse":
+                q_loss = _masked_mse(completed, target, tm)
+                p_loss = _masked_mse(recon, ctx, live)
+            else:
+                q_loss = _masked_l2(completed, target, tm & ~mask)
+                p_loss = _masked_l2(recon, ctx, live & ~pm)
             out.update(loss=q_loss + self.prompt_weight * p_loss, query_loss=q_loss.detach(),
                        prompt_loss=p_loss.detach())
         return out
 
 
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the coordinates of the entries where ``where`` (..., V) is True."""
+    w = where[..., None].to(pred.dtype).expand_as(pred)
+    return ((pred - target).pow(2) * w).sum() / w.sum().clamp(min=1)
+
+
+def _masked_l2(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mean Euclidean error per joint over the entries where ``where`` is True (smooth at zero)."""
+    d = torch.where(where[..., None], pred - target, torch.zeros_like(pred))
+    err = (d.pow(2).sum(-1) + eps).sqrt() * where.to(pred.dtype)
+    return err.sum() / where.sum().clamp(min=1)
+
+
 @register_model("completion")
 def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int = 64, width: int = 128,
                depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
-               prompt_weight: float = 1.0, prefill: str = "linear", seed: int = 0) -> CompletionNet:
+               prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", seed: int = 0) -> CompletionNet:
     """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
     return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
                          expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
-                         seed=seed)
+                         loss=loss, seed=seed)
 
