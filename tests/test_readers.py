@@ -103,6 +103,16 @@ def test_ntu_empty_clip_and_damage(ntu_folder: Path) -> None:
         read_dataset(ntu_folder, skip_empty=True)
 
 
+def test_ntu_worker_processes_match_serial(ntu_folder: Path) -> None:
+    serial, parallel = read_dataset(ntu_folder), read_dataset(ntu_folder, workers="2")
+    np.testing.assert_array_equal(serial.keypoint, parallel.keypoint)
+    np.testing.assert_array_equal(serial.mask, parallel.mask)
+    assert serial.ids.tolist() == parallel.ids.tolist()
+    write_ntu(ntu_folder / "S003C001P001R001A002.skeleton", [[], []])
+    with pytest.raises(FinetecError, match="S003C001P001R001A002.skeleton: no body in any frame"):
+        read_dataset(ntu_folder, workers=2)
+
+
 def test_ntu_windows_line_endings(tmp_path: Path) -> None:
     f = write_ntu(tmp_path / "S001C001P001R001A001.skeleton", [[("5", _joints(0.1 * t))] for t in range(3)])
     f.write_bytes(f.read_bytes().replace(b"\n", b"\r\n"))

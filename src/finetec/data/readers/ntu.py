@@ -19,21 +19,23 @@ Decisions:
 - the official list of samples with missing skeletons (``missing=FILE``; a file whose name
   contains ``missing`` in the folder is used automatically) is skipped; any other clip with no
   body is an error unless ``skip_empty=true``;
+- ``workers=N`` parses the files in N processes;
 - splits: ``xsub`` (published training subjects), ``xview`` (cameras 2 and 3 train), ``xset``
   (even setup ids train), each as ``<name>_train`` / ``<name>_test``; ``train`` / ``test`` alias
   ``xsub``.
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, TypeVar
 
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_bool, as_int, class_names_option, make_sample, nonzero_mask, progress, read_lines_file,
+    as_bool, as_int, class_names_option, make_sample, nonzero_mask, progress_counter, read_lines_file,
 )
 from finetec.data.readers.names import NTU120_CLASSES
 from finetec.errors import FinetecError
@@ -42,6 +44,7 @@ NAME = "ntu"
 DESCRIPTION = "NTU RGB+D 60/120 raw .skeleton text files (3D, 25 joints, up to 2 bodies)"
 _NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
 NUM_JOINTS = 25
+T_ = TypeVar("T_")
 
 NTU60_XSUB_TRAIN = (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38)
 NTU120_XSUB_TRAIN = NTU60_XSUB_TRAIN + (
@@ -139,10 +142,40 @@ def _missing_list(folder: Path, option: str | None) -> set[str]:
             for f in lists for ln in read_lines_file(f, "missing-skeleton list")}
 
 
+def read_file(f: Path, *, coords: str = "xyz", max_bodies: int = 2, skip_empty: bool = False
+              ) -> tuple[np.ndarray, np.ndarray] | None:
+    """One ``.skeleton`` file -> (keypoint (M, T, 25, C), mask (M, T, 25)); None when it has no body
+    and ``skip_empty`` (a module-level function so that worker processes can run it)."""
+    try:
+        text = f.read_text(encoding="ascii", errors="replace")
+    except OSError as e:
+        raise FinetecError(f"cannot read file ({e.strerror or e})", f) from None
+    T, blocks, joints = parse_skeleton_text(text, f, ncols=max(3, _COORDS[coords].stop))
+    if T == 0:
+        raise FinetecError("clip is empty (0 frames)", f)
+    if not blocks:
+        if skip_empty:
+            return None
+        raise FinetecError("no body in any frame (list the clip in the missing-skeleton file, "
+                           "option missing=FILE, or use skip_empty=true)", f)
+    return bodies_to_clip(T, blocks, joints, _COORDS[coords], max_bodies)
+
+
+def _collect(results: Iterable[T_], total: int, enabled: bool | None) -> list[T_]:
+    bar = progress_counter(total, "NTU skeletons", enabled, unit="file")
+    out = []
+    for r in results:
+        out.append(r)
+        bar.update(1)
+    bar.close()
+    return out
+
+
 def read(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2,
          num_classes: int | str | None = None, class_names: str | None = None, missing: str | None = None,
-         skip_empty: bool | str = False, progress_bar: bool | None = None) -> SkeletonDataset:
-    """Read a folder of NTU ``.skeleton`` files (or one file)."""
+         skip_empty: bool | str = False, workers: int | str = 1, progress_bar: bool | None = None
+         ) -> SkeletonDataset:
+    """Read a folder of NTU ``.skeleton`` files (or one file); ``workers`` > 1 parses in processes."""
     if coords not in _COORDS:
         raise FinetecError(f"option coords={coords!r}: choose one of {', '.join(_COORDS)}")
     max_b = as_int(max_bodies, "max_bodies", minimum=1)
@@ -152,30 +185,31 @@ def read(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2,
     if not files:
         raise FinetecError("no .skeleton files found", path)
     skip_names = _missing_list(folder, missing)
-    samples, infos, skipped = [], [], []
-    for f in progress(files, "NTU skeletons", progress_bar):
-        info = parse_name(f.stem)
-        if info is None:
+    n_workers = as_int(workers, "workers", minimum=1)
+    job = functools.partial(read_file, coords=coords, max_bodies=max_b, skip_empty=skip)
+    todo: list[Path] = []
+    skipped: list[str] = []
+    for f in files:
+        if parse_name(f.stem) is None:
             raise FinetecError("file name does not follow SsssCcccPpppRrrrAaaa.skeleton", f)
         if f.stem in skip_names:
             skipped.append(f.stem)
+        else:
+            todo.append(f)
+    if n_workers > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+            results = _collect(pool.map(job, todo, chunksize=16), len(todo), progress_bar)
+    else:
+        results = _collect(map(job, todo), len(todo), progress_bar)
+    samples, infos = [], []
+    for f, res in zip(todo, results):
+        if res is None:
+            skipped.append(f.stem)
             continue
-        try:
-            text = f.read_text(encoding="ascii", errors="replace")
-        except OSError as e:
-            raise FinetecError(f"cannot read file ({e.strerror or e})", f) from None
-        T, blocks, joints = parse_skeleton_text(text, f, ncols=max(3, _COORDS[coords].stop))
-        if T == 0:
-            raise FinetecError("clip is empty (0 frames)", f)
-        if not blocks:
-            if skip:
-                skipped.append(f.stem)
-                continue
-            raise FinetecError("no body in any frame (list the clip in the missing-skeleton file, "
-                               "option missing=FILE, or use skip_empty=true)", f)
-        kp, mask = bodies_to_clip(T, blocks, joints, _COORDS[coords], max_b)
-        samples.append((f, kp, mask))
-        infos.append(info)
+        samples.append((f, *res))
+        infos.append(parse_name(f.stem))
     if not samples:
         raise FinetecError("every clip was skipped", path)
     actions = np.array([i["action"] for i in infos])
