@@ -500,3 +500,11 @@ def test_simple_npz_refuses_object_arrays(tmp_path: Path) -> None:
     np.savez(p, keypoint=np.array([np.ones((2, 17, 2)), np.ones((3, 17, 2))], dtype=object))
     with pytest.raises(FinetecError, match="no pickle"):
         read_dataset(p)
+
+
+def test_progress_bar_goes_to_stderr(ntu_folder: Path, capsys: pytest.CaptureFixture) -> None:
+    read_dataset(ntu_folder, progress_bar=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "NTU skeletons" in err and "/3 [" in err
+    read_dataset(ntu_folder)                      # few files, no terminal: silent
+    assert capsys.readouterr().err == ""
