@@ -143,3 +143,17 @@ def test_dataset_wrapper_and_collate():
     assert batch["keypoint"].shape == (2, 1, 8, 17, 2) and batch["keypoint"].dtype == torch.float32
     assert batch["mask"].dtype == torch.bool
     assert batch["label"].tolist() == [1, 1] and batch["index"].tolist() == [4, 1]
+
+
+def test_dataloader_workers_give_the_same_batches():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    samples = [_sample(T=12 + i, sid=f"c{i}", label=i % 3, seed=i) for i in range(6)]
+    ds = SkeletonDataset.from_samples(samples, LAYOUT, ["a", "b", "c"])
+    pds = PipelineDataset(ds, None, ClipPipeline(LAYOUT, PipelineConfig(clip_len=8, level="moderate"),
+                                                 train=True, seed=2))
+    pds.set_epoch(3)
+    batch = next(iter(DataLoader(pds, batch_size=6, num_workers=2, collate_fn=collate)))
+    ref = collate([pds[i] for i in range(6)])
+    assert all(torch.equal(batch[k], ref[k]) for k in ref)
