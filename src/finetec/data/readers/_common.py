@@ -54,6 +54,12 @@ def progress_counter(total: int, desc: str, enabled: bool | None = None, unit: s
                 leave=False, dynamic_ncols=True)
 
 
+def describe(e: BaseException) -> str:
+    """``Type: first line of the message`` - exception text fit for a one-line error."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
 def as_bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value

@@ -25,7 +25,7 @@ import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    class_names_option, generic_class_names, iter_chunks, make_sample, progress_counter,
+    class_names_option, describe, generic_class_names, iter_chunks, make_sample, progress_counter,
     trim_persons, trim_trailing_frames,
 )
 from finetec.data.readers.names import NTU120_CLASSES
@@ -95,7 +95,7 @@ def read(path: Path, *, class_names: str | None = None, progress_bar: bool | Non
     try:
         names = _members(path)
     except (zipfile.BadZipFile, OSError) as e:
-        raise FinetecError(f"cannot read .npz archive ({e})", path) from None
+        raise FinetecError(f"cannot read .npz archive ({describe(e)})", path) from None
     parts = [p for p in ("train", "test") if f"x_{p}" in names]
     if not parts:
         raise FinetecError("not a CTR-GCN file: no x_train or x_test array", path)
@@ -135,6 +135,6 @@ def read(path: Path, *, class_names: str | None = None, progress_bar: bool | Non
                 raise FinetecError(f"x_{p} has {len(samples) - start} clips but y_{p} has {n}", path)
             splits[p] = np.arange(start, len(samples))
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise FinetecError(f"damaged .npz archive ({type(e).__name__}: {e})", path) from None
+        raise FinetecError(f"damaged .npz archive ({describe(e)})", path) from None
     return SkeletonDataset.from_samples(samples, "ntu25", cls, splits=splits,
                                         meta={"dataset": path.stem, "units": "metres"}, source=str(path))

@@ -24,7 +24,7 @@ import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_bool, choose_layout, class_names_option, generic_class_names, make_sample, nonzero_mask,
+    as_bool, choose_layout, class_names_option, describe, generic_class_names, make_sample, nonzero_mask,
     trim_persons, trim_trailing_frames,
 )
 from finetec.errors import FinetecError
@@ -52,9 +52,9 @@ def _load(path: Path) -> dict[str, np.ndarray]:
         if "pickle" in str(e):
             raise FinetecError("the .npz holds Python objects (refused: no pickle); store plain arrays",
                                path) from None
-        raise FinetecError(f"damaged .npz file ({e})", path) from None
+        raise FinetecError(f"damaged .npz file ({describe(e)})", path) from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise FinetecError(f"damaged .npz file ({type(e).__name__}: {e})", path) from None
+        raise FinetecError(f"damaged .npz file ({describe(e)})", path) from None
 
 
 def _batch(arr: np.ndarray, ndim_clip: int, name: str, path: Path) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.readers._common import find_folder, make_sample, nonzero_mask, progress
+from finetec.data.readers._common import describe, find_folder, make_sample, nonzero_mask, progress
 from finetec.data.readers.names import NW_UCLA_CLASSES
 from finetec.errors import FinetecError
 
@@ -64,7 +64,7 @@ def read(path: Path, *, progress_bar: bool | None = None) -> SkeletonDataset:
         try:
             d = loads(f.read_bytes())
         except decode_error as err:
-            raise FinetecError(f"damaged JSON ({err})", f) from None
+            raise FinetecError(f"damaged JSON ({describe(err)})", f) from None
         except OSError as err:
             raise FinetecError(f"cannot read file ({err.strerror or err})", f) from None
         if not isinstance(d, dict) or "skeletons" not in d or "label" not in d:

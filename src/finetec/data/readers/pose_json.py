@@ -26,7 +26,7 @@ import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_float, as_int, choose_layout, make_sample, natural_key, progress,
+    as_float, as_int, choose_layout, describe, make_sample, natural_key, progress,
 )
 from finetec.data.readers.nw_ucla import json_loader
 from finetec.errors import FinetecError
@@ -104,7 +104,7 @@ def _load(f: Path) -> Any:
     try:
         return loads(f.read_bytes())
     except decode_error as e:
-        raise FinetecError(f"damaged JSON ({e})", f) from None
+        raise FinetecError(f"damaged JSON ({describe(e)})", f) from None
     except OSError as e:
         raise FinetecError(f"cannot read file ({e.strerror or e})", f) from None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.readers._common import find_folder, make_sample, nonzero_mask, progress
+from finetec.data.readers._common import describe, find_folder, make_sample, nonzero_mask, progress
 from finetec.data.readers.names import UTD_MHAD_CLASSES
 from finetec.errors import FinetecError
 
@@ -33,7 +33,7 @@ def _read_one(f: Path) -> np.ndarray:
     try:
         d = scipy.io.loadmat(f, variable_names=("d_skel",))
     except Exception as e:  # noqa: BLE001 - scipy raises many types for damaged files
-        raise FinetecError(f"cannot read MATLAB file ({type(e).__name__}: {e})", f) from None
+        raise FinetecError(f"cannot read MATLAB file ({describe(e)})", f) from None
     if "d_skel" not in d:
         raise FinetecError("UTD-MHAD file has no variable 'd_skel'", f)
     sk = np.asarray(d["d_skel"], dtype=np.float64)
