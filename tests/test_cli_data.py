@@ -133,6 +133,13 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     for t in range(3):
         (jd / f"{t}.json").write_text("[]" if t != 1 else "[{\"keypoints\": [1, 2")
     cases["damaged JSON"] = (jd, "damaged JSON")
+    pd = d / "penn" / "labels"
+    pd.mkdir(parents=True)
+    (pd / "0001.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated" + b"\0" * 40)
+    cases["damaged MATLAB file"] = (pd / "0001.mat", "cannot read MATLAB file")
+    p = d / "broken.finetec.npz"
+    p.write_bytes(b"PK\x03\x04 not really")
+    cases["damaged canonical file"] = (p, "cannot read dataset file")
     return cases
 
 
@@ -142,8 +149,9 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path: Path, capsys: pytest.C
     outdir = tmp_path / "outputs"
     outdir.mkdir()
     for name, (path, words) in _bad_inputs(tmp_path).items():
-        for cmd in (["convert", str(path), str(outdir / "x.finetec.npz")],
-                    ["convert", str(path), str(outdir / "x.pkl")], ["inspect", str(path)]):
+        src = path.parent.parent if name == "damaged MATLAB file" else path  # the dataset folder
+        for cmd in (["convert", str(src), str(outdir / "x.finetec.npz")],
+                    ["convert", str(src), str(outdir / "x.pkl")], ["inspect", str(src)]):
             rc, out, err = _run(cmd, capsys)
             lines = err.strip().splitlines()
             assert rc == 2, (name, cmd, err)
