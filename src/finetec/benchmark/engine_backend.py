@@ -58,6 +58,14 @@ class EngineBackend:
         return self._data[key]
 
     # -- configs -------------------------------------------------------------------------
+    def normalisation(self, key: str) -> dict[str, bool]:
+        """Centre and scale every clip; 3D clips are also rotated into the body's own frame
+        (``align_view``: up to +y, right-to-left to +x), which removes the camera viewpoint that
+        cross-view splits change. 2D clips keep their image orientation: lying, hanging and
+        standing poses (push-up vs squat) must stay apart. No augmentation: a left/right flip
+        would merge classes that differ only in the side (swipe left / swipe right)."""
+        return {"normalize": True, "align_view": self._data[key].dim == 3}
+
     def config(self, unit: TrainUnit, completion_dir: Path | None) -> dict[str, Any]:
         """The engine config of one unit: the same seed, split, clip length and budget for all."""
         b: Budget = unit.budget
@@ -72,7 +80,8 @@ class EngineBackend:
                 # Stage 1 learns from its own random masks; the pipeline's level only sets what
                 # the query looks like (mixed levels, like the test sets it will complete).
                 "pipeline": {"clip_len": b.clip_len, "level": "severe", "pattern": PATTERN, "mixed": True,
-                             "filler": "none", "features": ["joint"], "normalize": True, "augment": False},
+                             "filler": "none", "features": ["joint"], **self.normalisation(entry.key),
+                             "augment": False},
                 "model": {"name": "completion", "clip_len": b.clip_len, **b.completion},
                 "optim": {"name": "adam", "lr": b.completion_lr, "weight_decay": 0.0,
                           "epochs": b.completion_epochs, "batch_size": b.batch_size, "warmup_epochs": 0},
@@ -93,7 +102,7 @@ class EngineBackend:
             "name": unit.name, "task": "classification", "seed": unit.seed, "data": data,
             "pipeline": {"clip_len": b.clip_len, "level": unit.level or "severe", "pattern": PATTERN,
                          "mixed": unit.regime == "mixed", "filler": m.filler, "features": ["joint"],
-                         "normalize": True, "augment": False},
+                         **self.normalisation(entry.key), "augment": False},
             "model": model,
             "optim": {"name": "sgd", "lr": b.lr, "weight_decay": b.weight_decay, "epochs": b.epochs,
                       "batch_size": b.batch_size, "warmup_epochs": b.warmup_epochs},
@@ -129,17 +138,16 @@ class EngineBackend:
         ds = self._data[entry.key]
         device = self._torch_device()
         methods: list[tuple[str, Any]] = [(f, FillerModel(f)) for f in COMPLETION_FILLERS]
-        normalize, align = True, False
+        norm = self.normalisation(entry.key)
         if completion_dir is not None:
             from finetec.engine.checkpoint import load_model
 
             model, info = load_model(completion_dir / "best", device=device)
-            pipe_cfg = (info.get("config") or {}).get("pipeline", {})
-            normalize, align = pipe_cfg.get("normalize", True), pipe_cfg.get("align_view", False)
             methods.append((COMPLETION_MODEL, model))
         rows = []
         for level in levels:
-            loader = self._test_loader(ds, entry.test_split, budget, seed, level, normalize, align)
+            loader = self._test_loader(ds, entry.test_split, budget, seed, level, norm["normalize"],
+                                       norm["align_view"])
             for name, model in methods:
                 with torch.no_grad():
                     err = completion_errors(model, loader, device, amp=False)
