@@ -24,7 +24,7 @@ PATTERN = "random"  # the benchmark's corruption pattern (the paper's protocol)
 class EngineBackend:
     """Train and test with the real engine (see :class:`finetec.benchmark.runner.Backend`)."""
 
-    def __init__(self, device: str = "auto", threads: int = 0):
+    def __init__(self, device: str = "auto", threads: int | None = None):
         self.device = device
         self.threads = threads
         self._data: dict[str, Any] = {}
@@ -73,7 +73,7 @@ class EngineBackend:
         data = {"path": self._paths[entry.key], "train_split": entry.train_split, "test_split": entry.test_split,
                 "val_fraction": 0.1}
         runtime = {"device": self.device, "num_workers": b.num_workers, "tensorboard": "off",
-                   "threads": self.threads}
+                   "threads": b.threads if self.threads is None else self.threads}
         if unit.is_completion:
             return {
                 "name": unit.name, "task": "completion", "seed": unit.seed, "data": data,

@@ -72,7 +72,9 @@ class Budget:
     clip_len: frames per clip T; epochs / batch_size / lr: stage-2 (recognition) training;
     backbone: options passed to the backbone (``stgcnpp`` / ``ctrgcn``) and, as
     ``backbone_overrides``, to FineTec's backbone; finetec: extra FineTec options;
-    completion_*: stage-1 (completion module) training; per_dataset: dataset key -> any of the
+    completion_*: stage-1 (completion module) training; threads: torch CPU threads per run (0 =
+    torch's choice; the CPU budgets use 1: on a 2-core machine shared with other jobs, two threads
+    per run measured 15-30x slower than one, idle it costs less than 2x); per_dataset: dataset key -> any of the
     above fields replaced for that dataset; default_methods / default_levels: what runs when the
     user names none.
     """
@@ -92,6 +94,7 @@ class Budget:
     warmup_epochs: int = 0
     weight_decay: float = 5e-4
     num_workers: int = 0
+    threads: int = 0
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def for_dataset(self, key: str) -> "Budget":
@@ -117,12 +120,12 @@ BUDGETS: dict[str, Budget] = {
         completion={"width": 64, "depth": 2, "merge_at": 1, "bank_size": 128},
         completion_epochs=5, completion_lr=1e-3,
         default_methods=("stgcnpp_zero", "stgcnpp_linear", "finetec"),
-        default_levels=("severe",),
+        default_levels=("severe",), threads=1,
     ),
     # What 2 CPU cores can finish on the real datasets (may span sittings thanks to resume):
     # T=32, a 6-block ST-GCN++ of base width 16, 10 epochs; the mixed regime trains 4x less.
     "cpu": Budget(
-        name="cpu", clip_len=32, epochs=10, batch_size=32, lr=0.1, warmup_epochs=1,
+        name="cpu", clip_len=32, epochs=10, batch_size=32, lr=0.1, warmup_epochs=1, threads=1,
         backbone={"base_channels": 16, "num_stages": 6, "inflate_stages": [3, 5], "down_stages": [3, 5]},
         finetec={"physics_hidden": 32, "fusion_width": 8},
         completion={"width": 64, "depth": 2, "merge_at": 1, "bank_size": 128},

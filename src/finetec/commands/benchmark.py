@@ -42,9 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write the results page to FILE (e.g. docs/results.md), plots beside it in img/")
     p.add_argument("--no-plots", action="store_true", help="write tables only")
     p.add_argument("--device", default="auto", metavar="NAME", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="torch CPU threads per training run (default 0: torch's choice; 1 helps on a "
-                        "machine shared with other jobs)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads per training run (0: torch's choice; default: the budget's, "
+                        "1 for quick and cpu, which is far faster on a machine shared with other jobs)")
 
 
 def _budget_name(args: argparse.Namespace, specs: list[str]) -> str:
@@ -66,7 +66,7 @@ def _command_line(args: argparse.Namespace) -> str:
     if args.budget:
         parts += ["--budget", args.budget]
     parts += ["--seed", str(args.seed), "--out", args.out]
-    if args.threads:
+    if args.threads is not None:
         parts += ["--threads", str(args.threads)]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         entries = make_entries(specs)
         from finetec.benchmark.engine_backend import EngineBackend
 
-        if args.threads < 0:
+        if args.threads is not None and args.threads < 0:
             raise FinetecError(f"--threads must be >= 0, got {args.threads}")
         backend = EngineBackend(device=args.device, threads=args.threads)
         store = run_benchmark(entries, methods, levels, regime, budget, out, args.seed, backend,
