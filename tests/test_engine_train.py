@@ -166,3 +166,30 @@ def test_train_refuses_bad_data_before_training(tiny_data, tmp_path):
     with pytest.raises(FinetecError, match="no split named 'nope'"):
         train(cfg_for(tiny_data, "data.train_split=nope"), tmp_path / "x")
     assert not (tmp_path / "x" / "last").exists()
+
+
+def test_sharded_batches_cover_each_global_batch_once():
+    from finetec.engine.distributed import ShardedBatches, loss_weight
+
+    one = ShardedBatches(23, 8, world_size=1, seed=4)
+    ranks = [ShardedBatches(23, 8, world_size=3, rank=r, seed=4) for r in range(3)]
+    for epoch in (0, 1):
+        for s in [one, *ranks]:
+            s.set_epoch(epoch)
+        glob = list(one)
+        assert one.global_sizes == [8, 8, 7] and len(one) == 3
+        per_rank = [list(s) for s in ranks]
+        for step, g in enumerate(glob):
+            parts = [p[step] for p in per_rank]
+            assert sum(parts, []) == g                      # contiguous split, same order
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+        # scaled per-rank sums average (over ranks) to the global-batch mean
+        w = [loss_weight(len(p[0]), 8, 3) for p in per_rank]
+        assert sum(wi * len(p[0]) for wi, p in zip(w, per_rank)) / 3 == pytest.approx(1.0)
+    e0 = ShardedBatches(23, 8, seed=4)
+    e1 = ShardedBatches(23, 8, seed=4)
+    e1.set_epoch(1)
+    assert list(e0) != list(e1)                              # reshuffled per epoch
+    assert len(ShardedBatches(17, 8, world_size=2)) == 2     # a last batch of 1 < 2 ranks is dropped
+    with pytest.raises(FinetecError, match="smaller than the number of processes"):
+        ShardedBatches(10, 2, world_size=4)
