@@ -204,6 +204,12 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
                     f"{facts.get('num_classes')} classes); trained on the `train` split ({facts.get('num_train')} "
                     f"clips, {100 * vf:.0f} % of them held out to select the checkpoint), tested on the `test` split "
                     f"({facts.get('num_test')} clips).", ""]
+        cfg = group[0].get("config") or {}
+        if cfg.get("optim"):
+            p, o = cfg.get("pipeline", {}), cfg["optim"]
+            out += [f"Training: clip length T={p.get('clip_len')}, {o.get('epochs')} epochs, batch "
+                    f"{o.get('batch_size')}, {o.get('name')} lr {o.get('lr')}, the same for every method "
+                    f"(each run's full config is listed under Provenance).", ""]
         out.append(accuracy_table(group, meta.get("methods")))
         f = findings(group)
         if f:
