@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from finetec.errors import FinetecError
+
+if TYPE_CHECKING:
+    from finetec.data.dataset import SkeletonDataset
 
 LEVELS: dict[str, float] = {"clean": 0.0, "minor": 0.25, "moderate": 0.5, "severe": 0.75}
 PATTERNS: tuple[str, ...] = ("random", "periodic", "prefix", "suffix", "middle")
@@ -154,7 +157,8 @@ def draw_level(rng: np.random.Generator, levels: Sequence[str] = tuple(LEVELS)) 
     return str(levels[int(rng.integers(0, len(levels)))])
 
 
-def corrupt_dataset(ds, level: str | float, pattern: str = "random", seed: int = 0):
+def corrupt_dataset(ds: "SkeletonDataset", level: str | float, pattern: str = "random", seed: int = 0
+                    ) -> "SkeletonDataset":
     """A new :class:`~finetec.data.dataset.SkeletonDataset` with every clip corrupted.
 
     Each clip (at its native length) is corrupted with ``test_rng(seed, clip id, level, pattern)``;

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from finetec.data.dataset import SkeletonDataset
 from finetec.data.corruption import LEVELS, check_level, check_pattern, corrupt, draw_level, test_rng
 from finetec.data.fillers import check_filler, fill
 from finetec.data.sample import Sample
@@ -217,7 +218,7 @@ class PipelineDataset(_torch_dataset_base()):
     after ``set_epoch``; do not use persistent workers).
     """
 
-    def __init__(self, ds, indices: Sequence[int] | np.ndarray | None, pipeline: ClipPipeline):
+    def __init__(self, ds: SkeletonDataset, indices: Sequence[int] | np.ndarray | None, pipeline: ClipPipeline):
         self.ds = ds
         self.indices = np.arange(len(ds)) if indices is None else np.asarray(indices, dtype=np.int64)
         self.pipeline = pipeline
