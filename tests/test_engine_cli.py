@@ -82,6 +82,22 @@ def test_eval_errors(run_dir, tmp_path, capsys):
     assert "joints" in capsys.readouterr().err
 
 
+def test_eval_refuses_a_layout_with_another_joint_order(run_dir, tmp_path, capsys):
+    from finetec.data import open_dataset
+    from finetec.layouts import Layout
+
+    ds = open_dataset("synthetic:coco17?clips=60&seed=4&subjects=3")
+    d = ds.layout.to_dict()
+    perm = [1, 0] + list(range(2, len(d["joints"])))
+    d["joints"] = [d["joints"][i] for i in perm]
+    ds.layout = Layout.from_dict(d)
+    ds.keypoint, ds.mask = ds.keypoint[:, :, perm], ds.mask[:, :, perm]
+    ds.save(tmp_path / "swapped.finetec.npz")
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", str(tmp_path / "swapped.finetec.npz")]) == 2
+    assert "orders its joints differently" in capsys.readouterr().err
+
+
 def test_ensemble(run_dir, tmp_path, capsys):
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     assert main(["eval", str(run_dir), "--save-scores", str(a)]) == 0

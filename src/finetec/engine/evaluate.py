@@ -106,11 +106,16 @@ def eval_pipeline(info: dict[str, Any], level: str, pattern: str, seed: int, lay
 
 
 def check_compatible(ds, info: dict[str, Any], data_name: str) -> None:
-    """The dataset matches the checkpoint: joints, coordinates, class names."""
+    """The dataset matches the checkpoint: joint count and order, coordinates, class names."""
     dims = info.get("dims", {})
     if dims.get("num_joints") is not None and ds.layout.num_joints != dims["num_joints"]:
         raise FinetecError(f"the data has {ds.layout.num_joints} joints ({ds.layout.name}) but the model was "
                            f"trained on {dims['num_joints']}", data_name)
+    joints = (info.get("layout") or {}).get("joints")
+    if joints and list(ds.layout.joints) != list(joints):
+        raise FinetecError(f"the data's layout {ds.layout.name!r} orders its joints differently from the "
+                           f"checkpoint's {info['layout'].get('name')!r} (convert the data to the same layout)",
+                           data_name)
     if dims.get("coords") is not None and ds.dim != dims["coords"]:
         raise FinetecError(f"the data has {ds.dim}D coordinates but the model was trained on {dims['coords']}D",
                            data_name)
