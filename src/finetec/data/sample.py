@@ -92,13 +92,3 @@ class Sample:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
-
-def sanitize(keypoint: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero the unobserved entries and unmark observed joints whose values are not finite.
-
-    Readers use this on raw files where a lost joint may appear as NaN or as exact zeros.
-    """
-    kp = np.asarray(keypoint, dtype=np.float32).copy()
-    m = np.asarray(mask, dtype=bool) & np.isfinite(kp).all(axis=-1)
-    kp[~m] = 0.0
-    return kp, m
