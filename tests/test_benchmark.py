@@ -237,9 +237,12 @@ def test_report_only_needs_results(tmp_path, capsys):
 def test_report_only_writes_docs(tmp_path, capsys):
     _run(tmp_path, FakeBackend())
     docs = tmp_path / "docs" / "results.md"
-    rc = main(["benchmark", "--report-only", "--out", str(tmp_path), "--write-docs", str(docs)])
+    rc = main(["benchmark", "--report-only", "--out", str(tmp_path), "--write-docs", str(docs),
+               "--note", "Only the mixed regime was affordable."])
     assert rc == 0
     text = docs.read_text()
+    assert "**Note.** Only the mixed regime was affordable." in text
+    assert json.loads((tmp_path / "results.json").read_text())["meta"]["notes"] == ["Only the mixed regime was affordable."]
     # plots beside the page, linked relative to it
     for png in ("benchmark_accuracy_per-level_quick.png", "benchmark_completion_quick.png"):
         assert (docs.parent / "img" / png).stat().st_size > 1000 and f"](img/{png})" in text

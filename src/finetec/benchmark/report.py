@@ -193,6 +193,8 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
                "function of (seed, clip id, level, pattern): every method sees the identical corrupted "
                "test set. `per-level`: one model trained per level (as the paper's tables); `mixed`: one "
                "model trained with a level drawn per training clip, tested at every level.")
+    for note in meta.get("notes", []):
+        out += ["", f"**Note.** {note}"]
     if not cells and not comp:
         out += ["", "_No finished cells yet._"]
     for (ds, regime, budget, seed), group in _groups(cells):

@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write-docs", metavar="FILE", default=None,
                    help="also write the results page to FILE (e.g. docs/results.md), plots beside it in img/")
     p.add_argument("--no-plots", action="store_true", help="write tables only")
+    p.add_argument("--note", action="append", default=None, metavar="TEXT",
+                   help="add a note to the results (shown at the top of the tables; repeatable); "
+                        "with --report-only, --note '' clears the notes")
     p.add_argument("--device", default="auto", metavar="NAME", help="auto | cpu | cuda (default auto)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads per training run (0: torch's choice; default: the budget's, "
@@ -105,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
         store = run_benchmark(entries, methods, levels, regime, budget, out, args.seed, backend,
                               explicit_levels=args.levels is not None, command=command,
                               completion_table=not args.no_completion_table)
+    if args.note is not None:
+        notes = [n for n in args.note if n]
+
+        def set_notes(meta: dict) -> None:
+            meta["notes"] = [] if not notes else list(dict.fromkeys(meta.get("notes", []) + notes))
+
+        store.update_meta(set_notes)
     results = store.to_dict()
     report.write_report(results, out / "results.md", out, plots=not args.no_plots, source=str(results_path))
     if args.write_docs:
