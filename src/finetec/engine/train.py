@@ -106,18 +106,32 @@ def environment(env, device) -> dict[str, Any]:
 
 
 class RunLog:
-    """Log lines to stderr and ``train.log`` (rank 0 only)."""
+    """Log lines to stderr and ``train.log`` (rank 0 only).
+
+    Lines are kept in memory until :meth:`start` (called once the run's setup succeeded), so a
+    run refused by the sanity checks leaves no output folder behind.
+    """
 
     def __init__(self, out_dir: Path | None, enabled: bool):
         self.enabled = enabled
         self.file = (out_dir / "train.log") if (enabled and out_dir is not None) else None
+        self.pending: list[str] | None = []
+
+    def start(self) -> None:
+        if self.file is not None and self.pending is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.file, "a", encoding="utf-8") as f:
+                f.writelines(line + "\n" for line in self.pending)
+        self.pending = None
 
     def __call__(self, msg: str) -> None:
         if not self.enabled:
             return
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
         print(line, file=sys.stderr, flush=True)
-        if self.file is not None:
+        if self.pending is not None:
+            self.pending.append(line)
+        elif self.file is not None:
             with open(self.file, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
 
@@ -267,9 +281,6 @@ class Trainer:
                                "or choose another --out", out)
         if resume and not (last / ck.TRAIN_STATE).exists():
             raise FinetecError("nothing to resume: last/train_state.pt not found", out)
-        if env.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        barrier(env)
         state = ck.load_train_state(last) if resume else None
         if state is not None:
             self._check_resume(state)
@@ -316,6 +327,8 @@ class Trainer:
             history = [dict(h) for h in json.loads(state["history"])]
             self.log(f"resumed from {last} after epoch {start_epoch} (step {step})")
         if env.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            self.log.start()
             save_config(cfg, out / "config.yaml")
             self._write_metrics(history)
         tb = _tensorboard(cfg.runtime.tensorboard, out) if env.is_main else None
