@@ -142,7 +142,7 @@ def test_loss_is_mse_on_clean_observed_entries_plus_prompt_term():
     assert torch.allclose(out["loss"], expected, atol=1e-6)
     net.prompt_weight = 1.0
     out2 = net(x, mask, target=target, target_mask=tmask)
-    assert float(out2["loss"]) > float(out["loss"]) and torch.allclose(out2["prompt_loss"] + expected, out2["loss"])
+    assert float(out2["loss"].detach()) > float(out["loss"].detach()) and torch.allclose(out2["prompt_loss"] + expected, out2["loss"])
 
 
 def test_a_few_adam_steps_reduce_the_loss():

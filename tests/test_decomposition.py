@@ -153,3 +153,12 @@ def test_gradients_flow_through_both_views():
 def test_wrong_rank_is_rejected():
     with pytest.raises(ValueError):
         decompose(torch.zeros(2, 8, 17, 2), None, COCO)
+
+
+def test_gap_position_counts_frames_to_the_neighbouring_observations():
+    from finetec.models.decomposition import gap_position
+
+    obs = torch.tensor([[False, True, False, False, True, False]])
+    g = gap_position(obs) * 6
+    assert g[0, :, 0].tolist() == [6, 0, 1, 2, 0, 1]   # since the last observation (T when none)
+    assert g[0, :, 1].tolist() == [1, 0, 2, 1, 0, 6]   # until the next one

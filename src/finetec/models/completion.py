@@ -43,7 +43,7 @@ from torch import nn
 
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.models.decomposition import interpolate_gaps, person_present
+from finetec.models.decomposition import gap_position, interpolate_gaps, person_present
 from finetec.models.registry import register_model
 
 __all__ = ["CompletionNet", "completion", "PROMPT_PATTERNS", "PROMPT_RATIO"]
@@ -110,6 +110,8 @@ class CompletionNet(nn.Module):
         loss: ``mse`` (the paper's MSE over the clean entries) or ``l2`` (mean Euclidean error per
             joint over the entries missing in the input: the MPJPE itself, robust to outliers).
         prefill: ``linear`` (missing entries pre-filled by linear interpolation) or ``zero``.
+        gap_features: add, per joint, the frames since the last / until the next observation (/ T)
+            as input channels, so the network knows where each entry sits inside its gap.
         seed: seed of the module's own generator for training prompts (used when forward gets no rng).
 
     forward(x (N, M, T, V, C), mask (N, M, T, V) bool, target (N, M, T, V, C) | None,
@@ -120,7 +122,7 @@ class CompletionNet(nn.Module):
 
     def __init__(self, num_joints: int, channels: int, clip_len: int, width: int = 128, depth: int = 4,
                  merge_at: int = 2, expansion: int = 2, bank_size: int = 256, prompt_weight: float = 1.0,
-                 prefill: str = "linear", loss: str = "mse", seed: int = 0):
+                 prefill: str = "linear", loss: str = "mse", gap_features: bool = True, seed: int = 0):
         super().__init__()
         if loss not in LOSSES:
             raise FinetecError(f"completion: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
@@ -134,7 +136,9 @@ class CompletionNet(nn.Module):
         self.V, self.C, self.T = int(num_joints), int(channels), int(clip_len)
         self.merge_at, self.prefill, self.prompt_weight = int(merge_at), prefill, float(prompt_weight)
         L = 2 * self.T
-        self.embed = nn.Linear(self.V * (self.C + 1), width)
+        self.gap_features = bool(gap_features)
+        self.token_channels = self.C + 1 + (2 if self.gap_features else 0)
+        self.embed = nn.Linear(self.V * self.token_channels, width)
         self.blocks = nn.ModuleList(_DualStreamBlock(width, L, expansion) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, self.V * self.C)
@@ -237,11 +241,20 @@ class CompletionNet(nn.Module):
 
     def _tokens(self, first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor,
                 second_flag: float) -> torch.Tensor:
-        """(B, 2T, V*(C+1)) frame vectors of a pair."""
+        """(B, 2T, V * token_channels) frame vectors of a pair.
+
+        Per joint: coordinates, then the mask (first slot) or ``second_flag`` (second slot), then
+        (``gap_features``) the frames since the last and until the next observation / T (zeros in
+        the second slot).
+        """
         B = first.shape[0]
-        a = torch.cat([first, first_mask[..., None].to(first.dtype)], dim=-1)
-        b = torch.cat([second, torch.full_like(second[..., :1], second_flag)], dim=-1)
-        return torch.cat([a, b], dim=1).reshape(B, 2 * self.T, self.V * (self.C + 1))
+        a = [first, first_mask[..., None].to(first.dtype)]
+        b = [second, torch.full_like(second[..., :1], second_flag)]
+        if self.gap_features:
+            a.append(gap_position(first_mask).to(first.dtype))
+            b.append(torch.zeros_like(second[..., :1]).expand(*second.shape[:-1], 2))
+        seq = torch.cat([torch.cat(a, dim=-1), torch.cat(b, dim=-1)], dim=1)
+        return seq.reshape(B, 2 * self.T, self.V * self.token_channels)
 
     def _readout(self, h: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """Prediction (B, T, V, C): base + head(first-slot features)."""
@@ -315,9 +328,10 @@ def _masked_l2(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor, ep
 @register_model("completion")
 def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int = 64, width: int = 128,
                depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
-               prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", seed: int = 0) -> CompletionNet:
+               prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", gap_features: bool = True,
+               seed: int = 0) -> CompletionNet:
     """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
     return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
                          expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
-                         loss=loss, seed=seed)
+                         loss=loss, gap_features=gap_features, seed=seed)
 

@@ -30,7 +30,7 @@ import torch
 from finetec.layouts import REGION_NAMES, Layout
 
 __all__ = [
-    "PerturbConfig", "interpolate_gaps", "joint_motion", "region_motion", "dynamic_joints",
+    "PerturbConfig", "interpolate_gaps", "observed_neighbours", "gap_position", "joint_motion", "region_motion", "dynamic_joints",
     "resample_time", "decompose", "sample_keys", "sample_generators", "person_present",
 ]
 
@@ -62,6 +62,31 @@ def person_present(mask: torch.Tensor) -> torch.Tensor:
     return mask.flatten(2).any(dim=2)
 
 
+def observed_neighbours(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every position along dim 1 of ``observed`` (B, T, ...) bool: the index of the last
+    observed frame at or before it (-1 if none) and of the first at or after it (T if none)."""
+    T = observed.shape[1]
+    shape = [1] * observed.ndim
+    shape[1] = T
+    t = torch.arange(T, device=observed.device).view(shape).expand_as(observed)
+    prev = torch.where(observed, t, torch.full_like(t, -1)).cummax(dim=1).values
+    nxt = torch.where(observed, t, torch.full_like(t, T)).flip(1).cummin(dim=1).values.flip(1)
+    return prev, nxt
+
+
+def gap_position(observed: torch.Tensor) -> torch.Tensor:
+    """(B, T, ..., 2) frames since the last and until the next observation, divided by T (1 where
+    there is none); zeros at observed entries. ``observed``: (B, T, ...) bool."""
+    T = observed.shape[1]
+    prev, nxt = observed_neighbours(observed)
+    shape = [1] * observed.ndim
+    shape[1] = T
+    t = torch.arange(T, device=observed.device).view(shape)
+    since = torch.where(prev >= 0, t - prev, torch.full_like(prev, T))
+    until = torch.where(nxt < T, nxt - t, torch.full_like(nxt, T))
+    return torch.stack([since, until], dim=-1).float() / T
+
+
 def interpolate_gaps(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     """Fill unobserved entries of trajectories by linear interpolation along time (dim 1).
 
@@ -78,8 +103,7 @@ def interpolate_gaps(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     shape = [1] * x.ndim
     shape[1] = T
     t = torch.arange(T, device=x.device).view(shape).expand_as(x)
-    prev = torch.where(observed, t, torch.full_like(t, -1)).cummax(dim=1).values
-    nxt = torch.where(observed, t, torch.full_like(t, T)).flip(1).cummin(dim=1).values.flip(1)
+    prev, nxt = observed_neighbours(observed)
     has_prev, has_next = prev >= 0, nxt < T
     p = torch.where(has_prev, prev, torch.where(has_next, nxt, torch.zeros_like(prev)))
     n = torch.where(has_next, nxt, p)
