@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from finetec.data.transforms import (
-    Augmentation, apply_augmentation, apply_normalization, features, flip, normalization_params,
+    Augmentation, apply_augmentation, apply_normalization, features, flip, invert_normalization, normalization_params,
     random_augmentation, rotation_matrix, uniform_indices,
 )
 from finetec.errors import FinetecError
@@ -147,3 +147,17 @@ def test_features_joint_bone_motion():
     assert (motion[0, 1, 5] == 0).all() and (motion[0, 2, 5] == 0).all()
     with pytest.raises(FinetecError, match="feature"):
         features(kp, mask, NTU, ("velocity",))
+
+
+def test_invert_normalization_round_trip():
+    rng = np.random.default_rng(3)
+    kp = rng.normal(size=(1, 5, 25, 3)).astype(np.float32)
+    mask = np.ones((1, 5, 25), bool)
+    p = normalization_params(kp, mask, NTU, align_view=True)
+    assert not np.allclose(p.rotation, np.eye(3))
+    back = invert_normalization(apply_normalization(kp, mask, p), p)
+    np.testing.assert_allclose(back, kp, atol=1e-5)
+    kp2, _ = _body2d(rng)
+    p2 = normalization_params(kp2, np.ones((1, 6, 17), bool), COCO, align_view=True)
+    np.testing.assert_allclose(invert_normalization(apply_normalization(kp2, np.ones((1, 6, 17), bool), p2), p2),
+                               kp2, atol=1e-4)

@@ -18,7 +18,7 @@ FEATURES: tuple[str, ...] = ("joint", "bone", "motion", "bone_motion")
 
 __all__ = [
     "FEATURES", "NormParams", "Augmentation", "uniform_indices", "normalization_params",
-    "apply_normalization", "random_augmentation", "apply_augmentation", "flip", "rotation_matrix",
+    "apply_normalization", "invert_normalization", "random_augmentation", "apply_augmentation", "flip", "rotation_matrix",
     "features", "check_features",
 ]
 
@@ -154,6 +154,13 @@ def apply_normalization(keypoint: np.ndarray, mask: np.ndarray, params: NormPara
     kp = np.asarray(keypoint, dtype=np.float64)
     out = ((kp - params.center) @ params.rotation.T) / params.scale
     return np.where(np.asarray(mask, bool)[..., None], out, 0.0).astype(np.float32)
+
+
+def invert_normalization(keypoint: np.ndarray, params: NormParams) -> np.ndarray:
+    """Undo :func:`apply_normalization` on every entry: ``x = R^T (scale * x_n) + center``.
+    (..., C) -> float32 (..., C). Use it to bring completed clips back to input coordinates."""
+    x = np.asarray(keypoint, dtype=np.float64) * params.scale
+    return (x @ params.rotation + params.center).astype(np.float32)
 
 
 # -- augmentation ---------------------------------------------------------------------------------
