@@ -1,0 +1,865 @@
+"""Plots and skeleton animations.
+
+Everything here draws on plain :class:`matplotlib.figure.Figure` objects with the Agg canvas, so
+it works without a display and never switches the backend of a caller's interactive session.
+
+Skeleton drawings (:func:`render_clip`, :func:`contact_sheet`)
+    A clip is ``keypoint`` (M, T, V, C) + ``mask`` (M, T, V) on a :class:`~finetec.layouts.Layout`.
+    Bones follow the layout's edges and take the colour of the child joint's region
+    (:data:`REGION_COLORS`). Each person gets its own marker shape. Axis limits are fixed over the
+    clip (from its observed joints). 2D clips in image coordinates (y grows downwards) are detected
+    from the layout's up axis (:func:`detect_y_down`) and drawn upright; 3D clips are drawn on an
+    orthographic 3D axes with the body's up direction vertical.
+
+    Missing data is drawn, never hidden: a frame with no observed joint shows a faded grey ghost of
+    the nearest observed pose and a "missing" label; a timeline strip under every panel colours each
+    frame as observed, partial (some joints missing), missing, or restored (missing in the first
+    clip of a comparison, observed in this one). With ``show_mask`` every missing joint of a drawn
+    frame appears as a hollow red circle at its nearest observed position in time, and joints that
+    a compared clip restored get a blue ring.
+
+Result figures (:func:`plot_accuracy_vs_level`, :func:`plot_completion_vs_level`,
+:func:`plot_confusion`, :func:`plot_result_file`)
+    From the eval JSON written by ``finetec eval --json`` and the benchmark JSON written by the
+    benchmarks (schemas in ``docs/cli/plot.md``).
+
+All output files are written atomically (:func:`finetec.fileio.atomic_path`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from finetec.errors import FinetecError
+from finetec.fileio import atomic_path
+from finetec.layouts import REGION_NAMES, Layout, get_layout
+
+# -- appearance ------------------------------------------------------------------------------
+REGION_COLORS: dict[str, str] = {
+    "head_torso": "#555555",
+    "left_arm": "#1f77b4",
+    "right_arm": "#9467bd",
+    "left_leg": "#2ca02c",
+    "right_leg": "#ff7f0e",
+}
+MISSING_COLOR = "#e41a1c"
+RESTORED_COLOR = "#00a0e0"
+GHOST_COLOR = "#9e9e9e"
+PERSON_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+# Frame states shown in the timeline strip.
+OBSERVED, PARTIAL, MISSING, RESTORED = 0, 1, 2, 3
+STATE_NAMES = ("observed", "partial", "missing", "restored")
+STATE_COLORS = ("#8bc34a", "#ffb300", "#e53935", "#29b6f6")
+
+# Geometry (inches). Sizes are fixed so that output images have a predictable pixel size.
+PANEL_IN = 4.0          # animation: square skeleton panel
+TITLE_IN = 0.5          # animation: title band above each panel
+STRIP_IN = 0.25         # timeline strip under each panel / each contact-sheet row
+LEGEND_IN = 0.5         # legend band at the bottom of every skeleton figure
+CELL_IN = 2.0           # contact sheet: square cell per key frame
+ROW_TITLE_IN = 0.25     # contact sheet: clip title above each row
+CELL_LABEL_IN = 0.25    # contact sheet: frame label above each cell
+
+DEFAULT_FPS = 15.0
+DEFAULT_MAX_FRAMES = 300
+DEFAULT_SHEET_FRAMES = 8
+DEFAULT_DPI = 80
+SKELETON_SUFFIXES = (".gif", ".mp4", ".png")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+# -- clips -----------------------------------------------------------------------------------
+@dataclass
+class ClipView:
+    """One clip prepared for drawing.
+
+    keypoint: float (M, T, V, C) coordinates (values where ``mask`` is False are ignored).
+    mask:     bool  (M, T, V) observed joints.
+    layout:   the skeleton layout (V joints).
+    title:    the panel title.
+    """
+
+    keypoint: np.ndarray
+    mask: np.ndarray
+    layout: Layout
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        self.keypoint = np.asarray(self.keypoint, dtype=np.float64)
+        self.mask = np.asarray(self.mask, dtype=bool)
+        kp, m = self.keypoint, self.mask
+        if kp.ndim == 3:  # (T, V, C): one person
+            self.keypoint, self.mask = kp[None], (m[None] if m.ndim == 2 else m)
+            kp, m = self.keypoint, self.mask
+        if kp.ndim != 4 or kp.shape[-1] not in (2, 3):
+            raise FinetecError(f"a clip must be (M, T, V, C) with C = 2 or 3, got shape {kp.shape}")
+        if m.shape != kp.shape[:3]:
+            raise FinetecError(f"mask shape {m.shape} does not match keypoint shape {kp.shape}")
+        if kp.shape[2] != self.layout.num_joints:
+            raise FinetecError(
+                f"clip has {kp.shape[2]} joints but layout {self.layout.name!r} has {self.layout.num_joints}")
+        self.mask = m & np.isfinite(kp).all(axis=-1)
+        if not self.mask.any():
+            raise FinetecError("clip has no observed joint to draw")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.keypoint.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.keypoint.shape[3])
+
+    @property
+    def persons(self) -> list[int]:
+        """Persons with at least one observed joint (padding persons are not drawn)."""
+        return [p for p in range(self.mask.shape[0]) if self.mask[p].any()]
+
+
+def as_clip_view(clip: Any, layout: Layout | str | None = None, title: str = "") -> ClipView:
+    """A :class:`ClipView` from a Sample, a ``(keypoint, mask)`` pair or a ClipView."""
+    if isinstance(clip, ClipView):
+        if title and not clip.title:
+            clip.title = title
+        return clip
+    if layout is None:
+        raise FinetecError("a layout is needed to draw a clip")
+    lay = get_layout(layout)
+    if hasattr(clip, "keypoint") and hasattr(clip, "mask"):
+        return ClipView(clip.keypoint, clip.mask, lay, title or str(getattr(clip, "id", "") or ""))
+    if isinstance(clip, (tuple, list)) and len(clip) == 2:
+        return ClipView(clip[0], clip[1], lay, title)
+    raise FinetecError(f"cannot draw a {type(clip).__name__}: expected a Sample or (keypoint, mask)")
+
+
+def _as_views(clips: Any, layout: Any, titles: Sequence[str] | None) -> list[ClipView]:
+    single = isinstance(clips, ClipView) or hasattr(clips, "keypoint") or (
+        isinstance(clips, tuple) and len(clips) == 2 and isinstance(clips[0], np.ndarray))
+    items = [clips] if single else list(clips)
+    if not items:
+        raise FinetecError("no clip to draw")
+    layouts = list(layout) if isinstance(layout, (list, tuple)) else [layout] * len(items)
+    if len(layouts) != len(items):
+        raise FinetecError(f"{len(items)} clips but {len(layouts)} layouts")
+    if titles is not None and len(titles) != len(items):
+        raise FinetecError(f"{len(items)} clips but {len(titles)} titles")
+    return [as_clip_view(c, lay, titles[i] if titles else "") for i, (c, lay) in enumerate(zip(items, layouts))]
+
+
+# -- frame bookkeeping -----------------------------------------------------------------------
+def nearest_observed_index(observed: np.ndarray) -> np.ndarray:
+    """For each position along the LAST axis, the index of the nearest observed position.
+
+    observed: bool (..., T). Returns int (..., T): the latest observed index at or before t, or,
+    where there is none, the earliest one after t; -1 where nothing is observed at all.
+    """
+    obs = np.asarray(observed, dtype=bool)
+    T = obs.shape[-1]
+    idx = np.broadcast_to(np.arange(T), obs.shape)
+    prev = np.maximum.accumulate(np.where(obs, idx, -1), axis=-1)
+    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(obs, idx, T), axis=-1), axis=-1), axis=-1)
+    out = np.where(prev >= 0, prev, nxt)
+    return np.where(out >= T, -1, out)
+
+
+def frame_states(mask: np.ndarray, reference_mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame state for the timeline: OBSERVED, PARTIAL, MISSING or RESTORED.
+
+    mask: bool (M, T, V). Only persons with an observed joint count. ``reference_mask`` (M', T, V)
+    marks frames as RESTORED where no joint was observed in the reference but one is here.
+    Returns int (T,).
+    """
+    m = np.asarray(mask, dtype=bool)
+    persons = m.reshape(m.shape[0], -1).any(axis=1)
+    m = m[persons] if persons.any() else m
+    any_obs = m.any(axis=(0, 2))
+    all_obs = m.all(axis=(0, 2))
+    states = np.where(all_obs, OBSERVED, np.where(any_obs, PARTIAL, MISSING))
+    if reference_mask is not None:
+        ref = np.asarray(reference_mask, dtype=bool)
+        if ref.shape[1] == m.shape[1]:
+            states = np.where(~ref.any(axis=(0, 2)) & any_obs, RESTORED, states)
+    return states.astype(np.int64)
+
+
+def animation_frames(num_frames: int, max_frames: int = DEFAULT_MAX_FRAMES) -> np.ndarray:
+    """The clip frames an animation shows.
+
+    Every frame when ``num_frames <= max_frames``; otherwise every k-th frame from frame 0 with
+    ``k = ceil(num_frames / max_frames)`` (so at most ``max_frames`` frames).
+    """
+    if num_frames < 1:
+        raise FinetecError("clip has no frames")
+    if max_frames < 1:
+        raise FinetecError(f"max_frames must be at least 1, got {max_frames}")
+    step = max(1, math.ceil(num_frames / max_frames))
+    return np.arange(0, num_frames, step)
+
+
+def sheet_frames(num_frames: int, frames: int | Sequence[int] = DEFAULT_SHEET_FRAMES) -> np.ndarray:
+    """Key frames of a contact sheet.
+
+    An int ``n`` picks ``min(n, T)`` evenly spaced frames including the first and the last
+    (``round(linspace(0, T - 1, n))``); a sequence gives the frame indices themselves (negative
+    indices count from the end).
+    """
+    T = int(num_frames)
+    if isinstance(frames, (int, np.integer)):
+        n = int(frames)
+        if n < 1:
+            raise FinetecError(f"a contact sheet needs at least 1 frame, got {n}")
+        if n >= T:
+            return np.arange(T)
+        return np.unique(np.round(np.linspace(0, T - 1, n)).astype(np.int64))
+    idx = np.asarray(list(frames), dtype=np.int64)
+    if idx.size == 0:
+        raise FinetecError("no frame given for the contact sheet")
+    bad = idx[(idx < -T) | (idx >= T)]
+    if bad.size:
+        raise FinetecError(f"frame {int(bad[0])} is outside the clip (0..{T - 1})")
+    return idx % T
+
+
+def sheet_size_px(num_frames: int, num_rows: int = 1, dpi: int = DEFAULT_DPI) -> tuple[int, int]:
+    """(width, height) in pixels of a contact sheet with ``num_frames`` columns and ``num_rows`` clips."""
+    w = num_frames * CELL_IN
+    h = num_rows * (ROW_TITLE_IN + CELL_LABEL_IN + CELL_IN + STRIP_IN) + LEGEND_IN
+    return int(round(w * dpi)), int(round(h * dpi))
+
+
+def animation_size_px(num_panels: int = 1, dpi: int = DEFAULT_DPI) -> tuple[int, int]:
+    """(width, height) in pixels of an animation with ``num_panels`` clips side by side."""
+    return int(round(num_panels * PANEL_IN * dpi)), int(round((TITLE_IN + PANEL_IN + STRIP_IN + LEGEND_IN) * dpi))
+
+
+# -- coordinates -----------------------------------------------------------------------------
+def _up_vector(clip: ClipView) -> np.ndarray | None:
+    """Mean (to - from) vector of the layout's up axis over frames where both groups are observed."""
+    ax = clip.layout.up_axis
+    if ax is None:
+        return None
+    a, b = list(ax[0]), list(ax[1])
+    kp, m = clip.keypoint, clip.mask
+    ok = m[:, :, a].all(axis=-1) & m[:, :, b].all(axis=-1)  # (M, T)
+    if not ok.any():
+        return None
+    v = kp[:, :, b].mean(axis=2) - kp[:, :, a].mean(axis=2)  # (M, T, C)
+    return v[ok].mean(axis=0)
+
+
+def detect_y_down(clip: ClipView) -> bool:
+    """Whether a 2D clip is in image coordinates (y grows downwards).
+
+    Decided by the layout's up axis (e.g. hips -> shoulders): pointing to smaller y means y down.
+    Without a usable up axis, clips whose observed coordinates are all non-negative and larger than
+    2 (pixels) count as y down.
+    """
+    v = _up_vector(clip)
+    if v is not None and abs(v[1]) > 1e-9:
+        return bool(v[1] < 0)
+    obs = clip.keypoint[clip.mask]
+    return bool(obs.min() >= 0 and obs.max() > 2)
+
+
+def _axes_3d(clip: ClipView) -> tuple[list[int], list[float]]:
+    """Coordinate order and signs mapping data (x, y, z) to plot (across, depth, up)."""
+    v = _up_vector(clip)
+    if v is None or not np.any(np.abs(v) > 1e-9):
+        up, sign = 1, 1.0  # Kinect / NTU convention: y up
+    else:
+        up = int(np.argmax(np.abs(v)))
+        sign = 1.0 if v[up] > 0 else -1.0
+    rest = [c for c in range(3) if c != up]
+    return [rest[0], rest[1], up], [1.0, 1.0, sign]
+
+
+def _project(clip: ClipView) -> np.ndarray:
+    """(M, T, V, D) plotting coordinates (D = 2, or 3 as across/depth/up)."""
+    if clip.dim == 2:
+        return clip.keypoint.copy()
+    order, signs = _axes_3d(clip)
+    return clip.keypoint[..., order] * np.asarray(signs)
+
+
+def _limits(points: np.ndarray) -> np.ndarray:
+    """(D, 2) equal-range axis limits around ``points`` (n, D) with a 10 % margin."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    centre = (lo + hi) / 2
+    half = max(float((hi - lo).max()) / 2, 1e-6) * 1.1
+    if half < 1e-5:
+        half = 1.0
+    return np.stack([centre - half, centre + half], axis=1)
+
+
+# -- drawing one panel -----------------------------------------------------------------------
+class _Panel:
+    """A skeleton panel: artists created once, updated per frame."""
+
+    def __init__(self, ax: Any, clip: ClipView, *, show_mask: bool, y_down: bool | None,
+                 reference_mask: np.ndarray | None, compact: bool = False) -> None:
+        from matplotlib.collections import LineCollection
+
+        self.ax, self.clip, self.show_mask = ax, clip, show_mask
+        self.compact = compact
+        self.P = _project(clip)
+        self.D = self.P.shape[-1]
+        lay = clip.layout
+        self.edges = np.asarray(lay.edges, dtype=np.int64).reshape(-1, 2)
+        reg = lay.region_index
+        self.joint_colors = np.array([REGION_COLORS[REGION_NAMES[r]] for r in reg])
+        self.edge_colors = self.joint_colors[self.edges[:, 0]] if len(self.edges) else np.array([])
+        self.persons = clip.persons
+        m = clip.mask
+        self.person_src = {p: nearest_observed_index(m[p].any(axis=-1)) for p in self.persons}
+        self.joint_src = {p: nearest_observed_index(m[p].T).T for p in self.persons}  # (T, V)
+        self.restored = None
+        if reference_mask is not None and reference_mask.shape[1:] == m.shape[1:]:
+            ref = np.zeros_like(m)
+            k = min(len(ref), len(reference_mask))
+            ref[:k] = reference_mask[:k]
+            self.restored = m & ~ref
+        lim = _limits(self.P[m])
+        ms, lw = (3.0, 1.2) if compact else (4.5, 2.0)
+        if self.D == 3:
+            from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+            make_coll = lambda **kw: ax.add_collection3d(Line3DCollection([], **kw), autolim=False)  # noqa: E731
+        else:
+            make_coll = lambda **kw: ax.add_collection(LineCollection([], **kw), autolim=False)  # noqa: E731
+        empty = [[]] * self.D
+        self.art: dict[int, dict[str, Any]] = {}
+        for i, p in enumerate(self.persons):
+            mk = PERSON_MARKERS[i % len(PERSON_MARKERS)]
+            a: dict[str, Any] = {
+                "ghost": make_coll(colors=GHOST_COLOR, linewidths=lw, alpha=0.35, linestyles="dashed"),
+                "bones": make_coll(linewidths=lw),
+                "joints": {r: ax.plot(*empty, linestyle="none", marker=mk, markersize=ms,
+                                      color=REGION_COLORS[r])[0] for r in REGION_NAMES},
+                "ghost_joints": ax.plot(*empty, linestyle="none", marker=mk, markersize=ms,
+                                        color=GHOST_COLOR, alpha=0.35)[0],
+                "missing": ax.plot(*empty, linestyle="none", marker=mk, markersize=ms + 1.5,
+                                   markerfacecolor="none", markeredgecolor=MISSING_COLOR,
+                                   markeredgewidth=1.2)[0],
+                "restored": ax.plot(*empty, linestyle="none", marker=mk, markersize=ms + 3.5,
+                                    markerfacecolor="none", markeredgecolor=RESTORED_COLOR,
+                                    markeredgewidth=1.0)[0],
+            }
+            self.art[p] = a
+        kw = dict(ha="center", va="center", fontsize=9 if compact else 16, color=MISSING_COLOR,
+                  fontweight="bold", alpha=0.8)
+        self.label = (ax.text2D(0.5, 0.5, "", transform=ax.transAxes, **kw) if self.D == 3
+                      else ax.text(0.5, 0.5, "", transform=ax.transAxes, **kw))
+        if self.D == 3:  # limits last: creating artists must not rescale the axes
+            ax.set_xlim(*lim[0]); ax.set_ylim(*lim[1]); ax.set_zlim(*lim[2])
+            ax.set_box_aspect((1, 1, 1))
+            ax.view_init(elev=12, azim=-70)
+            ax.set_xticklabels([]); ax.set_yticklabels([]); ax.set_zticklabels([])
+        else:
+            ax.set_xlim(*lim[0])
+            ax.set_ylim(*(lim[1][::-1] if y_down else lim[1]))
+            ax.set_aspect("equal", adjustable="box")
+            ax.set_xticks([]); ax.set_yticks([])
+
+    # data setters that work for 2D and 3D artists
+    def _set_points(self, line: Any, pts: np.ndarray) -> None:
+        pts = np.asarray(pts).reshape(-1, self.D)
+        if self.D == 3:
+            line.set_data_3d(pts[:, 0], pts[:, 1], pts[:, 2])
+        else:
+            line.set_data(pts[:, 0], pts[:, 1])
+
+    def _bones(self, pose: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(self.edges):
+            return np.zeros((0, 2, self.D)), np.array([])
+        keep = ok[self.edges[:, 0]] & ok[self.edges[:, 1]]
+        segs = np.stack([pose[self.edges[keep, 0]], pose[self.edges[keep, 1]]], axis=1)
+        return segs, self.edge_colors[keep]
+
+    def draw(self, t: int) -> int:
+        """Draw clip frame ``t`` (clamped to the clip); returns the frame shown."""
+        clip = self.clip
+        t = int(min(max(t, 0), clip.num_frames - 1))
+        m = clip.mask
+        frame_missing = not m[:, t].any()
+        for p in self.persons:
+            a = self.art[p]
+            obs = m[p, t]
+            pose = self.P[p, t]
+            segs, cols = self._bones(pose, obs)
+            a["bones"].set_segments(list(segs))
+            a["bones"].set_color(list(cols) if len(cols) else "k")
+            reg = clip.layout.region_index
+            for r, name in enumerate(REGION_NAMES):
+                self._set_points(a["joints"][name], pose[obs & (reg == r)])
+            g = int(self.person_src[p][t])
+            if not obs.any() and g >= 0:
+                gobs = m[p, g]
+                gsegs, _ = self._bones(self.P[p, g], gobs)
+                a["ghost"].set_segments(list(gsegs))
+                self._set_points(a["ghost_joints"], self.P[p, g][gobs])
+            else:
+                a["ghost"].set_segments([])
+                self._set_points(a["ghost_joints"], np.zeros((0, self.D)))
+            hollow = np.zeros((0, self.D))
+            ring = np.zeros((0, self.D))
+            if self.show_mask and obs.any():
+                src = self.joint_src[p][t]
+                miss = ~obs & (src >= 0)
+                hollow = self.P[p, src[miss], np.flatnonzero(miss)]
+                if self.restored is not None:
+                    ring = pose[self.restored[p, t]]
+            self._set_points(a["missing"], hollow)
+            self._set_points(a["restored"], ring)
+        self.label.set_text("missing" if frame_missing else "")
+        return t
+
+
+def _timeline(ax: Any, states: np.ndarray) -> None:
+    from matplotlib.colors import to_rgb
+
+    colors = np.array([to_rgb(c) for c in STATE_COLORS])[states][None]
+    ax.imshow(colors, aspect="auto", extent=(0, len(states), 0, 1), interpolation="nearest")
+    ax.set_xlim(0, len(states)); ax.set_ylim(0, 1)
+    ax.set_xticks([]); ax.set_yticks([])
+
+
+def _legend(fig: Any, width_in: float, states: Sequence[int]) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=REGION_COLORS[r], label=r.replace("_", " ")) for r in REGION_NAMES]
+    handles += [Patch(color=STATE_COLORS[s], label=f"{STATE_NAMES[s]} frame") for s in sorted(set(states))]
+    ncol = len(handles) if width_in >= 1.1 * len(handles) else math.ceil(len(handles) / 2)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=6.5, frameon=False,
+               handlelength=1.0, columnspacing=0.8, borderaxespad=0.1)
+
+
+def _new_figure(width_in: float, height_in: float, dpi: int) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _reference_masks(views: list[ClipView]) -> list[np.ndarray | None]:
+    ref = views[0].mask
+    return [None] + [ref if v.mask.shape[1:] == ref.shape[1:] else None for v in views[1:]]
+
+
+def _check_suffix(path: Path, allowed: Sequence[str]) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        raise FinetecError(f"unknown output suffix {suffix or '(none)'!r}; use one of {', '.join(allowed)}", path)
+    if path.is_dir():
+        raise FinetecError("output is a folder, not a file", path)
+    return suffix
+
+
+# -- public: skeleton drawings -----------------------------------------------------------------
+def render_clip(
+    clips: Any,
+    layout: Layout | str | Sequence[Layout | str] | None,
+    path: str | os.PathLike,
+    *,
+    titles: Sequence[str] | None = None,
+    fps: float = DEFAULT_FPS,
+    show_mask: bool = False,
+    y_down: bool | None = None,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """Animate one clip, or several side by side, to ``.gif`` (Pillow) or ``.mp4`` (ffmpeg).
+
+    clips: a Sample, a ``(keypoint (M,T,V,C), mask (M,T,V))`` pair, a :class:`ClipView`, or a list of
+    them (panels left to right; the first is the reference that later panels' "restored" frames
+    and joints are measured against). layout: one layout, or one per clip. y_down: ``None`` detects
+    image coordinates per 2D clip. The animation shows :func:`animation_frames` of the longest clip;
+    shorter clips hold their last frame. ``.png`` output is a :func:`contact_sheet`.
+
+    Returns ``{"path", "frames" (number of frames written), "size" (width, height)}``.
+    """
+    out = Path(path)
+    suffix = _check_suffix(out, SKELETON_SUFFIXES)
+    if suffix == ".png":
+        return contact_sheet(clips, layout, out, titles=titles, show_mask=show_mask, y_down=y_down, dpi=dpi)
+    if not fps > 0:
+        raise FinetecError(f"fps must be positive, got {fps}")
+    import matplotlib.animation as animation
+
+    if suffix == ".mp4" and not animation.writers.is_available("ffmpeg"):
+        raise FinetecError("writing .mp4 needs ffmpeg, which is not installed; write a .gif instead", out)
+    views = _as_views(clips, layout, titles)
+    T = max(v.num_frames for v in views)
+    shown = animation_frames(T, max_frames)
+    n = len(views)
+    fig = _new_figure(n * PANEL_IN, TITLE_IN + PANEL_IN + STRIP_IN + LEGEND_IN, dpi)
+    H = TITLE_IN + PANEL_IN + STRIP_IN + LEGEND_IN
+    panels, cursors, all_states = [], [], []
+    for i, (v, ref) in enumerate(zip(views, _reference_masks(views))):
+        rect = [(i * PANEL_IN + 0.15) / (n * PANEL_IN), (LEGEND_IN + STRIP_IN + 0.05) / H,
+                (PANEL_IN - 0.3) / (n * PANEL_IN), (PANEL_IN - 0.1) / H]
+        ax = fig.add_axes(rect, projection="3d" if v.dim == 3 else None)
+        if v.dim == 3:
+            ax.set_proj_type("ortho")
+        yd = (detect_y_down(v) if y_down is None else y_down) if v.dim == 2 else False
+        panels.append(_Panel(ax, v, show_mask=show_mask, y_down=yd, reference_mask=ref))
+        states = frame_states(v.mask, ref)
+        all_states.extend(states.tolist())
+        sax = fig.add_axes([(i * PANEL_IN + 0.15) / (n * PANEL_IN), (LEGEND_IN + 0.02) / H,
+                            (PANEL_IN - 0.3) / (n * PANEL_IN), (STRIP_IN - 0.07) / H])
+        _timeline(sax, states)
+        cursors.append(sax.axvline(0.5, color="black", linewidth=1.5))
+    _legend(fig, n * PANEL_IN, all_states)
+    writer = (animation.PillowWriter(fps=fps) if suffix == ".gif"
+              else animation.FFMpegWriter(fps=fps, codec="h264", extra_args=["-pix_fmt", "yuv420p"]))
+    with atomic_path(out) as tmp:
+        with writer.saving(fig, str(tmp), dpi):
+            for t in shown:
+                for v, panel, cur in zip(views, panels, cursors):
+                    shown_t = panel.draw(int(t))
+                    cur.set_xdata([shown_t + 0.5, shown_t + 0.5])
+                    panel.ax.set_title(f"{v.title}\nframe {shown_t + 1}/{v.num_frames}".lstrip("\n"),
+                                       fontsize=9)
+                writer.grab_frame()
+    return {"path": out, "frames": int(len(shown)), "size": animation_size_px(n, dpi)}
+
+
+def contact_sheet(
+    clips: Any,
+    layout: Layout | str | Sequence[Layout | str] | None,
+    path: str | os.PathLike,
+    *,
+    frames: int | Sequence[int] = DEFAULT_SHEET_FRAMES,
+    titles: Sequence[str] | None = None,
+    show_mask: bool = False,
+    y_down: bool | None = None,
+    dpi: int = DEFAULT_DPI,
+) -> dict[str, Any]:
+    """A grid of key frames: one row per clip, one column per frame (:func:`sheet_frames` of the
+    first clip; shorter clips show their last frame). Each row has a timeline strip with the
+    chosen frames ticked. Image size: :func:`sheet_size_px`. Output format by suffix (``.png``,
+    ``.pdf``, ``.svg``).
+
+    Returns ``{"path", "frames" (the frame indices), "size" (width, height)}``.
+    """
+    out = Path(path)
+    _check_suffix(out, PLOT_SUFFIXES)
+    views = _as_views(clips, layout, titles)
+    idx = sheet_frames(views[0].num_frames, frames)
+    cols, rows = len(idx), len(views)
+    W = cols * CELL_IN
+    row_h = ROW_TITLE_IN + CELL_LABEL_IN + CELL_IN + STRIP_IN
+    H = rows * row_h + LEGEND_IN
+    fig = _new_figure(W, H, dpi)
+    all_states: list[int] = []
+    for r, (v, ref) in enumerate(zip(views, _reference_masks(views))):
+        top = H - r * row_h  # inches from the bottom to the top of this row
+        if v.title:
+            fig.text(0.01, (top - ROW_TITLE_IN / 2) / H, v.title, ha="left", va="center", fontsize=9,
+                     fontweight="bold")
+        yd = (detect_y_down(v) if y_down is None else y_down) if v.dim == 2 else False
+        states = frame_states(v.mask, ref)
+        all_states.extend(states.tolist())
+        cell_bottom = top - ROW_TITLE_IN - CELL_LABEL_IN - CELL_IN
+        for c, t in enumerate(idx):
+            rect = [(c * CELL_IN + 0.05) / W, (cell_bottom + 0.03) / H, (CELL_IN - 0.1) / W, (CELL_IN - 0.06) / H]
+            ax = fig.add_axes(rect, projection="3d" if v.dim == 3 else None)
+            if v.dim == 3:
+                ax.set_proj_type("ortho")
+            panel = _Panel(ax, v, show_mask=show_mask, y_down=yd, reference_mask=ref, compact=True)
+            shown = panel.draw(int(t))
+            label = f"frame {shown + 1}/{v.num_frames}"
+            if states[shown] != OBSERVED:
+                label += f" ({STATE_NAMES[states[shown]]})"
+            fig.text((c * CELL_IN + CELL_IN / 2) / W, (cell_bottom + CELL_IN + CELL_LABEL_IN / 2) / H, label,
+                     ha="center", va="center", fontsize=7,
+                     color=MISSING_COLOR if states[shown] == MISSING else "black")
+            panel.label.set_text("")  # the cell label already says it
+        sax = fig.add_axes([0.05 / W, (cell_bottom - STRIP_IN + 0.05) / H, (W - 0.1) / W, (STRIP_IN - 0.1) / H])
+        _timeline(sax, states)
+        for t in idx:
+            sax.axvline(min(int(t), v.num_frames - 1) + 0.5, color="black", linewidth=1.0)
+    _legend(fig, W, all_states)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=out.suffix.lower().lstrip("."))
+    return {"path": out, "frames": [int(t) for t in idx], "size": sheet_size_px(cols, rows, dpi)}
+
+
+# -- public: result figures --------------------------------------------------------------------
+def _level_positions(levels: Sequence[str]) -> dict[str, float]:
+    """x position of each level name: its drop fraction (corruption.LEVELS), or a float name."""
+    from finetec.data.corruption import LEVELS
+
+    pos: dict[str, float] = {}
+    for lv in levels:
+        if lv in LEVELS:
+            pos[lv] = float(LEVELS[lv])
+        else:
+            try:
+                pos[lv] = float(lv)
+            except ValueError:
+                raise FinetecError(f"unknown corruption level {lv!r}; known: {', '.join(LEVELS)}") from None
+    return pos
+
+
+def _level_axis(ax: Any, pos: Mapping[str, float]) -> None:
+    order = sorted(pos, key=pos.get)
+    ax.set_xticks([pos[lv] for lv in order])
+    ax.set_xticklabels([f"{lv}\n{pos[lv]:.0%}" for lv in order], fontsize=8)
+    ax.set_xlabel("frames dropped", fontsize=8)
+    ax.grid(True, alpha=0.3)
+
+
+def _require(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], what: str) -> None:
+    if not isinstance(rows, (list, tuple)) or not rows:
+        raise FinetecError(f"no {what} to plot")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise FinetecError(f"{what} entry {i} is not an object")
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise FinetecError(f"{what} entry {i} lacks key(s): {', '.join(missing)}")
+
+
+def _number(row: Mapping[str, Any], key: str, what: str, i: int) -> float:
+    v = row[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise FinetecError(f"{what} entry {i}: {key} is not a finite number ({v!r})")
+    return float(v)
+
+
+def _save_figure(fig: Any, path: str | os.PathLike, dpi: int) -> Path:
+    out = Path(path)
+    _check_suffix(out, PLOT_SUFFIXES)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=out.suffix.lower().lstrip("."))
+    return out
+
+
+def _panel_grid(n: int, w: float = 4.5, h: float = 3.4, dpi: int = 100) -> tuple[Any, list[Any]]:
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig = _new_figure(cols * w, rows * h, dpi)
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+    return fig, axes
+
+
+def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
+                           metric: str = "top1", title: str | None = None, dpi: int = 100) -> Path:
+    """Accuracy against corruption level: one panel per dataset, one line per method (and regime).
+
+    cells: ``[{"dataset", "method", "level", <metric>, "regime" (optional)}, ...]`` as in the
+    benchmark JSON. Levels are placed at their drop fraction.
+    """
+    _require(cells, ["dataset", "method", "level", metric], "cells")
+    datasets = list(dict.fromkeys(str(c["dataset"]) for c in cells))
+    pos = _level_positions(list(dict.fromkeys(str(c["level"]) for c in cells)))
+    fig, axes = _panel_grid(len(datasets), dpi=dpi)
+    for ax, ds in zip(axes, datasets):
+        rows = [(i, c) for i, c in enumerate(cells) if str(c["dataset"]) == ds]
+        regimes = {str(c.get("regime", "")) for _, c in rows}
+        series: dict[str, dict[float, float]] = {}
+        for i, c in rows:
+            name = str(c["method"]) + (f" ({c.get('regime')})" if len(regimes) > 1 and c.get("regime") else "")
+            series.setdefault(name, {})[pos[str(c["level"])]] = _number(c, metric, "cells", i)
+        for name, pts in series.items():
+            xs = sorted(pts)
+            ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
+        _level_axis(ax, {lv: pos[lv] for lv in {str(c["level"]) for _, c in rows}})
+        ax.set_title(ds, fontsize=10)
+        ax.set_ylabel(metric.replace("_", "-") + (" accuracy" if metric in ("top1", "top5") else ""), fontsize=8)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save_figure(fig, path, dpi)
+
+
+COMPLETION_METRICS = ("mpjpe", "n_mpjpe", "mpjve")
+
+
+def plot_completion_vs_level(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
+                             metrics: Sequence[str] = COMPLETION_METRICS, title: str | None = None,
+                             dpi: int = 100) -> Path:
+    """Restoration error against level: a panel per (dataset, metric), one line per filler.
+
+    rows: ``[{"dataset", "filler", "level", "mpjpe", "n_mpjpe", "mpjve"}, ...]``; metrics absent
+    from every row are skipped.
+    """
+    _require(rows, ["dataset", "filler", "level"], "completion")
+    present = [m for m in metrics if any(m in r for r in rows)]
+    if not present:
+        raise FinetecError(f"completion rows have none of the metrics {', '.join(metrics)}")
+    datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
+    pos = _level_positions(list(dict.fromkeys(str(r["level"]) for r in rows)))
+    panels = [(ds, m) for ds in datasets for m in present]
+    fig, axes = _panel_grid(len(panels), dpi=dpi)
+    for ax, (ds, m) in zip(axes, panels):
+        series: dict[str, dict[float, float]] = {}
+        for i, r in enumerate(rows):
+            if str(r["dataset"]) == ds and m in r and r[m] is not None:
+                series.setdefault(str(r["filler"]), {})[pos[str(r["level"])]] = _number(r, m, "completion", i)
+        for name, pts in series.items():
+            xs = sorted(pts)
+            ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
+        _level_axis(ax, {lv: pos[lv] for lv in {str(r["level"]) for r in rows if str(r["dataset"]) == ds}})
+        ax.set_title(f"{ds}: {m.upper().replace('_', '-')} on missing frames", fontsize=9)
+        ax.set_ylabel(f"{m} (lower is better)", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save_figure(fig, path, dpi)
+
+
+def normalize_confusion(matrix: Any) -> np.ndarray:
+    """Rows divided by their sums (true class -> fraction predicted as each class); empty rows stay 0."""
+    cm = np.asarray(matrix, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
+        raise FinetecError(f"a confusion matrix must be square (K, K), got shape {cm.shape}")
+    if not np.isfinite(cm).all() or (cm < 0).any():
+        raise FinetecError("a confusion matrix must hold non-negative finite counts")
+    s = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, s, out=np.zeros_like(cm), where=s > 0)
+
+
+def plot_confusion(matrix: Any, class_names: Sequence[str] | None, path: str | os.PathLike, *,
+                   title: str | None = None, dpi: int = 100) -> Path:
+    """Row-normalised confusion matrix (rows: true class, columns: predicted) with class names.
+
+    Cells are annotated with percentages when there are at most 30 classes.
+    """
+    cm = normalize_confusion(matrix)
+    K = cm.shape[0]
+    names = [str(c) for c in class_names] if class_names else [str(k) for k in range(K)]
+    if len(names) != K:
+        raise FinetecError(f"{len(names)} class names for a {K}x{K} confusion matrix")
+    side = float(np.clip(2.0 + 0.32 * K, 4.0, 30.0))
+    fig = _new_figure(side + 1.2, side, dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(cm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fs = float(np.clip(11 - 0.15 * K, 4, 9))
+    ax.set_xticks(range(K)); ax.set_yticks(range(K))
+    ax.set_xticklabels(names, rotation=90, fontsize=fs); ax.set_yticklabels(names, fontsize=fs)
+    ax.set_xlabel("predicted class"); ax.set_ylabel("true class")
+    if K <= 30:
+        for i in range(K):
+            for j in range(K):
+                if cm[i, j] >= 0.005:
+                    ax.text(j, i, f"{100 * cm[i, j]:.0f}", ha="center", va="center", fontsize=fs * 0.85,
+                            color="white" if cm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_title(title or f"confusion (row-normalised), mean diagonal {np.mean(np.diag(cm)):.3f}", fontsize=10)
+    fig.tight_layout()
+    return _save_figure(fig, path, dpi)
+
+
+# -- result files ----------------------------------------------------------------------------
+PLOT_KINDS = ("auto", "levels", "confusion", "completion")
+
+
+def load_result_json(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """Read an eval or benchmark JSON; returns ``("eval" | "benchmark", data)``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FinetecError("no such file", p) from None
+    except IsADirectoryError:
+        raise FinetecError("is a folder, not a JSON file", p) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FinetecError(f"cannot read file ({type(e).__name__}: {e})", p) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FinetecError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", p) from None
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        return "eval", data
+    if isinstance(data, dict) and (isinstance(data.get("cells"), list) or isinstance(data.get("completion"), list)):
+        return "benchmark", data
+    raise FinetecError("unknown JSON schema: expected an eval result (with \"results\") or a benchmark "
+                       "result (with \"cells\" and/or \"completion\")", p)
+
+
+def eval_cells(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Eval JSON results as benchmark-style cells (dataset = data, method = checkpoint, regime = pattern)."""
+    results = data["results"]
+    _require(results, ["level"], "results")
+    ckpt = str(data.get("checkpoint") or "model")
+    name = Path(ckpt).name if Path(ckpt).name not in ("best", "last", "model.safetensors") else \
+        "/".join(Path(ckpt).parts[-2:])
+    return [{**r, "dataset": str(data.get("data") or "data") + (f" ({data['split']})" if data.get("split") else ""),
+             "method": name, "regime": str(r.get("pattern", ""))} for r in results]
+
+
+def _pick_result(data: Mapping[str, Any], level: str | None, pattern: str | None) -> dict[str, Any]:
+    results = [r for r in data["results"] if isinstance(r, Mapping) and "confusion" in r]
+    if not results:
+        raise FinetecError("no result in this eval JSON has a confusion matrix")
+    chosen = [r for r in results if (level is None or str(r.get("level")) == level)
+              and (pattern is None or str(r.get("pattern")) == pattern)]
+    if not chosen:
+        have = ", ".join(f"{r.get('level')}/{r.get('pattern')}" for r in results)
+        raise FinetecError(f"no result for level={level or 'any'} pattern={pattern or 'any'}; available: {have}")
+    return dict(chosen[0])
+
+
+def plot_result_file(src: str | os.PathLike, out: str | os.PathLike, *, kind: str = "auto",
+                     metric: str = "top1", level: str | None = None, pattern: str | None = None,
+                     dpi: int = 100) -> tuple[str, Path]:
+    """Draw a figure from an eval or benchmark JSON file; returns (kind drawn, output path).
+
+    ``auto``: an eval JSON with results at two or more levels -> ``levels``, with one -> ``confusion``;
+    a benchmark JSON with cells -> ``levels``, else -> ``completion``.
+    """
+    if kind not in PLOT_KINDS:
+        raise FinetecError(f"unknown plot kind {kind!r}; use one of {', '.join(PLOT_KINDS)}")
+    _check_suffix(Path(out), PLOT_SUFFIXES)
+    schema, data = load_result_json(src)
+    try:
+        if schema == "eval":
+            levels = {str(r.get("level")) for r in data["results"] if isinstance(r, Mapping)}
+            if kind == "auto":
+                kind = "levels" if len(levels) >= 2 else "confusion"
+            if kind == "completion":
+                raise FinetecError("an eval JSON has no completion rows; use --kind levels or confusion")
+            if kind == "levels":
+                return kind, plot_accuracy_vs_level(eval_cells(data), out, metric=metric, dpi=dpi)
+            r = _pick_result(data, level, pattern)
+            title = f"{Path(str(data.get('checkpoint', ''))).name or 'model'}: {r.get('level')} / {r.get('pattern')}"
+            if "top1" in r:
+                title += f", top-1 {float(r['top1']):.3f}"
+            return kind, plot_confusion(r["confusion"], data.get("class_names"), out, title=title, dpi=dpi)
+        cells, completion = data.get("cells") or [], data.get("completion") or []
+        if kind == "auto":
+            kind = "levels" if cells else "completion"
+        if kind == "confusion":
+            raise FinetecError("a benchmark JSON has no confusion matrix; use an eval JSON")
+        if kind == "levels":
+            if not cells:
+                raise FinetecError("this benchmark JSON has no \"cells\" to plot")
+            return kind, plot_accuracy_vs_level(cells, out, metric=metric, dpi=dpi)
+        if not completion:
+            raise FinetecError("this benchmark JSON has no \"completion\" rows to plot")
+        return kind, plot_completion_vs_level(completion, out, dpi=dpi)
+    except FinetecError as e:
+        if e.path is None:
+            raise FinetecError(e.problem, src) from None
+        raise
+
+
+__all__ = [
+    "REGION_COLORS", "ClipView", "as_clip_view", "nearest_observed_index", "frame_states",
+    "animation_frames", "sheet_frames", "sheet_size_px", "animation_size_px", "detect_y_down",
+    "render_clip", "contact_sheet", "plot_accuracy_vs_level", "plot_completion_vs_level",
+    "normalize_confusion", "plot_confusion", "load_result_json", "eval_cells", "plot_result_file",
+]
