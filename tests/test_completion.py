@@ -199,3 +199,22 @@ def test_l2_loss_is_mpjpe_on_missing_entries():
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
     with pytest.raises(FinetecError):
         tiny_net(loss="huber")
+
+
+def test_prompt_enters_the_query_only_through_the_learned_merge():
+    a = tiny_net()
+    with torch.no_grad():
+        a.head.weight.normal_(0, 0.5)
+    b = tiny_net()
+    b.load_state_dict(a.state_dict())
+    shift = np.zeros((8, 1, 1, 1), dtype=np.float32)
+    shift[0::2], shift[1::2] = 0.5, -0.5  # different clips, same frame-wise mean (the prior)
+    b.set_bank(a.bank.numpy() + shift)
+    assert torch.allclose(a.prior, b.prior, atol=1e-6) and not torch.allclose(a.bank, b.bank)
+    x, mask = corrupted()
+    a.eval(), b.eval()
+    assert torch.allclose(a(x, mask)["completed"], b(x, mask)["completed"], atol=1e-4)  # zero-initialised merge
+    with torch.no_grad():
+        for net in (a, b):
+            net.merge.weight.copy_(torch.eye(16))
+    assert not torch.allclose(a(x, mask)["completed"], b(x, mask)["completed"])

@@ -140,6 +140,9 @@ class CompletionNet(nn.Module):
         self.token_channels = self.C + 1 + (2 if self.gap_features else 0)
         self.embed = nn.Linear(self.V * self.token_channels, width)
         self.blocks = nn.ModuleList(_DualStreamBlock(width, L, expansion) for _ in range(depth))
+        self.merge = nn.Linear(width, width)  # prompt -> query at the merge; zero-initialised
+        nn.init.zeros_(self.merge.weight)
+        nn.init.zeros_(self.merge.bias)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, self.V * self.C)
         nn.init.zeros_(self.head.weight)
@@ -289,7 +292,7 @@ class CompletionNet(nn.Module):
         for blk in self.blocks[:self.merge_at]:
             h = blk(h)
         hq, hp = h[:B], h[B:]
-        hq = hq + hp
+        hq = hq + self.merge(hp)
         for blk in self.blocks[self.merge_at:]:
             hq = blk(hq)
         pred = self._readout(hq, query_base)
