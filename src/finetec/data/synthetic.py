@@ -328,11 +328,13 @@ def make_dataset(layout: str = "coco17", clips: int = 1000, seed: int = 0, frame
         # the body spins about the vertical axis through its pelvis
         axis = 0.5 * (J["left_hip"] + J["right_hip"]) * np.array([1.0, 0.0, 1.0])
         body = _positions(lay, J) - axis[:, :, None]
-        pos[idx] = np.einsum("ntij,ntvj->ntvi", _rot_y(ctrl.spin), body) + axis[:, :, None]
+        c, s_ = np.cos(ctrl.spin)[..., None], np.sin(ctrl.spin)[..., None]       # (n, T, 1)
+        spun = np.stack([c * body[..., 0] + s_ * body[..., 2], body[..., 1], -s_ * body[..., 0] + c * body[..., 2]], -1)
+        pos[idx] = spun + axis[:, :, None]
 
     # camera: the body faces the camera (body forward -> camera -z), turned by yaw, then pitched
     R = np.einsum("nij,njk->nik", _rot_x(pitch), _rot_y(np.pi + yaw))
-    cam = np.einsum("nij,ntvj->ntvi", R, pos)
+    cam = np.matmul(pos.reshape(clips, -1, 3), R.transpose(0, 2, 1)).reshape(pos.shape)
     cam[..., 0] += lateral[:, None, None]
     cam[..., 1] -= cam_height[:, None, None]
     cam[..., 2] += dist[:, None, None]
