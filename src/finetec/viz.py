@@ -358,7 +358,7 @@ class _Panel:
                       else ax.text(0.5, 0.5, "", transform=ax.transAxes, **kw))
         if self.D == 3:  # limits last: creating artists must not rescale the axes
             ax.set_xlim(*lim[0]); ax.set_ylim(*lim[1]); ax.set_zlim(*lim[2])
-            ax.set_box_aspect((1, 1, 1))
+            ax.set_box_aspect((1, 1, 1), zoom=1.25)
             ax.view_init(elev=12, azim=-70)
             ax.set_xticklabels([]); ax.set_yticklabels([]); ax.set_zticklabels([])
         else:
@@ -654,10 +654,11 @@ def _panel_grid(n: int, w: float = 4.5, h: float = 3.4, dpi: int = 100) -> tuple
 
 def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
                            metric: str = "top1", title: str | None = None, dpi: int = 100) -> Path:
-    """Accuracy against corruption level: one panel per dataset, one line per method (and regime).
+    """Accuracy against corruption level: one panel per dataset, one line per method.
 
-    cells: ``[{"dataset", "method", "level", <metric>, "regime" (optional)}, ...]`` as in the
-    benchmark JSON. Levels are placed at their drop fraction.
+    cells: ``[{"dataset", "method", "level", <metric>, "regime", "budget" (both optional)}, ...]``
+    as in the benchmark JSON; when regime or budget varies within a dataset it joins the line's
+    name. Levels are placed at their drop fraction.
     """
     _require(cells, ["dataset", "method", "level", metric], "cells")
     datasets = list(dict.fromkeys(str(c["dataset"]) for c in cells))
@@ -665,10 +666,11 @@ def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.Pa
     fig, axes = _panel_grid(len(datasets), dpi=dpi)
     for ax, ds in zip(axes, datasets):
         rows = [(i, c) for i, c in enumerate(cells) if str(c["dataset"]) == ds]
-        regimes = {str(c.get("regime", "")) for _, c in rows}
+        varying = [k for k in ("regime", "budget") if len({str(c.get(k, "")) for _, c in rows}) > 1]
         series: dict[str, dict[float, float]] = {}
         for i, c in rows:
-            name = str(c["method"]) + (f" ({c.get('regime')})" if len(regimes) > 1 and c.get("regime") else "")
+            extra = ", ".join(str(c[k]) for k in varying if c.get(k) not in (None, ""))
+            name = str(c["method"]) + (f" ({extra})" if extra else "")
             series.setdefault(name, {})[pos[str(c["level"])]] = _number(c, metric, "cells", i)
         for name, pts in series.items():
             xs = sorted(pts)

@@ -1,0 +1,138 @@
+"""``finetec render``: draw one skeleton clip as an animation or a contact sheet."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "draw a skeleton clip as an animation (.gif, .mp4) or a contact sheet of key frames (.png)"
+DESCRIPTION = (
+    "Read INPUT (anything finetec reads: a canonical .finetec.npz, a reader folder or file, a pose "
+    "JSON, a synthetic spec such as synthetic:coco17), pick one clip (default: index 0) and draw it "
+    "to OUTPUT, chosen by suffix: .gif (always available), .mp4 (needs ffmpeg) or .png (a contact "
+    "sheet of key frames). Bones are coloured by body region; missing frames show a faded ghost "
+    "and a 'missing' label, and a timeline strip marks observed / partial / missing frames. "
+    "--compare draws the clip with the same id from OTHER beside it (e.g. corrupted vs completed). "
+    "The output is written atomically.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", help="dataset file or folder, pose JSON, or synthetic spec")
+    p.add_argument("output", metavar="OUTPUT", help="output file: .gif, .mp4 or .png")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, default=None, metavar="I",
+                       help="clip index in INPUT (default: 0; negative counts from the end)")
+    which.add_argument("--id", default=None, metavar="ID", help="clip id in INPUT")
+    p.add_argument("--compare", metavar="OTHER", default=None,
+                   help="second dataset; its clip with the same id is drawn beside (or, if OTHER "
+                        "has a single clip, that one)")
+    p.add_argument("--mask", action="store_true",
+                   help="draw individual missing joints as hollow red circles (at their nearest "
+                        "observed position) and joints restored in OTHER with a blue ring")
+    p.add_argument("--fps", type=float, default=15.0, help="animation frame rate (default: 15)")
+    p.add_argument("--sheet", metavar="FRAMES", default="8",
+                   help="contact sheet (.png): a number of evenly spaced frames (default 8) or a "
+                        "comma-separated list of frame indices such as 0,10,20 (one frame: '5,')")
+    p.add_argument("--max-frames", type=int, default=300, metavar="N",
+                   help="animations of longer clips show every k-th frame, k = ceil(T / N) (default: 300)")
+    p.add_argument("--titles", nargs="+", metavar="TITLE", default=None,
+                   help="panel titles (one per clip; default: file name and clip id)")
+    p.add_argument("--y-axis", choices=["auto", "down", "up"], default="auto",
+                   help="2D clips: image coordinates with y down, y up, or detect from the "
+                        "layout's up axis (default: auto)")
+    p.add_argument("--dpi", type=int, default=80, help="resolution (default: 80)")
+    p.add_argument("--format", dest="fmt", metavar="NAME", default=None,
+                   help="force the reader of INPUT and OTHER (default: detect)")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
+                   help="reader option, repeatable")
+
+
+def parse_sheet(text: str):
+    """``"8"`` -> 8 (a count); ``"0,10,20"`` or ``"5,"`` -> [0, 10, 20] / [5] (frame indices)."""
+    from finetec.errors import FinetecError
+
+    s = text.strip()
+    try:
+        if "," in s:
+            return [int(x) for x in s.split(",") if x.strip()]
+        return int(s)
+    except ValueError:
+        raise FinetecError(f"--sheet {text!r}: give a number of frames or comma-separated frame indices") from None
+
+
+def _pick(ds, index: int | None, clip_id: str | None, where: str):
+    from finetec.errors import FinetecError
+
+    n = len(ds)
+    if clip_id is not None:
+        hits = [i for i, x in enumerate(ds.ids.tolist()) if str(x) == clip_id]
+        if not hits:
+            raise FinetecError(f"no clip with id {clip_id!r} (of {n} clips)", where)
+        return ds[hits[0]]
+    i = 0 if index is None else index
+    if not -n <= i < n:
+        raise FinetecError(f"clip index {i} is out of range: the dataset has {n} clip(s)", where)
+    return ds[i]
+
+
+def _title(spec: str, sample) -> str:
+    name = spec if spec.startswith("synthetic") else Path(spec).name
+    return f"{name} [{sample.id}]" if sample.id else name
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetec import viz
+    from finetec.data.readers import open_with_options, parse_option_args
+    from finetec.errors import FinetecError
+
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if suffix not in viz.SKELETON_SUFFIXES:
+        raise FinetecError(f"unknown output suffix {suffix or '(none)'!r}; use .gif, .mp4 or .png", out)
+    if out.is_dir():
+        raise FinetecError("output is a folder, not a file", out)
+    if not args.fps > 0:
+        raise FinetecError(f"--fps must be positive, got {args.fps}")
+    if args.dpi < 10 or args.dpi > 600:
+        raise FinetecError(f"--dpi must be between 10 and 600, got {args.dpi}")
+    if args.max_frames < 1:
+        raise FinetecError(f"--max-frames must be at least 1, got {args.max_frames}")
+    frames = parse_sheet(args.sheet)
+    if suffix == ".mp4":
+        import matplotlib.animation as animation
+
+        if not animation.writers.is_available("ffmpeg"):
+            raise FinetecError("writing .mp4 needs ffmpeg, which is not installed; write a .gif instead", out)
+    options = parse_option_args(args.option)
+    ds = open_with_options(args.input, args.fmt, options)
+    sample = _pick(ds, args.index, args.id, args.input)
+    clips, layouts = [sample], [ds.layout]
+    titles = [_title(args.input, sample)]
+    if args.compare is not None:
+        other = open_with_options(args.compare, args.fmt, options)
+        ids = [str(x) for x in other.ids.tolist()]
+        if sample.id in ids:
+            second = other[ids.index(sample.id)]
+        elif len(other) == 1:
+            second = other[0]
+        else:
+            raise FinetecError(f"no clip with id {sample.id!r} to compare with (of {len(other)} clips)",
+                               args.compare)
+        clips.append(second)
+        layouts.append(other.layout)
+        titles.append(_title(args.compare, second))
+    if args.titles is not None:
+        if len(args.titles) != len(clips):
+            raise FinetecError(f"--titles needs {len(clips)} title(s), got {len(args.titles)}")
+        titles = list(args.titles)
+    y_down = {"auto": None, "down": True, "up": False}[args.y_axis]
+    if suffix == ".png":
+        res = viz.contact_sheet(clips, layouts, out, frames=frames, titles=titles, show_mask=args.mask,
+                                y_down=y_down, dpi=args.dpi)
+        what = f"contact sheet of frames {', '.join(str(t) for t in res['frames'])}"
+    else:
+        res = viz.render_clip(clips, layouts, out, titles=titles, fps=args.fps, show_mask=args.mask,
+                              y_down=y_down, max_frames=args.max_frames, dpi=args.dpi)
+        what = f"{res['frames']} frames at {args.fps:g} fps"
+    w, h = res["size"]
+    print(f"wrote {out}: clip {sample.id!r}, {what}, {w}x{h} px")
+    return 0
