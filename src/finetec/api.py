@@ -24,6 +24,7 @@ import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.sample import Sample
+from finetec.data.transforms import invert_normalization
 from finetec.errors import FinetecError
 from finetec.layouts import Layout, get_layout
 
@@ -42,13 +43,6 @@ def infer_mask(keypoint: np.ndarray) -> np.ndarray:
     finite = np.isfinite(kp).all(axis=-1)
     zero_frame = (np.where(np.isfinite(kp), kp, 0.0) == 0).all(axis=(-1, -2)) & finite.all(axis=-1)
     return finite & ~zero_frame[..., None]
-
-
-def _denormalize(x: np.ndarray, params: Any) -> np.ndarray:
-    """Inverse of :func:`finetec.data.transforms.apply_normalization` (x_n = R (x - c) / s):
-    x = R^T (s x_n) + c, on every entry. x (..., C) -> float32 (..., C)."""
-    x64 = np.asarray(x, dtype=np.float64) * params.scale
-    return (x64 @ params.rotation + params.center).astype(np.float32)
 
 
 class Predictor:
@@ -374,7 +368,7 @@ class Predictor:
         kp_s, mk_s = s.keypoint[:, idx], s.mask[:, idx]
         if self.pipeline_config.normalize:
             params = normalization_params(kp_s, mk_s, self.layout, align_view=self.pipeline_config.align_view)
-            pred = _denormalize(pred, params)
+            pred = invert_normalization(pred, params)
         # map back to the source frames: mean of the network's values over the repeats of a frame
         M, V, C = s.num_persons, s.num_joints, s.dim
         acc = np.zeros((M, T_src, V, C), dtype=np.float64)
