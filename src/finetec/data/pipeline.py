@@ -49,6 +49,7 @@ class PipelineConfig:
     normalize: bool = True
     align_view: bool = False
     augment: bool = False
+    flip_prob: float = 0.5  # chance of a left/right flip when augmenting; 0 for classes that differ by side
     max_persons: int | None = None
     mixed_levels: tuple[str, ...] = field(default_factory=lambda: tuple(LEVELS))
 
@@ -153,7 +154,7 @@ class ClipPipeline:
             x = x.astype(np.float32)
         # 4. augmentation (train only), same transform on both
         if self.train and cfg.augment:
-            aug = random_augmentation(rng, x.shape[-1])
+            aug = random_augmentation(rng, x.shape[-1], flip_prob=cfg.flip_prob)
             x, m = apply_augmentation(x, m, aug, self.layout)
             clean, clean_mask = apply_augmentation(clean, clean_mask, aug, self.layout)
         # 5. gap filling, 6. features

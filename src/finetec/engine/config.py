@@ -65,6 +65,7 @@ class PipelineSection:
     normalize: bool = True
     align_view: bool = False
     augment: bool = False
+    flip_prob: float = 0.5
 
 
 @dataclass
