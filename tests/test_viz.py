@@ -225,6 +225,13 @@ def test_accuracy_and_completion_plots(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_log_scale_only_for_wide_ranges():
+    assert viz.use_log_scale([1.0, 0.04])          # zero filling 25x the best filler
+    assert not viz.use_log_scale([0.4, 0.05])
+    assert not viz.use_log_scale([0.0, 1.0])        # a zero cannot go on a log axis
+    assert not viz.use_log_scale([])
+
+
 def test_confusion_normalised_rows_and_plot(tmp_path):
     cm = [[8, 2, 0], [0, 0, 0], [1, 1, 2]]
     n = viz.normalize_confusion(cm)

@@ -688,13 +688,21 @@ def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.Pa
 COMPLETION_METRICS = ("mpjpe", "n_mpjpe", "mpjve")
 
 
+def use_log_scale(values: Sequence[float], ratio: float = 20.0) -> bool:
+    """Whether positive ``values`` span more than ``ratio`` (max / min): then a log axis reads better."""
+    v = np.asarray(values, dtype=np.float64)
+    return bool(v.size > 0 and v.min() > 0 and v.max() / v.min() > ratio)
+
+
 def plot_completion_vs_level(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
                              metrics: Sequence[str] = COMPLETION_METRICS, title: str | None = None,
                              dpi: int = 100) -> Path:
     """Restoration error against level: a panel per (dataset, metric), one line per filler.
 
     rows: ``[{"dataset", "filler", "level", "mpjpe", "n_mpjpe", "mpjve"}, ...]``; metrics absent
-    from every row are skipped.
+    from every row are skipped. When a dataset's rows differ in ``pattern`` or ``budget`` those
+    join the line's name. The y axis turns logarithmic when the largest error exceeds 20 times the
+    smallest (zero filling is often that far above the rest).
     """
     _require(rows, ["dataset", "filler", "level"], "completion")
     present = [m for m in metrics if any(m in r for r in rows)]
@@ -705,17 +713,24 @@ def plot_completion_vs_level(rows: Sequence[Mapping[str, Any]], path: str | os.P
     panels = [(ds, m) for ds in datasets for m in present]
     fig, axes = _panel_grid(len(panels), dpi=dpi)
     for ax, (ds, m) in zip(axes, panels):
+        mine = [(i, r) for i, r in enumerate(rows) if str(r["dataset"]) == ds and r.get(m) is not None]
+        varying = [k for k in ("pattern", "budget") if len({str(r.get(k, "")) for _, r in mine}) > 1]
         series: dict[str, dict[float, float]] = {}
-        for i, r in enumerate(rows):
-            if str(r["dataset"]) == ds and m in r and r[m] is not None:
-                series.setdefault(str(r["filler"]), {})[pos[str(r["level"])]] = _number(r, m, "completion", i)
+        for i, r in mine:
+            extra = ", ".join(str(r[k]) for k in varying if r.get(k) not in (None, ""))
+            name = str(r["filler"]) + (f" ({extra})" if extra else "")
+            series.setdefault(name, {})[pos[str(r["level"])]] = _number(r, m, "completion", i)
         for name, pts in series.items():
             xs = sorted(pts)
             ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
+        log = use_log_scale([v for pts in series.values() for v in pts.values()])
         _level_axis(ax, {lv: pos[lv] for lv in {str(r["level"]) for r in rows if str(r["dataset"]) == ds}})
         ax.set_title(f"{ds}: {m.upper().replace('_', '-')} on missing frames", fontsize=9)
-        ax.set_ylabel(f"{m} (lower is better)", fontsize=8)
-        ax.set_ylim(bottom=0)
+        ax.set_ylabel(f"{m} (lower is better{', log scale' if log else ''})", fontsize=8)
+        if log:  # e.g. zero filling far above the others: keep the good methods apart
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
