@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -87,6 +88,23 @@ def test_render_mp4_without_ffmpeg_suggests_gif(tmp_path, capsys, monkeypatch):
     rc, _, err = run_cli(capsys, "render", SPEC, str(tmp_path / "a.mp4"))
     assert rc == 2 and "ffmpeg" in err and ".gif" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a shell script as a stand-in for ffmpeg")
+def test_render_mp4_pipes_every_frame_to_ffmpeg(tmp_path, capsys, monkeypatch):
+    import matplotlib
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text('#!/bin/sh\nfor last; do :; done\necho "$@" > "$(dirname "$0")/args.txt"\ncat > "$last"\n')
+    fake.chmod(0o755)
+    monkeypatch.setitem(matplotlib.rcParams, "animation.ffmpeg_path", str(fake))
+    out = tmp_path / "out" / "a.mp4"
+    rc, _, err = run_cli(capsys, "render", SPEC, str(out), "--index", "1", "--dpi", "40")
+    assert rc == 0, err
+    w, h = viz.animation_size_px(1, 40)
+    assert out.stat().st_size == w * h * 4 * 6          # the stand-in stores the raw RGBA frames
+    args = (tmp_path / "args.txt").read_text()
+    assert "-vcodec h264" in args and "trunc(iw/2)*2" in args and "-framerate 15" in args
 
 
 def test_plot_eval_and_benchmark_json(tmp_path, capsys):

@@ -519,7 +519,8 @@ def render_clip(
         cursors.append(sax.axvline(0.5, color="black", linewidth=1.5))
     _legend(fig, n * PANEL_IN, all_states)
     writer = (animation.PillowWriter(fps=fps) if suffix == ".gif"
-              else animation.FFMpegWriter(fps=fps, codec="h264", extra_args=["-pix_fmt", "yuv420p"]))
+              else animation.FFMpegWriter(fps=fps, codec="h264", extra_args=[
+                  "-pix_fmt", "yuv420p", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2"]))  # h264: even sizes
     with atomic_path(out) as tmp:
         with writer.saving(fig, str(tmp), dpi):
             for t in shown:
