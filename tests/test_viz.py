@@ -113,6 +113,7 @@ def test_gif_has_one_frame_per_clip_frame_and_expected_size(tmp_path):
     kp, m = clip2d(T=7)
     out = tmp_path / "a.gif"
     res = viz.render_clip((kp, m), COCO, out, dpi=DPI)
+    assert res["y_down"] == [True]
     im = Image.open(out)
     assert im.n_frames == 7 == res["frames"]
     assert im.size == viz.animation_size_px(1, DPI) == (160, 210)
@@ -187,6 +188,7 @@ def test_3d_multi_person_clip(tmp_path):
     m = np.ones((2, 5, 25), bool)
     m[:, 1] = False
     res = viz.render_clip((kp, m), lay, tmp_path / "d.gif", dpi=DPI)
+    assert res["y_down"] == [None]
     assert Image.open(tmp_path / "d.gif").n_frames == 5 == res["frames"]
     viz.contact_sheet((kp, m), lay, tmp_path / "d.png", frames=3, dpi=DPI)
     assert Image.open(tmp_path / "d.png").size == viz.sheet_size_px(3, 1, DPI)

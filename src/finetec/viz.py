@@ -484,7 +484,8 @@ def render_clip(
     image coordinates per 2D clip. The animation shows :func:`animation_frames` of the longest clip;
     shorter clips hold their last frame. ``.png`` output is a :func:`contact_sheet`.
 
-    Returns ``{"path", "frames" (number of frames written), "size" (width, height)}``.
+    Returns ``{"path", "frames" (number of frames written), "size" (width, height), "y_down"
+    (per clip: True for 2D image coordinates drawn flipped upright, False for 2D y-up, None for 3D)}``.
     """
     out = Path(path)
     suffix = _check_suffix(out, SKELETON_SUFFIXES)
@@ -503,13 +504,15 @@ def render_clip(
     fig = _new_figure(n * PANEL_IN, TITLE_IN + PANEL_IN + STRIP_IN + LEGEND_IN, dpi)
     H = TITLE_IN + PANEL_IN + STRIP_IN + LEGEND_IN
     panels, cursors, all_states = [], [], []
+    orientation: list[bool | None] = []
     for i, (v, ref) in enumerate(zip(views, _reference_masks(views))):
         rect = [(i * PANEL_IN + 0.15) / (n * PANEL_IN), (LEGEND_IN + STRIP_IN + 0.05) / H,
                 (PANEL_IN - 0.3) / (n * PANEL_IN), (PANEL_IN - 0.1) / H]
         ax = fig.add_axes(rect, projection="3d" if v.dim == 3 else None)
         if v.dim == 3:
             ax.set_proj_type("ortho")
-        yd = (detect_y_down(v) if y_down is None else y_down) if v.dim == 2 else False
+        yd = (detect_y_down(v) if y_down is None else y_down) if v.dim == 2 else None
+        orientation.append(yd)
         panels.append(_Panel(ax, v, show_mask=show_mask, y_down=yd, reference_mask=ref))
         states = frame_states(v.mask, ref)
         all_states.extend(states.tolist())
@@ -530,7 +533,7 @@ def render_clip(
                     panel.ax.set_title(f"{v.title}\nframe {shown_t + 1}/{v.num_frames}".lstrip("\n"),
                                        fontsize=9)
                 writer.grab_frame()
-    return {"path": out, "frames": int(len(shown)), "size": animation_size_px(n, dpi)}
+    return {"path": out, "frames": int(len(shown)), "size": animation_size_px(n, dpi), "y_down": orientation}
 
 
 def contact_sheet(
@@ -549,7 +552,8 @@ def contact_sheet(
     chosen frames ticked. Image size: :func:`sheet_size_px`. Output format by suffix (``.png``,
     ``.pdf``, ``.svg``).
 
-    Returns ``{"path", "frames" (the frame indices), "size" (width, height)}``.
+    Returns ``{"path", "frames" (the frame indices), "size" (width, height), "y_down" (per clip, as
+    in :func:`render_clip`)}``.
     """
     out = Path(path)
     _check_suffix(out, PLOT_SUFFIXES)
@@ -561,12 +565,14 @@ def contact_sheet(
     H = rows * row_h + LEGEND_IN
     fig = _new_figure(W, H, dpi)
     all_states: list[int] = []
+    orientation: list[bool | None] = []
     for r, (v, ref) in enumerate(zip(views, _reference_masks(views))):
         top = H - r * row_h  # inches from the bottom to the top of this row
         if v.title:
             fig.text(0.01, (top - ROW_TITLE_IN / 2) / H, v.title, ha="left", va="center", fontsize=9,
                      fontweight="bold")
-        yd = (detect_y_down(v) if y_down is None else y_down) if v.dim == 2 else False
+        yd = (detect_y_down(v) if y_down is None else y_down) if v.dim == 2 else None
+        orientation.append(yd)
         states = frame_states(v.mask, ref)
         all_states.extend(states.tolist())
         cell_bottom = top - ROW_TITLE_IN - CELL_LABEL_IN - CELL_IN
@@ -591,7 +597,8 @@ def contact_sheet(
     _legend(fig, W, all_states)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi, format=out.suffix.lower().lstrip("."))
-    return {"path": out, "frames": [int(t) for t in idx], "size": sheet_size_px(cols, rows, dpi)}
+    return {"path": out, "frames": [int(t) for t in idx], "size": sheet_size_px(cols, rows, dpi),
+            "y_down": orientation}
 
 
 # -- public: result figures --------------------------------------------------------------------

@@ -134,5 +134,7 @@ def run(args: argparse.Namespace) -> int:
                               y_down=y_down, max_frames=args.max_frames, dpi=args.dpi)
         what = f"{res['frames']} frames at {args.fps:g} fps"
     w, h = res["size"]
+    if any(res["y_down"]):
+        what += ", 2D image coordinates (y down) drawn upright"
     print(f"wrote {out}: clip {sample.id!r}, {what}, {w}x{h} px")
     return 0
