@@ -887,4 +887,5 @@ __all__ = [
     "animation_frames", "sheet_frames", "sheet_size_px", "animation_size_px", "detect_y_down",
     "render_clip", "contact_sheet", "plot_accuracy_vs_level", "plot_completion_vs_level",
     "normalize_confusion", "plot_confusion", "load_result_json", "eval_cells", "plot_result_file",
+    "use_log_scale",
 ]
