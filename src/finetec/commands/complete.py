@@ -72,16 +72,7 @@ def _clip_arrays(ds: Any, filled: np.ndarray, i: int) -> tuple[np.ndarray, np.nd
 
 def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
     """The canonical dataset file plus a ``filled`` (F, M, V) array (ignored by older readers)."""
-    from finetec.fileio import atomic_path
-
-    ds = replace(ds, meta={**ds.meta, "completion": info})
-    with atomic_path(path, suffix=".npz") as tmp:
-        ds.save(tmp)
-        with np.load(tmp, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        arrays["filled"] = filled
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    replace(ds, meta={**ds.meta, "completion": info}).save(path, extra={"filled": filled})
 
 
 def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:

@@ -191,8 +191,9 @@ class SkeletonDataset:
             [self[int(i)] for i in idx], self.layout, self.class_names, meta=self.meta, source=self.source)
 
     # -- persistence -------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the canonical file atomically."""
+    def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> Path:
+        """Write the canonical file atomically; ``extra`` arrays (e.g. a completion's ``filled``
+        mask) are stored beside the canonical ones under their own names."""
         arrays: dict[str, np.ndarray] = {
             "format_version": np.array(FORMAT_VERSION),
             "keypoint": self.keypoint, "mask": self.mask, "offsets": self.offsets,
@@ -205,6 +206,10 @@ class SkeletonDataset:
             arrays["score"] = self.score
         for k, v in self.splits.items():
             arrays[f"split__{k}"] = v
+        for k, v in (extra or {}).items():
+            if k in arrays or k.startswith("split__"):
+                raise ValueError(f"extra array name {k!r} clashes with a canonical field")
+            arrays[k] = np.asarray(v)
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
