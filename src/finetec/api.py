@@ -18,7 +18,7 @@ all exactly zero (the usual "no detection" frame of pose estimators); everything
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
