@@ -15,3 +15,15 @@ def shared_data(name: str) -> Path:
     if not p.exists():
         pytest.skip(f"real dataset not available: {p} (tests on real data need ../shared/data)")
     return p
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Unit tests use tiny tensors: one intra-op thread avoids spin-waiting threads, which made
+    the suite several times slower on 2 shared cores. Benchmarks choose their own thread count."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
