@@ -43,7 +43,8 @@ def _groups(cells: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str, Any]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["regime"], c["budget"], c["seed"]), []).append(c)
-    return list(groups.items())
+    # real datasets first (in the order they were run), synthetic data last
+    return sorted(groups.items(), key=lambda kv: str(kv[0][0]).startswith("synthetic"))
 
 
 def accuracy_table(cells: list[dict[str, Any]], method_titles: dict[str, str] | None = None) -> str:
@@ -90,11 +91,16 @@ def findings(cells: list[dict[str, Any]]) -> list[str]:
         d = finetec_margin(cells, lv)
         if d is None:
             continue
-        verdict = ("beats" if d[0] > 0 else "does NOT beat" if d[0] < 0 else "ties") + " the best baseline"
+        if d[0] > 0:
+            verdict = f"beats the best baseline (`{d[1]}`) by {100 * d[0]:+.1f} top-1 points"
+        elif d[0] < 0:
+            verdict = f"does NOT beat the best baseline (`{d[1]}`): {100 * d[0]:+.1f} top-1 points"
+        else:
+            verdict = f"ties with the best baseline (`{d[1]}`)"
         target = ""
         if lv == "severe":
             target = f" (target: at least +1.0 point: {'met' if d[0] >= 0.01 - 1e-9 else 'NOT met'})"
-        out.append(f"At **{lv}**, FineTec {verdict} (`{d[1]}`) by {100 * d[0]:+.1f} top-1 points{target}.")
+        out.append(f"At **{lv}**, FineTec {verdict}{target}.")
     if ("finetec", "clean") in by and ("finetec", "severe") in by:
         gap = float(by[("finetec", "severe")]["top1"]) - float(by[("finetec", "clean")]["top1"])
         met = "met" if gap >= -0.03 else "NOT met"
