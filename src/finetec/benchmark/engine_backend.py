@@ -178,6 +178,9 @@ class EngineBackend:
     def machine(self) -> str:
         return machine_description(self._torch_device())
 
+    def code(self) -> str:
+        return code_version()
+
 
 class FillerModel:
     """A gap filler behind the completion model's interface: ``model(x, mask) -> {"completed"}``.
@@ -200,6 +203,23 @@ class FillerModel:
         xs, ms = x.detach().cpu().numpy(), mask.detach().cpu().numpy()
         out = np.stack([fill(xs[i], ms[i], self.method) for i in range(xs.shape[0])])
         return {"completed": torch.from_numpy(out).to(x.device)}
+
+
+def code_version() -> str:
+    """The finetec version and, in a git checkout, its commit (``+`` when files were modified)."""
+    import subprocess
+
+    from finetec import __version__
+
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "src"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"finetec {__version__}"
+    return f"finetec {__version__} ({head}{'+' if dirty else ''})"
 
 
 def machine_description(device: str = "cpu") -> str:

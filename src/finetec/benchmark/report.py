@@ -146,7 +146,7 @@ def completion_table(rows: list[dict[str, Any]]) -> str:
 def provenance_table(cells: list[dict[str, Any]], relative_to: Path | None = None) -> str:
     """One line per cell: the numbers with the command, config, seed, machine and wall time."""
     lines = ["| dataset | method | regime | level | top-1 | mean-class | top-5 | test clips | train wall time "
-             "| seed | budget | config | machine | command |", "|---" * 14 + "|"]
+             "| seed | budget | config | machine | code | command |", "|---" * 15 + "|"]
     for c in cells:
         cfg = c.get("config_file") or ""
         if cfg and relative_to is not None:
@@ -154,7 +154,7 @@ def provenance_table(cells: list[dict[str, Any]], relative_to: Path | None = Non
         lines.append("| " + " | ".join([
             c["dataset"], f"`{c['method']}`", c["regime"], c["level"], _pct(c["top1"]), _pct(c["mean_class"]),
             _pct(c.get("top5")), str(c["num_clips"]), _seconds(c["train_seconds"]), str(c["seed"]), c["budget"],
-            f"`{cfg}`" if cfg else _config_summary(c.get("config")), c["machine"],
+            f"`{cfg}`" if cfg else _config_summary(c.get("config")), c["machine"], c.get("code") or "-",
             f"`{c.get('command', '')}`",
         ]) + " |")
     return "\n".join(lines)

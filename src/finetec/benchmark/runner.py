@@ -235,6 +235,7 @@ def run_benchmark(
     store = ResultsStore(out / "results.json")
     facts = {e.key: backend.prepare(e, out) for e in entries}  # bad data fails before any training
     machine = backend.machine()
+    code = backend.code() if hasattr(backend, "code") else None
 
     def record_meta(meta: dict[str, Any]) -> None:
         meta.setdefault("datasets", {})
@@ -272,7 +273,7 @@ def run_benchmark(
             progress.line(f"{entry.key}: completion table (fillers{' + completion module' if completion_dir else ''})")
             rows = backend.completion_rows(entry, b, seed, comp_levels, completion_dir)
             for r in rows:
-                r.update({"budget": b.name, "seed": seed, "machine": machine, "command": command})
+                r.update({"budget": b.name, "seed": seed, "machine": machine, "command": command, "code": code})
                 if r["filler"] == COMPLETION_MODEL and completion_dir is not None:
                     r.update({"train_seconds": round(stage1_seconds or 0.0, 1),
                               "config_file": str(completion_dir / "config.yaml")})
@@ -290,7 +291,7 @@ def run_benchmark(
                        "top5": res.get("top5"), "num_clips": res["num_clips"],
                        "train_seconds": round(seconds, 1), "config": config, "machine": machine,
                        "config_file": str(unit.run_dir / "config.yaml"), "run_dir": str(unit.run_dir),
-                       "command": command, "pattern": res.get("pattern", "random")}
+                       "command": command, "pattern": res.get("pattern", "random"), "code": code}
                 store.add_cell(row)
                 progress.finished()
                 progress.line(f"{cell.label}: top-1 {100 * res['top1']:.1f} %, "
