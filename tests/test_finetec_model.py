@@ -168,3 +168,13 @@ def test_mismatched_completion_checkpoint(tmp_path):
 def test_wrong_channels():
     with pytest.raises(ValueError, match="position channels"):
         build().eval()(torch.zeros(1, 1, T, 17, 4))
+
+
+def test_person_count_reaches_per_person_backbones():
+    """ST-GCN's data BN is built per person slot: FineTec must pass its num_person through."""
+    model = build("coco17", 2, backbone="stgcn", num_person=3).eval()
+    assert model.backbone.num_person == 3
+    x, mask = batch(17, 2, M=3)
+    assert model(x, mask)["logits"].shape == (2, 4)
+    assert build("coco17", 2, backbone="stgcn", num_person=3,
+                 backbone_overrides={**TINY_GCN, "num_person": 1}).backbone.num_person == 1

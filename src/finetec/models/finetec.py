@@ -172,7 +172,7 @@ def finetec(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int
             fusion: str = "attention", fusion_width: int = 16, fusion_heads: int = 2, lam: float = 0.1,
             filler: str = "linear", perturb_eval: bool = True, perturbation: dict[str, float] | None = None,
             matrix_structure: str = "block", physics_hidden: int = 64, physics_rank: int = 8,
-            seed: int = 0) -> FineTec:
+            num_person: int = 2, seed: int = 0) -> FineTec:
     """Build FineTec.
 
     Args:
@@ -193,6 +193,8 @@ def finetec(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int
         perturb_eval: perturb the decomposition views at evaluation too (per-sample fixed seeds).
         perturbation: overrides of :class:`~finetec.models.decomposition.PerturbConfig` fields.
         matrix_structure, physics_hidden, physics_rank: module 3 options.
+        num_person: persons per clip (M), passed to backbones that build per-person layers (the
+            engine fills it from the data) unless backbone_overrides sets it.
         seed: seed of the training-time perturbation generator.
     """
     if fusion not in FUSIONS:
@@ -229,8 +231,12 @@ def finetec(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int
                 f"(layout {cc.get('layout')!r}) but this model has V={layout.num_joints}, C={in_channels}, "
                 f"clip_len={clip_len}", completion_checkpoint)
     head_channels = in_channels * (2 if use_physics else 1)
-    net = create_model(backbone, num_classes=num_classes, layout=layout, in_channels=head_channels,
-                       **(backbone_overrides or {}))
+    from finetec.models.registry import model_options
+
+    bb_opts = dict(backbone_overrides or {})
+    if "num_person" in model_options(backbone):
+        bb_opts.setdefault("num_person", num_person)
+    net = create_model(backbone, num_classes=num_classes, layout=layout, in_channels=head_channels, **bb_opts)
     physics = {"hidden": physics_hidden, "matrix_structure": matrix_structure, "rank": physics_rank}
     return FineTec(layout, in_channels, net, comp, use_decomposition=use_decomposition, use_physics=use_physics,
                    fusion=fusion, fusion_width=fusion_width, fusion_heads=fusion_heads, lam=lam, filler=filler,
