@@ -120,7 +120,7 @@ BUDGETS: dict[str, Budget] = {
         completion={"width": 64, "depth": 2, "merge_at": 1, "bank_size": 128},
         completion_epochs=5, completion_lr=1e-3,
         default_methods=("stgcnpp_zero", "stgcnpp_linear", "finetec"),
-        default_levels=("severe",), threads=1,
+        default_levels=("clean", "severe"), threads=1,
     ),
     # What 2 CPU cores can finish on the real datasets (may span sittings thanks to resume):
     # T=32, a 6-block ST-GCN++ of base width 16, 10 epochs; the mixed regime trains 4x less.
