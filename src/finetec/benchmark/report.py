@@ -43,8 +43,10 @@ def _groups(cells: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str, Any]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["regime"], c["budget"], c["seed"]), []).append(c)
-    # real datasets first (in the order they were run), synthetic data last
-    return sorted(groups.items(), key=lambda kv: str(kv[0][0]).startswith("synthetic"))
+    # real datasets first (in the order first seen), synthetic data last; per dataset mixed, then per-level
+    first = {d: i for i, d in reversed(list(enumerate(c["dataset"] for c in cells)))}
+    return sorted(groups.items(), key=lambda kv: (str(kv[0][0]).startswith("synthetic"), first[kv[0][0]],
+                                                  kv[0][1] != "mixed"))
 
 
 def accuracy_table(cells: list[dict[str, Any]], method_titles: dict[str, str] | None = None) -> str:
