@@ -58,6 +58,7 @@ def test_eval_json_schema_all_levels(run_dir, tmp_path, capsys):
         cm = np.array(r["confusion"])
         assert cm.shape == (14, 14)
         assert abs(np.trace(cm) / cm.sum() - r["top1"]) < 1e-9
+        assert r["num_clips"] == cm.sum()  # test clips, not clips per sample
         assert 0 <= r["top1"] <= r["top5"] <= 1
     z = np.load(tmp_path / "s_severe.npz")
     assert z["scores"].shape == (cm.sum(), 14) and len(z["id"]) == cm.sum()

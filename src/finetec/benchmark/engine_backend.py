@@ -126,7 +126,7 @@ class EngineBackend:
                        split=unit.dataset.test_split, seed=unit.seed, device=self._torch_device())
         return {"top1": float(res["top1"]), "mean_class": float(res["mean_class"]),
                 "top5": None if res.get("top5") is None else float(res["top5"]),
-                "num_clips": int(len(res["label"])), "pattern": PATTERN}  # test clips (not clips per sample)
+                "num_clips": int(res["num_clips"]), "pattern": PATTERN}
 
     def completion_rows(self, entry: DatasetEntry, budget: Budget, seed: int, levels: list[str],
                         completion_dir: Path | None) -> list[dict[str, Any]]:

@@ -152,7 +152,8 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
         split: split name (default: the config's ``data.test_split``; ``all`` for every clip).
         clips: number of temporal clips per sample (logits averaged).
     Returns:
-        {"level", "pattern", "num_clips", "split", "top1", "top5", "mean_class", "confusion"
+        {"level", "pattern", "num_clips" (test clips), "clips_per_sample", "split", "top1", "top5",
+        "mean_class", "confusion"
         (K x K list), "scores" (N, K) logits, "label" (N,), "id" (N,) str}.
     """
     import torch
@@ -187,7 +188,8 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
     if lab.max() >= K:
         raise FinetecError(f"labels go up to {int(lab.max())} but the model has {K} outputs", name)
     rep = classification_report(scores, lab)
-    return {"level": level, "pattern": pattern, "num_clips": clips, "split": split, **rep,
+    return {"level": level, "pattern": pattern, "num_clips": int(len(idx)), "clips_per_sample": clips,
+            "split": split, **rep,
             "scores": scores, "label": lab.astype(np.int64), "id": ds.ids[idx].astype(str)}
 
 
