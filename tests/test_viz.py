@@ -269,3 +269,23 @@ def test_plot_result_file_kinds(tmp_path):
     with pytest.raises(FinetecError, match="unknown JSON schema"):
         viz.plot_result_file(tmp_path / "x.json", tmp_path / "g.png")
     assert not any((tmp_path / n).exists() for n in ("c.png", "f.png", "g.png"))
+
+
+def test_a_method_keeps_its_colour_in_every_panel():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from finetec.viz import _colour_map, _plot_series
+
+    colours = _colour_map(["zero", "linear", "finetec"])
+    fig, (a, b) = plt.subplots(1, 2)
+    _plot_series(a, {("finetec", ""): {0: 1.0}, ("linear", ""): {0: 0.5}}, colours)
+    _plot_series(b, {("linear", ""): {0: 0.4}, ("finetec", ""): {0: 0.9}, ("finetec", "mixed"): {0: 0.8}}, colours)
+    by_label = lambda ax: {ln.get_label(): (ln.get_color(), ln.get_linestyle()) for ln in ax.get_lines()}
+    la, lb = by_label(a), by_label(b)
+    assert la["finetec"][0] == lb["finetec"][0] == lb["finetec (mixed)"][0]
+    assert la["linear"][0] == lb["linear"][0] != la["finetec"][0]
+    assert lb["finetec (mixed)"][1] != lb["finetec"][1]
+    plt.close(fig)

@@ -32,7 +32,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -660,6 +660,29 @@ def _panel_grid(n: int, w: float = 4.5, h: float = 3.4, dpi: int = 100) -> tuple
     return fig, axes
 
 
+def _colour_map(names: Iterable[str]) -> dict[str, Any]:
+    """One colour per method / filler name, the same in every panel of a figure."""
+    cycle = _default_colours()
+    return {n: cycle[i % len(cycle)] for i, n in enumerate(dict.fromkeys(names))}
+
+
+def _default_colours() -> list[Any]:
+    import matplotlib.pyplot as plt
+
+    return plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _plot_series(ax: Any, series: Mapping[tuple[str, str], Mapping[float, float]], colours: Mapping[str, Any]) -> None:
+    """Lines of (name, variant) -> {x: y}: colour by name, line style by variant (regime, budget...)."""
+    styles = ["-", "--", ":", "-."]
+    variants: dict[str, int] = {}
+    for (name, extra), pts in series.items():
+        xs = sorted(pts)
+        style = styles[variants.setdefault(extra, len(variants)) % len(styles)]
+        ax.plot(xs, [pts[x] for x in xs], marker="o", color=colours[name], linestyle=style,
+                label=name + (f" ({extra})" if extra else ""))
+
+
 def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
                            metric: str = "top1", title: str | None = None, dpi: int = 100) -> Path:
     """Accuracy against corruption level: one panel per dataset, one line per method.
@@ -671,18 +694,16 @@ def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.Pa
     _require(cells, ["dataset", "method", "level", metric], "cells")
     datasets = list(dict.fromkeys(str(c["dataset"]) for c in cells))
     pos = _level_positions(list(dict.fromkeys(str(c["level"]) for c in cells)))
+    colours = _colour_map(str(c["method"]) for c in cells)
     fig, axes = _panel_grid(len(datasets), dpi=dpi)
     for ax, ds in zip(axes, datasets):
         rows = [(i, c) for i, c in enumerate(cells) if str(c["dataset"]) == ds]
         varying = [k for k in ("regime", "budget") if len({str(c.get(k, "")) for _, c in rows}) > 1]
-        series: dict[str, dict[float, float]] = {}
+        series: dict[tuple[str, str], dict[float, float]] = {}
         for i, c in rows:
             extra = ", ".join(str(c[k]) for k in varying if c.get(k) not in (None, ""))
-            name = str(c["method"]) + (f" ({extra})" if extra else "")
-            series.setdefault(name, {})[pos[str(c["level"])]] = _number(c, metric, "cells", i)
-        for name, pts in series.items():
-            xs = sorted(pts)
-            ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
+            series.setdefault((str(c["method"]), extra), {})[pos[str(c["level"])]] = _number(c, metric, "cells", i)
+        _plot_series(ax, series, colours)
         _level_axis(ax, {lv: pos[lv] for lv in {str(c["level"]) for _, c in rows}})
         ax.set_title(ds, fontsize=10)
         ax.set_ylabel(metric.replace("_", "-") + (" accuracy" if metric in ("top1", "top5") else ""), fontsize=8)
@@ -719,18 +740,16 @@ def plot_completion_vs_level(rows: Sequence[Mapping[str, Any]], path: str | os.P
     datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
     pos = _level_positions(list(dict.fromkeys(str(r["level"]) for r in rows)))
     panels = [(ds, m) for ds in datasets for m in present]
+    colours = _colour_map(str(r["filler"]) for r in rows)
     fig, axes = _panel_grid(len(panels), dpi=dpi)
     for ax, (ds, m) in zip(axes, panels):
         mine = [(i, r) for i, r in enumerate(rows) if str(r["dataset"]) == ds and r.get(m) is not None]
         varying = [k for k in ("pattern", "budget") if len({str(r.get(k, "")) for _, r in mine}) > 1]
-        series: dict[str, dict[float, float]] = {}
+        series: dict[tuple[str, str], dict[float, float]] = {}
         for i, r in mine:
             extra = ", ".join(str(r[k]) for k in varying if r.get(k) not in (None, ""))
-            name = str(r["filler"]) + (f" ({extra})" if extra else "")
-            series.setdefault(name, {})[pos[str(r["level"])]] = _number(r, m, "completion", i)
-        for name, pts in series.items():
-            xs = sorted(pts)
-            ax.plot(xs, [pts[x] for x in xs], marker="o", label=name)
+            series.setdefault((str(r["filler"]), extra), {})[pos[str(r["level"])]] = _number(r, m, "completion", i)
+        _plot_series(ax, series, colours)
         log = use_log_scale([v for pts in series.values() for v in pts.values()])
         _level_axis(ax, {lv: pos[lv] for lv in {str(r["level"]) for r in rows if str(r["dataset"]) == ds}})
         ax.set_title(f"{ds}: {m.upper().replace('_', '-')} on missing frames", fontsize=9)
