@@ -274,8 +274,7 @@ def make_dataset(layout: str = "coco17", clips: int = 1000, seed: int = 0, frame
 
     layout: ``coco17`` (2D pixels) or ``ntu25`` (3D metres); clips: number of clips (balanced
     over the 14 classes and over subjects); frames: mean clip length (lengths are uniform in
-    [0.75, 1.25] * frames); subjects: number of subjects (>= 2; the last 30 % are the test split; capped at
-    ceil(clips / 14) so that small sets keep test subjects).
+    [0.75, 1.25] * frames); subjects: number of subjects (>= 2; the last 30 % are the test split).
     """
     lay = get_layout(layout)
     if lay.name not in SUPPORTED_LAYOUTS:
@@ -283,10 +282,8 @@ def make_dataset(layout: str = "coco17", clips: int = 1000, seed: int = 0, frame
     for name, v, lo in (("clips", clips, 1), ("frames", frames, 8), ("subjects", subjects, 2), ("seed", seed, 0)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise FinetecError(f"synthetic dataset option {name} must be an integer >= {lo}, got {v!r}")
-    K = len(CLASS_NAMES)
-    # subjects are filled class by class: cap them so that a small set still has test subjects
-    subjects = min(int(subjects), max(2, -(-int(clips) // K)))
     rng = np.random.default_rng([int(seed), 0x5EED])
+    K = len(CLASS_NAMES)
     order = rng.permutation(clips)
     labels = (np.arange(clips) % K)[order]
     subj = ((np.arange(clips) // K) % subjects)[order]
