@@ -274,7 +274,9 @@ def make_dataset(layout: str = "coco17", clips: int = 1000, seed: int = 0, frame
 
     layout: ``coco17`` (2D pixels) or ``ntu25`` (3D metres); clips: number of clips (balanced
     over the 14 classes and over subjects); frames: mean clip length (lengths are uniform in
-    [0.75, 1.25] * frames); subjects: number of subjects (>= 2; the last 30 % are the test split).
+    [0.75, 1.25] * frames); subjects: number of subjects (>= 2; the last 30 % are the test split). Subjects are filled
+    class by class, so with fewer than 14 x subjects clips the last subjects (the test split) may
+    get no clip: lower ``subjects`` for very small sets.
     """
     lay = get_layout(layout)
     if lay.name not in SUPPORTED_LAYOUTS:
