@@ -18,15 +18,6 @@ BACKBONES = ("stgcn", "stgcnpp", "ctrgcn")
 TINY = dict(base_channels=8, num_stages=3, inflate_stages=(3,), down_stages=(3,))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny shapes: one intra-op thread is faster and does not spin on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(name: str, layout="ntu25", in_channels: int = 3, num_classes: int = 5, **kw) -> SkeletonGCN:
     torch.manual_seed(0)
     return create_model(name, num_classes=num_classes, layout=layout, in_channels=in_channels, **{**TINY, **kw})

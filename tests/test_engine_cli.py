@@ -15,13 +15,6 @@ TINY = ["--set", "model.name=stgcnpp", "--set", "model.base_channels=8", "--set"
         "--set", "data.path=synthetic:coco17?clips=60&seed=4&subjects=3", "--set", "data.val_fraction=0.3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

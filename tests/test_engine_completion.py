@@ -20,13 +20,6 @@ BASE = ["task=completion", "data.path=synthetic:coco17?clips=60&seed=6&subjects=
         "optim.weight_decay=0", "optim.batch_size=12", "runtime.threads=1", "runtime.tensorboard=off"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def cfg(*extra: str) -> Config:
     return apply_overrides(Config(), [*BASE, *extra])

@@ -21,13 +21,6 @@ TINY = ["model.name=stgcnpp", "model.base_channels=8", "model.num_stages=2", "mo
         "model.down_stages=[2]", "runtime.threads=1", "runtime.log_every=1000", "runtime.tensorboard=off"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
