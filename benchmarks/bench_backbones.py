@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+
+from finetec.benchmark.machine import cpu_name, peak_rss_mib
 
 SETTINGS = {
     "reference": dict(N=16, M=2, T=100, layout="ntu25", C=3, K=60, suffix=""),
@@ -41,19 +41,8 @@ MODELS = ("stgcn", "stgcnpp", "ctrgcn")
 MODES = ("infer", "train")
 
 
-def _max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(model_name: str, setting: str, mode: str, iters: int, warmup: int, device: str) -> dict:
@@ -92,7 +81,7 @@ def measure(model_name: str, setting: str, mode: str, iters: int, warmup: int, d
     model.train(mode == "train")
     load_before = os.getloadavg()[0]
     sync()
-    base_rss = _max_rss_mib()
+    base_rss = peak_rss_mib()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
         base_cuda = torch.cuda.memory_allocated(dev)
@@ -107,7 +96,7 @@ def measure(model_name: str, setting: str, mode: str, iters: int, warmup: int, d
     if dev.type == "cuda":
         peak_mib = (torch.cuda.max_memory_allocated(dev) - base_cuda) / 2**20
     else:
-        peak_mib = _max_rss_mib() - base_rss
+        peak_mib = peak_rss_mib() - base_rss
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
@@ -192,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     dev = args.device if args.device != "cuda" else f"cuda ({torch.cuda.get_device_name(0)})"
-    header = (f"Backbone benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: device {dev}, CPU {_cpu_name()} "
+    header = (f"Backbone benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: device {dev}, CPU {cpu_name()} "
               f"({os.cpu_count()} logical cores, {rows[0]['threads'] if rows else '?'} torch threads), "
               f"torch {torch.__version__}, {args.iters} timed iterations after {args.warmup} warm-up. "
               f"Peak memory: {'max-RSS increase' if args.device == 'cpu' else 'max CUDA allocation increase'} "

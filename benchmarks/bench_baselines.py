@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
+
+from finetec.benchmark.machine import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("stgcnpp", "ctrgcn")
@@ -28,19 +29,6 @@ DATASETS = ("nw-ucla", "utd-mhad")
 LEVELS = ("clean", "severe")
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({cpu}), {torch.get_num_threads()} threads"
-    return f"{dev}; torch {torch.__version__}; {platform.platform()}"
 
 
 def run_cell(model: str, dataset: str, level: str, overrides: list[str], out_root: Path, threads: int) -> dict | None:
@@ -72,7 +60,7 @@ def run_cell(model: str, dataset: str, level: str, overrides: list[str], out_roo
            "top1": res["top1"], "mean_class": res["mean_class"], "top5": res["top5"],
            "best_epoch": summary["best_epoch"], "epochs": cfg.optim.epochs, "val_top1": summary["best_metric"],
            "train_s": round(train_s, 1), "eval_s": round(time.time() - t1, 1), "seed": cfg.seed,
-           "resumed": resume, "threads": torch.get_num_threads(), "overrides": overrides, "machine": machine()}
+           "resumed": resume, "threads": torch.get_num_threads(), "overrides": overrides, "machine": machine_description("cuda" if torch.cuda.is_available() else "cpu")}
     result_file.write_text(json.dumps(row, indent=1))
     return row
 

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,24 +35,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from finetec.benchmark.machine import cpu_name, peak_rss_mib
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FINETEC_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
 REAL = ("nw_ucla", "penn_action", "utd_mhad")
 
 
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 # -- measurements, each run in its own process ----------------------------------------------
@@ -80,7 +70,7 @@ def m_load(path: str, probes: int) -> dict:
 
     from finetec.data.dataset import SkeletonDataset
 
-    base = _peak_mib()
+    base = peak_rss_mib()
     t0, c0 = time.perf_counter(), time.process_time()
     ds = SkeletonDataset.load(path)
     t_load, c_load = time.perf_counter() - t0, time.process_time() - c0
@@ -90,7 +80,7 @@ def m_load(path: str, probes: int) -> dict:
     for i in idx:
         ds[int(i)]
     t_get = (time.perf_counter() - t0) / max(probes, 1)
-    return {"clips": len(ds), "load_s": t_load, "load_cpu_s": c_load, "peak_mib": _peak_mib() - base, "getitem_us": t_get * 1e6,
+    return {"clips": len(ds), "load_s": t_load, "load_cpu_s": c_load, "peak_mib": peak_rss_mib() - base, "getitem_us": t_get * 1e6,
             "bytes": os.path.getsize(path)}
 
 
@@ -171,7 +161,7 @@ def main() -> None:
         path = str(Path(tmp) / "ntu60_scale.finetec.npz")
         mk = _sub("m_make_ntu", path, args.ntu_clips)
         ld = _sub("m_load", path, args.probes)
-        rows.append((f"synthetic NTU-60 scale (M=2, V=25, C=3)", f"{mk['clips']} / {mk['frames']}", "-",
+        rows.append(("synthetic NTU-60 scale (M=2, V=25, C=3)", f"{mk['clips']} / {mk['frames']}", "-",
                      f"{mk['save_s']:.2f} ({mk['bytes'] / 2**30:.2f} GiB)",
                      f"{ld['load_s']:.2f} / {ld['load_cpu_s']:.2f} (peak +{ld['peak_mib'] / 1024:.2f} GiB)",
                      f"{ld['getitem_us']:.0f}"))
@@ -179,7 +169,7 @@ def main() -> None:
 
     import numpy
 
-    head = (f"Data I/O, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {_cpu_name()}, {os.cpu_count()} CPU "
+    head = (f"Data I/O, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} CPU "
             f"threads visible, Python {platform.python_version()}, NumPy {numpy.__version__}; "
             f"load average {os.getloadavg()[0]:.1f} at the end; `python benchmarks/bench_io.py`\n\n")
     table = ["| dataset | clips / frames | read s (wall / CPU) | save s (file) | load s (wall / CPU, memory) "

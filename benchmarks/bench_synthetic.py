@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                      "python": platform.python_version(), "numpy": np.__version__, "make_dataset": {},
                      "fill_ms": {}, "pipeline_ms": None}
     print(f"# finetec data benchmarks ({results['machine']}, Python {results['python']}, NumPy {np.__version__})\n")
-    print(f"| layout | clips | best (s) | median (s) |\n|---|---|---|---|")
+    print("| layout | clips | best (s) | median (s) |\n|---|---|---|---|")
     for layout in ("coco17", "ntu25"):
         times = _time(lambda: make_dataset(layout, clips=args.clips, seed=0), args.repeats)
         results["make_dataset"][layout] = {"clips": args.clips, "best_s": min(times), "median_s": statistics.median(times)}
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     kp = ds[0].keypoint[:, :64]
     mask = ds[0].mask[:, :64]
     x, m = corrupt(kp, mask, "severe", "random", test_rng(0, "bench", "severe", "random"))
-    print(f"\n| filler | ms per (1, 64, 25, 3) clip, severe |\n|---|---|")
+    print("\n| filler | ms per (1, 64, 25, 3) clip, severe |\n|---|---|")
     for method in FILLERS:
         fill(x, m, method)
         times = _time(lambda: fill(x, m, method), args.fill_iters)

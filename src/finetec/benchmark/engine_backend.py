@@ -9,13 +9,12 @@ stage-1 completion module through the engine's own restoration scoring
 """
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
 from finetec.benchmark.runner import TrainUnit
 from finetec.benchmark.spec import COMPLETION_FILLERS, COMPLETION_MODEL, Budget, DatasetEntry
+from finetec.benchmark.machine import machine_description
 from finetec.errors import FinetecError
 
 PATTERN = "random"  # the benchmark's corruption pattern (the paper's protocol)
@@ -220,21 +219,3 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return f"finetec {__version__}"
     return f"finetec {__version__} ({head}{'+' if dirty else ''})"
-
-
-def machine_description(device: str = "cpu") -> str:
-    """e.g. ``Intel Xeon ... (2 cores), CPU only, torch 2.13.0`` — written beside every number."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    dev = torch.cuda.get_device_name(0) if device == "cuda" and torch.cuda.is_available() else "CPU only"
-    return f"{cpu} ({cores} cores), {dev}, torch {torch.__version__}"
