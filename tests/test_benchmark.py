@@ -151,13 +151,15 @@ def test_report_tables_from_results(tmp_path):
     # ST-GCN++ linear at severe: 0.60 - 0.10 = 50.0 top-1, 49.0 mean-class
     assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 60.0 / 59.0 | 50.0 / 49.0 |" in text
     assert "+5.0 (vs `stgcnpp_linear`)" in text
-    assert "At **severe**, FineTec beats the best baseline (`stgcnpp_linear`) by +5.0 top-1 points " \
-           "(target: at least +1.0 point: met)." in text
+    # the fake test set has 5 clips: every difference is within sampling noise, and the page says so
+    assert "At **severe**, FineTec beats the best baseline (`stgcnpp_linear`) by +5.0 top-1 points; within one " \
+           "standard error of test-set sampling (±31.6 points): not distinguishable (target: at least +1.0 point: " \
+           "met)." in text
     assert "FineTec at severe vs its clean accuracy: -10.0 points (target: within 3 points: NOT met)." in text
     assert "`finetec_no_completion` at severe: removing the module costs accuracy (full FineTec 55.0 vs " \
-           "51.0 without it: +4.0 points)." in text
+           "51.0 without it: +4.0 points; within one standard error" in text
     assert "`finetec_no_physics` at severe: removing the module does NOT cost accuracy (full FineTec 55.0 " \
-           "vs 56.0 without it: -1.0 points)." in text
+           "vs 56.0 without it: -1.0 points; within one standard error" in text
     # completion table: zero filling has the lowest MPJPE in the fake rows, in bold
     assert "| zero filling (`zero`) | **0.120** / 0.050 / 0.020 |" in text
     assert "## Provenance" in text and "finetec benchmark (test)" in text
@@ -319,3 +321,18 @@ def test_budget_per_dataset_settings():
     entries = make_entries(["synthetic:coco17"])
     cells = plan_cells(entries, [METHODS["finetec"]], ["severe"], "per-level", cpu, 0, Path("x"), True)
     assert cells[0].unit.budget.epochs == cpu.epochs
+
+
+def test_findings_flag_differences_within_sampling_noise():
+    from finetec.benchmark.report import difference_noise, findings
+
+    def cell(method, top1, n=464, level="severe"):
+        return {"method": method, "level": level, "top1": top1, "num_clips": n}
+
+    se = difference_noise(cell("a", 0.73), cell("b", 0.73))
+    assert se == pytest.approx((2 * 0.73 * 0.27 / 464) ** 0.5)
+    lines = findings([cell("finetec", 0.731), cell("finetec_no_physics", 0.728), cell("stgcnpp_linear", 0.60)])
+    ablation = next(line for line in lines if "no_physics" in line)
+    assert "not distinguishable" in ablation and "costs accuracy" in ablation
+    margin = next(line for line in lines if line.startswith("At **severe**"))
+    assert "not distinguishable" not in margin and "beats" in margin  # 13 points is far above the noise

@@ -7,6 +7,7 @@ normalised coordinates the models see (the body's scale = 1).
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,25 @@ def finetec_margin(cells: list[dict[str, Any]], level: str) -> tuple[float, str]
     return float(ft["top1"]) - float(best), name
 
 
+def difference_noise(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    """One standard error of the top-1 difference between two cells from test-set sampling alone:
+    sqrt(p(1-p)/n_a + p(1-p)/n_b) with p their mean accuracy; None without clip counts."""
+    try:
+        na, nb = int(a["num_clips"]), int(b["num_clips"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if na < 1 or nb < 1:
+        return None
+    p = (float(a["top1"]) + float(b["top1"])) / 2
+    return math.sqrt(p * (1 - p) / na + p * (1 - p) / nb)
+
+
+def _noise_note(diff: float, se: float | None) -> str:
+    if se is None or abs(diff) >= se:
+        return ""
+    return f"; within one standard error of test-set sampling (±{100 * se:.1f} points): not distinguishable"
+
+
 def findings(cells: list[dict[str, Any]]) -> list[str]:
     """Plain sentences on the targets: FineTec vs the best baseline, severe vs clean, ablations."""
     out: list[str] = []
@@ -99,9 +119,9 @@ def findings(cells: list[dict[str, Any]]) -> list[str]:
             verdict = f"does NOT beat the best baseline (`{d[1]}`): {100 * d[0]:+.1f} top-1 points"
         else:
             verdict = f"ties with the best baseline (`{d[1]}`)"
-        target = ""
+        target = _noise_note(d[0], difference_noise(by[("finetec", lv)], by[(d[1], lv)]))
         if lv == "severe":
-            target = f" (target: at least +1.0 point: {'met' if d[0] >= 0.01 - 1e-9 else 'NOT met'})"
+            target += f" (target: at least +1.0 point: {'met' if d[0] >= 0.01 - 1e-9 else 'NOT met'})"
         out.append(f"At **{lv}**, FineTec {verdict}{target}.")
     if ("finetec", "clean") in by and ("finetec", "severe") in by:
         gap = float(by[("finetec", "severe")]["top1"]) - float(by[("finetec", "clean")]["top1"])
@@ -117,7 +137,8 @@ def findings(cells: list[dict[str, Any]]) -> list[str]:
             cost = float(full["top1"]) - float(a["top1"])
             word = "costs accuracy" if cost > 0 else "does NOT cost accuracy"
             out.append(f"Ablation `{m}` at severe: removing the module {word} (full FineTec "
-                       f"{_pct(full['top1'])} vs {_pct(a['top1'])} without it: {100 * cost:+.1f} points).")
+                       f"{_pct(full['top1'])} vs {_pct(a['top1'])} without it: {100 * cost:+.1f} points"
+                       f"{_noise_note(cost, difference_noise(full, a))}).")
     return out
 
 
