@@ -153,13 +153,13 @@ def test_report_tables_from_results(tmp_path):
     assert "+5.0 (vs `stgcnpp_linear`)" in text
     # the fake test set has 5 clips: every difference is within sampling noise, and the page says so
     assert "At **severe**, FineTec beats the best baseline (`stgcnpp_linear`) by +5.0 top-1 points; within one " \
-           "standard error of test-set sampling (±31.6 points): not distinguishable (target: at least +1.0 point: " \
-           "met)." in text
+           "unpaired standard error of test-set sampling (±31.6 points, conservative for a shared test set): " \
+           "not distinguishable (target: at least +1.0 point: met)." in text
     assert "FineTec at severe vs its clean accuracy: -10.0 points (target: within 3 points: NOT met)." in text
     assert "`finetec_no_completion` at severe: removing the module costs accuracy (full FineTec 55.0 vs " \
-           "51.0 without it: +4.0 points; within one standard error" in text
+           "51.0 without it: +4.0 points; within one unpaired standard error" in text
     assert "`finetec_no_physics` at severe: removing the module does NOT cost accuracy (full FineTec 55.0 " \
-           "vs 56.0 without it: -1.0 points; within one standard error" in text
+           "vs 56.0 without it: -1.0 points; within one unpaired standard error" in text
     # completion table: zero filling has the lowest MPJPE in the fake rows, in bold
     assert "| zero filling (`zero`) | **0.120** / 0.050 / 0.020 |" in text
     assert "## Provenance" in text and "finetec benchmark (test)" in text

@@ -102,7 +102,8 @@ def difference_noise(a: dict[str, Any], b: dict[str, Any]) -> float | None:
 def _noise_note(diff: float, se: float | None) -> str:
     if se is None or abs(diff) >= se:
         return ""
-    return f"; within one standard error of test-set sampling (±{100 * se:.1f} points): not distinguishable"
+    return (f"; within one unpaired standard error of test-set sampling (±{100 * se:.1f} points, "
+            "conservative for a shared test set): not distinguishable")
 
 
 def findings(cells: list[dict[str, Any]]) -> list[str]:

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"methods to compare ({', '.join(METHODS)}; default: the budget's)")
     p.add_argument("--levels", nargs="+", metavar="LEVEL", default=None,
                    help=f"corruption levels ({', '.join(LEVEL_ORDER)}, or all; default: the budget's; "
-                        f"ablations run at severe only unless levels are given)")
+                        f"per-level ablations run at severe only unless levels are given)")
     p.add_argument("--regime", default="per-level", metavar="NAME",
                    help=f"{' | '.join(REGIMES)}: a model per level, or one model trained on mixed levels "
                         f"(default: per-level)")
