@@ -106,3 +106,20 @@ def test_repository_configs_load():
     for p in mine:
         cfg = load_config(p)
         assert cfg.name == p.stem, f"{p.name}: name should match the file name"
+
+
+def test_pipeline_section_mirrors_pipeline_config():
+    """The config's pipeline section is the YAML face of PipelineConfig: same names, same defaults
+    (max_persons comes from data.max_persons; mixed_levels keeps PipelineConfig's default)."""
+    import dataclasses
+
+    from finetec.data.pipeline import PipelineConfig
+    from finetec.engine.config import PipelineSection
+
+    section = {f.name: getattr(PipelineSection(), f.name) for f in dataclasses.fields(PipelineSection)}
+    target = {f.name: getattr(PipelineConfig(), f.name) for f in dataclasses.fields(PipelineConfig)}
+    assert set(target) - set(section) == {"max_persons", "mixed_levels"}
+    assert set(section) <= set(target)
+    for name, value in section.items():
+        want = target[name]
+        assert (tuple(value) if isinstance(value, list) else value) == want, name
