@@ -177,6 +177,17 @@ def find_folder(path: Path, subfolder: str, pattern: str) -> Path | None:
     return None
 
 
+def numbered_files(folder: Path, pattern: str, regex: re.Pattern[str]) -> list[tuple[tuple[int, ...], Path]]:
+    """Files in ``folder`` matching ``pattern`` whose names match ``regex``, as
+    ((integer groups...), path) sorted by the integers (e.g. action, subject, trial)."""
+    entries = []
+    for f in folder.glob(pattern):
+        m = regex.match(f.name)
+        if m:
+            entries.append((tuple(int(g) for g in m.groups()), f))
+    return sorted(entries)
+
+
 def natural_key(name: str) -> list[Any]:
     """Sort key that orders ``frame_2`` before ``frame_10``."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.readers._common import describe, find_folder, make_sample, nonzero_mask, progress
+from finetec.data.readers._common import describe, find_folder, make_sample, nonzero_mask, numbered_files, progress
 from finetec.data.readers.names import NW_UCLA_CLASSES
 from finetec.errors import FinetecError
 
@@ -51,12 +51,7 @@ def read(path: Path, *, progress_bar: bool | None = None) -> SkeletonDataset:
     folder = find_folder(path, "all_sqe", "a*_s*_e*_v*.json")
     if folder is None:
         raise FinetecError("not a NW-UCLA folder (expected all_sqe/a*_s*_e*_v*.json files)", path)
-    entries = []
-    for f in folder.glob("a*_s*_e*_v*.json"):
-        m = _FILE.match(f.name)
-        if m:
-            entries.append((tuple(int(g) for g in m.groups()), f))
-    entries.sort()
+    entries = numbered_files(folder, "a*_s*_e*_v*.json", _FILE)
     loads, decode_error = json_loader()
     K = len(NW_UCLA_CLASSES)
     samples, views = [], []

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.readers._common import describe, find_folder, make_sample, nonzero_mask, progress
+from finetec.data.readers._common import describe, find_folder, make_sample, nonzero_mask, numbered_files, progress
 from finetec.data.readers.names import UTD_MHAD_CLASSES
 from finetec.errors import FinetecError
 
@@ -49,12 +49,7 @@ def read(path: Path, *, progress_bar: bool | None = None) -> SkeletonDataset:
     folder = find_folder(path, "Skeleton", "a*_s*_t*_skeleton.mat")
     if folder is None:
         raise FinetecError("not a UTD-MHAD folder (expected Skeleton/a*_s*_t*_skeleton.mat files)", path)
-    entries = []
-    for f in folder.glob("a*_s*_t*_skeleton.mat"):
-        m = _FILE.match(f.name)
-        if m:
-            entries.append((tuple(int(g) for g in m.groups()), f))
-    entries.sort()
+    entries = numbered_files(folder, "a*_s*_t*_skeleton.mat", _FILE)
     K = len(UTD_MHAD_CLASSES)
     samples, subjects = [], []
     for (a, s, t), f in progress(entries, "UTD-MHAD", progress_bar):
