@@ -12,12 +12,11 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from finetec.data.readers import add_reader_arguments
+
     p.add_argument("src", metavar="SRC", help="dataset folder or file (or a synthetic spec)")
     p.add_argument("dst", metavar="DST", help="output file: NAME.finetec.npz or NAME.pkl")
-    p.add_argument("--format", dest="fmt", metavar="NAME", default=None,
-                   help="force the input reader (default: detect); see docs/formats.md")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
-                   help="reader option, repeatable (e.g. -o missing=ntu_missing.txt)")
+    add_reader_arguments(p, "-o missing=ntu_missing.txt")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 

@@ -15,6 +15,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from finetec.data.readers import add_reader_arguments
+
     from finetec.data.corruption import LEVELS, PATTERNS
 
     p.add_argument("src", metavar="SRC", help="dataset folder or file (or a synthetic spec)")
@@ -24,10 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pattern", default="random", choices=list(PATTERNS),
                    help="which frames are dropped (default: random)")
     p.add_argument("--seed", type=int, default=0, help="protocol seed (default: 0)")
-    p.add_argument("--format", dest="fmt", metavar="NAME", default=None,
-                   help="force the input reader (default: detect)")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
-                   help="reader option, repeatable")
+    add_reader_arguments(p, "-o layout=coco17")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 

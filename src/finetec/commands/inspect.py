@@ -12,11 +12,10 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from finetec.data.readers import add_reader_arguments
+
     p.add_argument("path", metavar="PATH", help="dataset folder or file, or a synthetic spec")
-    p.add_argument("--format", dest="fmt", metavar="NAME", default=None,
-                   help="force a reader (default: detect); see docs/formats.md")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
-                   help="reader option, repeatable (e.g. -o layout=coco17 -o score_threshold=0.3)")
+    add_reader_arguments(p, "-o layout=coco17 -o score_threshold=0.3")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -16,6 +16,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from finetec.data.readers import add_reader_arguments
+
     p.add_argument("input", metavar="INPUT", help="dataset file or folder, pose JSON, or synthetic spec")
     p.add_argument("output", metavar="OUTPUT", help="output file: .gif, .mp4 or .png")
     which = p.add_mutually_exclusive_group()
@@ -40,10 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="2D clips: image coordinates with y down, y up, or detect from the "
                         "layout's up axis (default: auto)")
     p.add_argument("--dpi", type=int, default=80, help="resolution (default: 80)")
-    p.add_argument("--format", dest="fmt", metavar="NAME", default=None,
-                   help="force the reader of INPUT and OTHER (default: detect)")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
-                   help="reader option, repeatable")
+    add_reader_arguments(p, "-o layout=coco17")
 
 
 def parse_sheet(text: str):

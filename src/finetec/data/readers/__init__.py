@@ -13,6 +13,8 @@ every reader accepts numbers and booleans written as text. Formats are described
 """
 from __future__ import annotations
 
+import argparse
+
 import inspect
 import os
 from pathlib import Path
@@ -86,6 +88,15 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
     if name != "finetec":
         ds.meta.setdefault("source_format", name)
     return ds
+
+
+def add_reader_arguments(p: "argparse.ArgumentParser", example: str = "-o layout=coco17") -> None:
+    """The ``--format NAME`` and repeatable ``-o KEY=VALUE`` arguments of every command that reads
+    data (parsed by :func:`open_with_options`)."""
+    p.add_argument("--format", dest="fmt", metavar="NAME", default=None,
+                   help="force the input reader (default: detect); see docs/formats.md")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
+                   help=f"reader option, repeatable (e.g. {example})")
 
 
 def parse_option_args(items: list[str] | None) -> dict[str, str]:
