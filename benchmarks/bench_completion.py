@@ -91,7 +91,7 @@ def measure(name: str, run: Path, max_clips: int | None) -> dict:
             t0 = time.time()
             kw = {"split": "all"} if split is None else {"split": split}
             r = evaluate_completion(net, info, ds, level, "random", seed=0, device="cpu", batch_size=64, **kw)
-            rows[f"{level}/{m}"] = {k: r[k] for k in ("mpjpe", "n_mpjpe", "mpjve", "num_missing")}
+            rows[f"{level}/{m}"] = {k: r[k] for k in ("mpjpe", "n_mpjpe", "mpjve", "num_missing", "by_gap")}
             print(f"[{name}] {level:8s} {m:10s} MPJPE {r['mpjpe']:.4f} N-MPJPE {r['n_mpjpe']:.4f} "
                   f"MPJVE {r['mpjve']:.4f} ({r['num_missing']} entries, {time.time() - t0:.1f}s)", flush=True)
     return {"rows": rows, "checkpoint": str(run), "epochs": info.get("epoch"),
@@ -116,6 +116,7 @@ def markdown(results: dict, meta: dict) -> str:
                 b = "**" if m == "completion" else ""
                 lines.append(f"| {level} | {b}{m}{b} | {r['mpjpe']:.4f} | {r['n_mpjpe']:.4f} | {r['mpjve']:.4f} | "
                              f"{r['mpjpe'] / lin:.2f}x |")
+        lines += _by_gap_table(res["rows"], "severe")
         sev = res["rows"]
         ratio = sev["severe/completion"]["mpjpe"] / sev["severe/linear"]["mpjpe"]
         beats = all(sev[f"{lv}/completion"]["mpjpe"] < min(sev[f"{lv}/copy_lr"]["mpjpe"], sev[f"{lv}/copy_rl"]["mpjpe"])
@@ -124,6 +125,24 @@ def markdown(results: dict, meta: dict) -> str:
                       f"{'met' if ratio <= 0.7 else 'NOT met'}); better than both copies at every level: "
                       f"{'yes' if beats else 'NO'}.", ""]
     return "\n".join(lines) + "\n"
+
+
+def _by_gap_table(rows: dict, level: str) -> list[str]:
+    """MPJPE per gap-length group at ``level`` (where a model can gain over interpolation)."""
+    from finetec.metrics.restoration import GAP_GROUPS
+
+    groups = [g[0] for g in GAP_GROUPS] + ["edge"]
+    some = rows[f"{level}/linear"].get("by_gap")
+    if not some:
+        return []
+    lines = ["", f"MPJPE by length of the gap (run of missing frames) at {level}; 'edge' = gaps at the start or "
+                 "end of the clip (extrapolation). Share = fraction of the missing entries.", "",
+             "| method | " + " | ".join(f"{g} ({some[g]['share']:.0%})" for g in groups) + " |",
+             "|---|" + "---|" * len(groups)]
+    for m in ("linear", "cubic", "completion"):
+        bg = rows[f"{level}/{m}"]["by_gap"]
+        lines.append(f"| {m} | " + " | ".join(f"{bg[g]['mpjpe']:.4f}" for g in groups) + " |")
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:

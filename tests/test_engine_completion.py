@@ -55,6 +55,10 @@ def test_completion_trains_resumes_and_evaluates(tmp_path, capsys):
     missing = ~batch["mask"].numpy() & batch["clean_mask"].numpy()
     zero = mpjpe(np.zeros_like(batch["clean"].numpy()), batch["clean"].numpy(), missing)
     assert row["mpjpe"] < 0.8 * zero, (row["mpjpe"], zero)
+    # the gap-length breakdown covers every missing entry and pools back to the overall MPJPE
+    groups = [g for g in row["by_gap"].values() if g["count"]]
+    assert sum(g["count"] for g in groups) == row["num_missing"]
+    assert abs(sum(g["mpjpe"] * g["count"] for g in groups) / row["num_missing"] - row["mpjpe"]) < 1e-6
 
 
 def test_completion_needs_positions_only():

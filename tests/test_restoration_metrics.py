@@ -64,3 +64,35 @@ def test_torch_tensors_accepted():
     assert mpjpe(pred.requires_grad_(), gt, missing) == pytest.approx(math.sqrt(3))
     with pytest.raises(ValueError):
         mpjpe(pred, gt[:, :1], missing)
+
+
+def test_gap_lengths_interior_and_edge_runs():
+    from finetec.metrics.restoration import gap_lengths
+
+    observed = np.array([0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 0], dtype=bool)[:, None]  # (T=11, V=1)
+    length, edge = gap_lengths(observed)
+    assert length[:, 0].tolist() == [1, 0, 2, 2, 0, 0, 3, 3, 3, 0, 1]
+    assert edge[:, 0].tolist() == [True] + [False] * 9 + [True]
+    none, none_edge = gap_lengths(np.zeros((4, 2), dtype=bool))  # nothing observed: one edge run
+    assert (none == 4).all() and none_edge.all()
+
+
+def test_mpjpe_by_gap_groups_errors_and_counts():
+    from finetec.metrics.restoration import mpjpe_by_gap
+
+    T = 24
+    observed = np.ones((T, 1), dtype=bool)
+    observed[0] = False            # edge run of 1
+    observed[3:5] = False          # interior run of 2  -> "1-3"
+    observed[6:12] = False         # interior run of 6  -> "4-7"
+    gt = np.zeros((T, 1, 2))
+    pred = np.zeros((T, 1, 2))
+    pred[0, 0] = [3.0, 4.0]        # edge error 5
+    pred[3:5, 0, 0] = 1.0          # error 1
+    pred[6:12, 0, 1] = 2.0         # error 2
+    r = mpjpe_by_gap(pred, gt, ~observed, observed)
+    assert r["edge"]["mpjpe"] == 5.0 and r["edge"]["count"] == 1
+    assert r["1-3"]["mpjpe"] == 1.0 and r["1-3"]["count"] == 2
+    assert r["4-7"]["mpjpe"] == 2.0 and r["4-7"]["count"] == 6
+    assert np.isnan(r["8-15"]["mpjpe"]) and r["8-15"]["count"] == 0
+    assert sum(g["share"] for g in r.values()) == 1.0

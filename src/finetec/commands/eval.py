@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(r)
     split = results[0]["split"]
     if completion:
-        rows = [{k: r[k] for k in ("level", "pattern", "mpjpe", "n_mpjpe", "mpjve", "num_missing")} for r in results]
+        rows = [{k: r[k] for k in ("level", "pattern", "mpjpe", "n_mpjpe", "mpjve", "num_missing", "by_gap")} for r in results]
     else:
         rows = [{"level": r["level"], "pattern": r["pattern"], "num_clips": r["num_clips"], "top1": r["top1"],
                  "top5": r["top5"], "mean_class": r["mean_class"], "confusion": r["confusion"]} for r in results]

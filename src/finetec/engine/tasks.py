@@ -99,15 +99,18 @@ def _accepts_rng(model) -> bool:
         return False
 
 
-def completion_errors(model, loader, device, amp: bool) -> dict[str, float]:
+def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
     """Pooled MPJPE / N-MPJPE / MPJVE of the model's completion on the entries that are missing
-    after corruption but observed in the clean clip (pooled over clips, weighted by entries)."""
+    after corruption but observed in the clean clip (pooled over clips, weighted by entries),
+    and ``by_gap``: MPJPE per gap-length group (:func:`finetec.metrics.restoration.mpjpe_by_gap`)."""
     import torch
 
-    from finetec.metrics.restoration import mpjpe, mpjve, n_mpjpe
+    from finetec.metrics.restoration import GAP_GROUPS, mpjpe, mpjpe_by_gap, mpjve, n_mpjpe
 
     sums = {"mpjpe": 0.0, "n_mpjpe": 0.0, "mpjve": 0.0}
     counts = {"mpjpe": 0, "n_mpjpe": 0, "mpjve": 0}
+    groups = [g[0] for g in GAP_GROUPS] + ["edge"]
+    gap_sum, gap_n = dict.fromkeys(groups, 0.0), dict.fromkeys(groups, 0)
     model.eval()
     with torch.no_grad():
         for batch in loader:
@@ -116,7 +119,8 @@ def completion_errors(model, loader, device, amp: bool) -> dict[str, float]:
                 out = model(b["keypoint"], b["mask"])
             pred = out["completed"].float().cpu().numpy()
             gt = batch["clean"].numpy()
-            missing = (~batch["mask"].numpy()) & batch["clean_mask"].numpy()
+            seen = batch["mask"].numpy()
+            missing = (~seen) & batch["clean_mask"].numpy()
             valid = batch["clean_mask"].numpy()
             n_pos = int(missing.sum())
             pair = (missing[..., 1:, :] | missing[..., :-1, :]) & valid[..., 1:, :] & valid[..., :-1, :]
@@ -126,11 +130,18 @@ def completion_errors(model, loader, device, amp: bool) -> dict[str, float]:
                 sums["n_mpjpe"] += n_mpjpe(pred, gt, missing) * n_pos
                 counts["mpjpe"] += n_pos
                 counts["n_mpjpe"] += n_pos
+                for name, r in mpjpe_by_gap(pred, gt, missing, seen).items():
+                    if r["count"]:
+                        gap_sum[name] += r["mpjpe"] * r["count"]
+                        gap_n[name] += r["count"]
             if n_vel:
                 sums["mpjve"] += mpjve(pred, gt, missing, valid) * n_vel
                 counts["mpjve"] += n_vel
-    res = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
+    res: dict[str, Any] = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
     res["num_missing"] = counts["mpjpe"]
+    total = max(counts["mpjpe"], 1)
+    res["by_gap"] = {g: {"mpjpe": gap_sum[g] / gap_n[g] if gap_n[g] else float("nan"), "count": gap_n[g],
+                         "share": gap_n[g] / total} for g in groups}
     return res
 
 

@@ -13,12 +13,21 @@ scored entries (not a mean of per-clip means). When nothing is scored the result
 - MPJVE: mean Euclidean distance between the velocities (first differences along T) of
   prediction and ground truth, over the frame pairs (t, t+1) where frame t or t+1 of that joint
   is missing (and, when ``valid`` is given, both frames have a ground truth).
+- Errors by gap (:func:`gap_lengths`, :func:`mpjpe_by_gap`): MPJPE of the missing entries
+  grouped by the length of the run of missing frames each one sits in (per joint), with the
+  runs that touch the start or end of the clip (nothing observed on one side: extrapolation, not
+  interpolation) in a group of their own.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mpjpe", "n_mpjpe", "mpjve"]
+__all__ = ["GAP_GROUPS", "gap_lengths", "mpjpe", "mpjpe_by_gap", "mpjve", "n_mpjpe"]
+
+#: Groups of :func:`mpjpe_by_gap`: (name, shortest, longest) interior gap length in frames; "edge"
+#: collects the gaps at either end of the clip, whatever their length.
+GAP_GROUPS: tuple[tuple[str, int, int], ...] = (("1-3", 1, 3), ("4-7", 4, 7), ("8-15", 8, 15),
+                                               ("16+", 16, 1 << 30))
 
 
 def _np(x, dtype=np.float64) -> np.ndarray:
@@ -76,3 +85,39 @@ def mpjve(pred, gt, missing, valid=None) -> float:
     if not pair.any():
         return float("nan")
     return float(np.linalg.norm(dv, axis=-1)[pair].mean())
+
+
+def gap_lengths(observed) -> tuple[np.ndarray, np.ndarray]:
+    """For every entry of ``observed`` (..., T, V) bool: the length of the run of unobserved
+    frames it lies in (0 where observed) and whether that run touches the first or last frame.
+
+    Returns ``(length int64 (..., T, V), at_edge bool (..., T, V))``.
+    """
+    o = _np(observed, bool)
+    if o.ndim < 2:
+        raise ValueError(f"observed must be (..., T, V), got shape {o.shape}")
+    T = o.shape[-2]
+    t = np.arange(T).reshape((T, 1))
+    prev = np.maximum.accumulate(np.where(o, t, -1), axis=-2)  # last observed frame at or before t
+    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(o, t, T), axis=-2), axis=-2), axis=-2)
+    length = np.where(o, 0, nxt - prev - 1).astype(np.int64)
+    at_edge = ~o & ((prev < 0) | (nxt >= T))
+    return length, at_edge
+
+
+def mpjpe_by_gap(pred, gt, missing, observed) -> dict[str, dict[str, float]]:
+    """MPJPE of the ``missing`` entries grouped by gap length (:data:`GAP_GROUPS`) and ``edge``.
+
+    ``observed`` (..., T, V) bool: what the method saw (the gaps are its unobserved runs).
+    Returns ``{group: {"mpjpe": float (nan when empty), "count": scored entries in the group,
+    "share": their fraction of all scored entries}}``.
+    """
+    p, g, m = _np(pred), _np(gt), _np(missing, bool)
+    _check(p, g, m)
+    length, edge = gap_lengths(observed)
+    err = np.linalg.norm(p - g, axis=-1)
+    total = max(int(m.sum()), 1)
+    groups = [(name, m & ~edge & (length >= lo) & (length <= hi)) for name, lo, hi in GAP_GROUPS]
+    groups.append(("edge", m & edge))
+    return {name: {"mpjpe": float(err[sel].mean()) if sel.any() else float("nan"), "count": int(sel.sum()),
+                   "share": int(sel.sum()) / total} for name, sel in groups}
