@@ -336,3 +336,26 @@ def test_findings_flag_differences_within_sampling_noise():
     assert "not distinguishable" in ablation and "costs accuracy" in ablation
     margin = next(line for line in lines if line.startswith("At **severe**"))
     assert "not distinguishable" not in margin and "beats" in margin  # 13 points is far above the noise
+
+
+def test_seed_summary_pairs_finetec_with_best_baseline_by_seed():
+    def cell(method, seed, top1, level="severe"):
+        return {"dataset": "d", "method": method, "regime": "mixed", "level": level, "top1": top1,
+                "mean_class": top1, "top5": None, "num_clips": 100, "train_seconds": 1.0, "seed": seed,
+                "budget": "cpu", "config": {}, "machine": "m"}
+
+    cells = [cell("stgcnpp_linear", 0, 0.70), cell("stgcnpp_linear", 1, 0.60), cell("stgcnpp_linear", 2, 0.65),
+             cell("stgcnpp_zero", 0, 0.50), cell("stgcnpp_zero", 1, 0.52),
+             cell("finetec", 0, 0.72), cell("finetec", 1, 0.61), cell("finetec", 2, 0.68),
+             cell("ctrgcn_linear", 0, 0.99)]  # one seed only: no spread, left out
+    summ = report.seed_summary(cells)[("d", "mixed", "cpu")]
+    assert ("ctrgcn_linear", "severe") not in summ["top1"]
+    base, diffs = summ["margins"]["severe"]
+    assert base == "stgcnpp_linear" and diffs == pytest.approx([0.02, 0.01, 0.03])
+    text = report.render_markdown({"cells": cells, "completion": []})
+    assert "## Across seeds" in text
+    assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 65.0 ± 5.0 (3) |" in text
+    assert "+2.0 ± 1.0 (vs `stgcnpp_linear`, 3 seeds)" in text
+    # a single seed everywhere: no such section
+    assert "Across seeds" not in report.render_markdown({"cells": [c for c in cells if c["seed"] == 0],
+                                                          "completion": []})

@@ -143,6 +143,79 @@ def findings(cells: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def seed_summary(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Top-1 over seeds, for every (dataset, regime, budget) where some (method, level) ran with
+    two seeds or more.
+
+    Returns ``{(dataset, regime, budget): {"top1": {(method, level): {seed: top1}},
+    "margins": {level: (baseline, [FineTec - baseline per common seed])}}}`` where the baseline
+    is the one with the best mean top-1 over the seeds FineTec also ran.
+    """
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    groups: dict[tuple[str, str, str], dict[tuple[str, str], dict[Any, float]]] = {}
+    for c in cells:
+        groups.setdefault((c["dataset"], c["regime"], c["budget"]), {}).setdefault(
+            (c["method"], c["level"]), {})[c["seed"]] = float(c["top1"])
+    for key, by in groups.items():
+        multi = {k: v for k, v in by.items() if len(v) >= 2}
+        if not multi:
+            continue
+        margins: dict[str, tuple[str, list[float]]] = {}
+        for (m, lv), ft in multi.items():
+            if m != "finetec":
+                continue
+            best = None
+            for b in BASELINES:
+                common = sorted(set(ft) & set(by.get((b, lv), {})), key=str)
+                if len(common) < 2:
+                    continue
+                diffs = [ft[s] - by[(b, lv)][s] for s in common]
+                mean_b = sum(by[(b, lv)][s] for s in common) / len(common)
+                if best is None or mean_b > best[0]:
+                    best = (mean_b, b, diffs)
+            if best is not None:
+                margins[lv] = (best[1], best[2])
+        out[key] = {"top1": multi, "margins": margins}
+    return out
+
+
+def _mean_sd(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return m, sd
+
+
+def seed_table(summary: dict[str, Any], method_titles: dict[str, str] | None = None) -> str:
+    """Rows = methods, columns = levels, entries ``mean ± sd (n seeds)`` of top-1 (%), then
+    FineTec minus the best baseline, paired by seed."""
+    titles = {m.name: m.title for m in METHODS.values()} | (method_titles or {})
+    top1 = summary["top1"]
+    levels = _levels([{"level": lv} for _, lv in top1])
+    methods = _method_order({m for m, _ in top1})
+    lines = ["| method | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
+    for m in methods:
+        row = [f"{titles.get(m, m)} (`{m}`)"]
+        for lv in levels:
+            v = top1.get((m, lv))
+            if v is None:
+                row.append("")
+                continue
+            mean, sd = _mean_sd(list(v.values()))
+            row.append(f"{100 * mean:.1f} ± {100 * sd:.1f} ({len(v)})")
+        lines.append("| " + " | ".join(row) + " |")
+    if summary["margins"]:
+        row = ["**FineTec − best baseline**, paired by seed (top-1 points)"]
+        for lv in levels:
+            mg = summary["margins"].get(lv)
+            if mg is None:
+                row.append("")
+                continue
+            mean, sd = _mean_sd(mg[1])
+            row.append(f"{100 * mean:+.1f} ± {100 * sd:.1f} (vs `{mg[0]}`, {len(mg[1])} seeds)")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def completion_table(rows: list[dict[str, Any]]) -> str:
     """Rows = fillers (+ the completion module), columns = levels, ``MPJPE / N-MPJPE / MPJVE``."""
     levels = _levels(rows)
@@ -246,6 +319,16 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
         f = findings(group)
         if f:
             out += [""] + [f"- {s}" for s in f]
+    summaries = seed_summary(cells)
+    if summaries:
+        out += ["", "## Across seeds", "",
+                "Where a method ran with several seeds (the seed sets both the training and the test "
+                "corruption), the spread of top-1 over seeds: **mean ± standard deviation (number of seeds)**, "
+                "in %. The last row pairs FineTec with the baseline of best mean accuracy seed by seed; a "
+                "margin smaller than its standard deviation is not a reliable difference."]
+        for (ds, regime, budget), summ in summaries.items():
+            out += ["", f"### {titles.get(ds, ds)} — regime `{regime}`, budget `{budget}`", "",
+                    seed_table(summ, meta.get("methods"))]
     comp_groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in comp:
         comp_groups.setdefault((r["dataset"], r.get("budget"), r.get("seed")), []).append(r)
