@@ -110,7 +110,7 @@ def test_repository_configs_load():
 
 def test_pipeline_section_mirrors_pipeline_config():
     """The config's pipeline section is the YAML face of PipelineConfig: same names, same defaults
-    (max_persons comes from data.max_persons; mixed_levels keeps PipelineConfig's default)."""
+    (max_persons comes from data.max_persons)."""
     import dataclasses
 
     from finetec.data.pipeline import PipelineConfig
@@ -118,7 +118,7 @@ def test_pipeline_section_mirrors_pipeline_config():
 
     section = {f.name: getattr(PipelineSection(), f.name) for f in dataclasses.fields(PipelineSection)}
     target = {f.name: getattr(PipelineConfig(), f.name) for f in dataclasses.fields(PipelineConfig)}
-    assert set(target) - set(section) == {"max_persons", "mixed_levels"}
+    assert set(target) - set(section) == {"max_persons"}
     assert set(section) <= set(target)
     for name, value in section.items():
         want = target[name]

@@ -6,7 +6,8 @@ A config file holds any subset of these sections (everything else takes its defa
     task: classification            # or completion
     seed: 0
     data:     {path, format, train_split, test_split, val_fraction, max_persons}
-    pipeline: {clip_len, level, pattern, mixed, filler, features, normalize, align_view, augment}
+    pipeline: {clip_len, level, pattern, mixed, mixed_levels, filler, features, normalize, align_view,
+              augment, flip_prob}
     model:    {name, ...overrides passed to create_model}
     optim:    {name, lr, momentum, nesterov, weight_decay, epochs, warmup_epochs, batch_size,
                label_smoothing, grad_clip}
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from finetec.errors import FinetecError
+from finetec.data.corruption import LEVELS
 
 TASKS = ("classification", "completion")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -66,6 +68,7 @@ class PipelineSection:
     align_view: bool = False
     augment: bool = False
     flip_prob: float = 0.5
+    mixed_levels: list[str] = field(default_factory=lambda: list(LEVELS))
 
 
 @dataclass
@@ -144,6 +147,7 @@ class Config:
         """Keyword arguments for :class:`finetec.data.pipeline.PipelineConfig`."""
         kw = dataclasses.asdict(self.pipeline)
         kw["features"] = tuple(kw["features"])
+        kw["mixed_levels"] = tuple(kw["mixed_levels"])
         kw["max_persons"] = self.data.max_persons
         return kw
 
@@ -156,6 +160,10 @@ class Config:
             raise FinetecError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.optim.name!r}", src)
         if self.runtime.device not in DEVICES:
             raise FinetecError(f"runtime.device must be one of {', '.join(DEVICES)}, got {self.runtime.device!r}", src)
+        bad = [lv for lv in self.pipeline.mixed_levels if lv not in LEVELS]
+        if bad or not self.pipeline.mixed_levels:
+            raise FinetecError(f"pipeline.mixed_levels must be a non-empty list of {', '.join(LEVELS)}, "
+                               f"got {self.pipeline.mixed_levels!r}", src)
         if isinstance(self.runtime.tensorboard, bool):
             self.runtime.tensorboard = "on" if self.runtime.tensorboard else "off"
         if self.runtime.tensorboard not in ("auto", "on", "off"):
