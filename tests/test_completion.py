@@ -183,6 +183,8 @@ def test_bad_options_and_shapes():
         CompletionNet(V, C, T, depth=2, merge_at=3)
     with pytest.raises(FinetecError):
         CompletionNet(V, C, T, prefill="cubic")
+    with pytest.raises(FinetecError, match="dropout"):
+        CompletionNet(V, C, T, dropout=1.0)
     with pytest.raises(ValueError):
         tiny_net().eval()(torch.zeros(1, 1, T + 1, V, C), None)
 
@@ -218,3 +220,20 @@ def test_prompt_enters_the_query_only_through_the_learned_merge():
         for net in (a, b):
             net.merge.weight.copy_(torch.eye(16))
     assert not torch.allclose(a(x, mask)["completed"], b(x, mask)["completed"])
+
+
+def test_dropout_acts_in_training_only():
+    net = tiny_net(dropout=0.5)
+    with torch.no_grad():
+        net.head.weight.normal_(std=0.1)  # a non-trivial head, so that the features matter
+    x, mask = corrupted()
+    net.eval()
+    a, b = net(x, mask)["completed"], net(x, mask)["completed"]
+    assert torch.equal(a, b)  # deterministic at evaluation
+    net.train()
+    torch.manual_seed(1)
+    c = net(x, mask, rng=np.random.default_rng(0))["completed"]
+    torch.manual_seed(2)
+    d = net(x, mask, rng=np.random.default_rng(0))["completed"]
+    assert not torch.equal(c, d)  # same prompts, different dropout masks
+    assert torch.equal(torch.where(mask[..., None], c, 0 * c), torch.where(mask[..., None], x, 0 * x))

@@ -54,39 +54,41 @@ LOSSES: tuple[str, ...] = ("mse", "l2")
 
 
 class _SpatialMLP(nn.Module):
-    """Mixes the features of one frame (all joints): LayerNorm -> Linear -> GELU -> Linear, residual."""
+    """Mixes the features of one frame (all joints): LayerNorm -> Linear -> GELU -> Dropout -> Linear, residual."""
 
-    def __init__(self, width: int, expansion: int):
+    def __init__(self, width: int, expansion: int, dropout: float = 0.0):
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.fc1 = nn.Linear(width, width * expansion)
+        self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(width * expansion, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, width)
-        return x + self.fc2(nn.functional.gelu(self.fc1(self.norm(x))))
+        return x + self.fc2(self.drop(nn.functional.gelu(self.fc1(self.norm(x)))))
 
 
 class _TemporalMLP(nn.Module):
-    """Mixes the L frames of each feature trajectory: LayerNorm -> Linear(L) -> GELU -> Linear(L), residual."""
+    """Mixes the L frames of each feature trajectory: LayerNorm -> Linear(L) -> GELU -> Dropout -> Linear(L), residual."""
 
-    def __init__(self, width: int, length: int):
+    def __init__(self, width: int, length: int, dropout: float = 0.0):
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.fc1 = nn.Linear(length, length)
+        self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(length, length)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, width)
         y = self.norm(x).transpose(1, 2)
-        return x + self.fc2(nn.functional.gelu(self.fc1(y))).transpose(1, 2)
+        return x + self.fc2(self.drop(nn.functional.gelu(self.fc1(y)))).transpose(1, 2)
 
 
 class _DualStreamBlock(nn.Module):
     """Spatial->temporal and temporal->spatial streams, fused by a linear layer (initialised to their mean)."""
 
-    def __init__(self, width: int, length: int, expansion: int):
+    def __init__(self, width: int, length: int, expansion: int, dropout: float = 0.0):
         super().__init__()
-        self.st = nn.Sequential(_SpatialMLP(width, expansion), _TemporalMLP(width, length))
-        self.ts = nn.Sequential(_TemporalMLP(width, length), _SpatialMLP(width, expansion))
+        self.st = nn.Sequential(_SpatialMLP(width, expansion, dropout), _TemporalMLP(width, length, dropout))
+        self.ts = nn.Sequential(_TemporalMLP(width, length, dropout), _SpatialMLP(width, expansion, dropout))
         self.fuse = nn.Linear(2 * width, width)
         with torch.no_grad():
             eye = torch.eye(width) * 0.5
@@ -112,6 +114,7 @@ class CompletionNet(nn.Module):
         prefill: ``linear`` (missing entries pre-filled by linear interpolation) or ``zero``.
         gap_features: add, per joint, the frames since the last / until the next observation (/ T)
             as input channels, so the network knows where each entry sits inside its gap.
+        dropout: dropout after the hidden activation of every spatial and temporal MLP (0 = off).
         seed: seed of the module's own generator for training prompts (used when forward gets no rng).
 
     forward(x (N, M, T, V, C), mask (N, M, T, V) bool, target (N, M, T, V, C) | None,
@@ -122,8 +125,11 @@ class CompletionNet(nn.Module):
 
     def __init__(self, num_joints: int, channels: int, clip_len: int, width: int = 128, depth: int = 4,
                  merge_at: int = 2, expansion: int = 2, bank_size: int = 256, prompt_weight: float = 1.0,
-                 prefill: str = "linear", loss: str = "mse", gap_features: bool = True, seed: int = 0):
+                 prefill: str = "linear", loss: str = "mse", gap_features: bool = True, dropout: float = 0.0,
+                 seed: int = 0):
         super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise FinetecError(f"completion: dropout must be in [0, 1), got {dropout!r}")
         if loss not in LOSSES:
             raise FinetecError(f"completion: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.loss_kind = loss
@@ -139,7 +145,7 @@ class CompletionNet(nn.Module):
         self.gap_features = bool(gap_features)
         self.token_channels = self.C + 1 + (2 if self.gap_features else 0)
         self.embed = nn.Linear(self.V * self.token_channels, width)
-        self.blocks = nn.ModuleList(_DualStreamBlock(width, L, expansion) for _ in range(depth))
+        self.blocks = nn.ModuleList(_DualStreamBlock(width, L, expansion, float(dropout)) for _ in range(depth))
         self.merge = nn.Linear(width, width)  # prompt -> query at the merge; zero-initialised
         nn.init.zeros_(self.merge.weight)
         nn.init.zeros_(self.merge.bias)
@@ -332,9 +338,9 @@ def _masked_l2(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor, ep
 def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int = 64, width: int = 128,
                depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
                prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", gap_features: bool = True,
-               seed: int = 0) -> CompletionNet:
+               dropout: float = 0.0, seed: int = 0) -> CompletionNet:
     """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
     return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
                          expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
-                         loss=loss, gap_features=gap_features, seed=seed)
+                         loss=loss, gap_features=gap_features, dropout=dropout, seed=seed)
 
