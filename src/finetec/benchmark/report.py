@@ -192,27 +192,24 @@ def seed_table(summary: dict[str, Any], method_titles: dict[str, str] | None = N
     top1 = summary["top1"]
     levels = _levels([{"level": lv} for _, lv in top1])
     methods = _method_order({m for m, _ in top1})
+    def spread(v: dict[Any, float] | None) -> str:
+        if v is None:
+            return ""
+        mean, sd = _mean_sd(list(v.values()))
+        return f"{100 * mean:.1f} ± {100 * sd:.1f} ({len(v)})"
+
+    def margin(mg: tuple[str, list[float]] | None) -> str:
+        if mg is None:
+            return ""
+        mean, sd = _mean_sd(mg[1])
+        return f"{100 * mean:+.1f} ± {100 * sd:.1f} (vs `{mg[0]}`, {len(mg[1])} seeds)"
+
     lines = ["| method | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
-    for m in methods:
-        row = [f"{titles.get(m, m)} (`{m}`)"]
-        for lv in levels:
-            v = top1.get((m, lv))
-            if v is None:
-                row.append("")
-                continue
-            mean, sd = _mean_sd(list(v.values()))
-            row.append(f"{100 * mean:.1f} ± {100 * sd:.1f} ({len(v)})")
-        lines.append("| " + " | ".join(row) + " |")
+    lines += ["| " + " | ".join([f"{titles.get(m, m)} (`{m}`)"] + [spread(top1.get((m, lv))) for lv in levels]) + " |"
+              for m in methods]
     if summary["margins"]:
-        row = ["**FineTec − best baseline**, paired by seed (top-1 points)"]
-        for lv in levels:
-            mg = summary["margins"].get(lv)
-            if mg is None:
-                row.append("")
-                continue
-            mean, sd = _mean_sd(mg[1])
-            row.append(f"{100 * mean:+.1f} ± {100 * sd:.1f} (vs `{mg[0]}`, {len(mg[1])} seeds)")
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append("| " + " | ".join(["**FineTec − best baseline**, paired by seed (top-1 points)"]
+                                       + [margin(summary["margins"].get(lv)) for lv in levels]) + " |")
     return "\n".join(lines)
 
 
