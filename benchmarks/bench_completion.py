@@ -16,7 +16,8 @@ Usage (from the project root)::
         --out runs/bench_completion --md docs/results_completion.md
 
 Writes ``<out>/results.json`` and a Markdown table (``--md``, default ``<out>/results.md``).
-Reuses a finished training run in ``<out>/<dataset>`` unless ``--retrain``.
+Reuses a finished training run in ``<out>/<dataset>`` unless ``--retrain``; ``--report-only``
+rewrites the Markdown from ``<out>/results.json`` without running anything.
 """
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ def measure(name: str, run: Path, max_clips: int | None) -> dict:
             print(f"[{name}] {level:8s} {m:10s} MPJPE {r['mpjpe']:.4f} N-MPJPE {r['n_mpjpe']:.4f} "
                   f"MPJVE {r['mpjve']:.4f} ({r['num_missing']} entries, {time.time() - t0:.1f}s)", flush=True)
     return {"rows": rows, "checkpoint": str(run), "epochs": info.get("epoch"),
+            "trained_epochs": (info.get("config") or {}).get("optim", {}).get("epochs"),
             "best_val_mpjpe": (info.get("metrics") or {}).get("val_mpjpe"), "num_test_clips":
             int(len(ds.split_indices(split)) if split else len(ds))}
 
@@ -106,7 +108,9 @@ def markdown(results: dict, meta: dict) -> str:
              f"Machine: {meta['machine']}; torch {meta['torch']}; command: `{meta['command']}`.",
              "Test corruption: random pattern, seed 0 (identical for every method). Lower is better.", ""]
     for name, res in results.items():
-        lines += [f"## {name} ({res['num_test_clips']} test clips; completion trained {res['epochs']} epochs, "
+        trained = f"trained {res['trained_epochs']} epochs, best checkpoint at epoch {res['epochs']}" \
+            if res.get("trained_epochs") else f"best checkpoint at epoch {res['epochs']}"
+        lines += [f"## {name} ({res['num_test_clips']} test clips; completion {trained}, "
                   f"checkpoint `{res['checkpoint']}`)", "",
                   "| level | method | MPJPE | N-MPJPE | MPJVE | vs linear (MPJPE) |", "|---|---|---|---|---|---|"]
         for level in LEVELS:
@@ -125,6 +129,16 @@ def markdown(results: dict, meta: dict) -> str:
                       f"{'met' if ratio <= 0.7 else 'NOT met'}); better than both copies at every level: "
                       f"{'yes' if beats else 'NO'}.", ""]
     return "\n".join(lines) + "\n"
+
+
+def _config_epochs(run: Path) -> int | None:
+    """optim.epochs of a training run's config.yaml (None if unreadable)."""
+    import yaml
+
+    try:
+        return int(yaml.safe_load((run / "config.yaml").read_text())["optim"]["epochs"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
 
 
 def _by_gap_table(rows: dict, level: str) -> list[str]:
@@ -154,9 +168,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-clips", type=int, default=None, help="evaluate on this many test clips (evenly spaced)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the Markdown from <out>/results.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    md = Path(args.md) if args.md else out / "results.md"
+    if args.report_only:
+        from finetec.fileio import write_text_atomic
+
+        try:
+            saved = json.loads((out / "results.json").read_text())
+        except (OSError, ValueError) as e:
+            print(f"error: {out / 'results.json'}: cannot read the results ({e})", file=sys.stderr)
+            return 2
+        for name, res in saved["results"].items():  # older files lack the trained epochs: read the run's config
+            if not res.get("trained_epochs"):
+                res["trained_epochs"] = _config_epochs(Path(res["checkpoint"]))
+        write_text_atomic(md, markdown(saved["results"], saved["meta"]))
+        print(f"wrote {md}")
+        return 0
     results = {}
     for name in args.datasets:
         run = train_completion(name, out, args.epochs, args.retrain, args.threads)
@@ -167,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     from finetec.fileio import write_text_atomic
 
     write_text_atomic(out / "results.json", json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
-    md = Path(args.md) if args.md else out / "results.md"
     write_text_atomic(md, markdown(results, meta))
     print(f"wrote {out / 'results.json'} and {md}")
     return 0
