@@ -167,7 +167,12 @@ class Predictor:
 
     def to_sample(self, keypoint: ArrayLike, mask: ArrayLike | None = None, id: str = "clip") -> Sample:
         """A :class:`Sample` from an array (T, V, C) or (M, T, V, C) (+ optional mask), checked
-        against the checkpoint's layout and dimension."""
+        against the checkpoint's layout and dimension.
+
+        An array in which nothing is observed is refused (FinetecError). A :class:`Sample` (e.g.
+        a clip of a dataset file) is taken as it is, even with nothing observed: a clip that the
+        corruption protocol emptied is then classified from an empty mask, as in evaluation, and
+        completing it fills nothing."""
         if isinstance(keypoint, Sample):
             s = keypoint
             if s.num_joints != self.layout.num_joints or s.dim != self.dim:

@@ -57,7 +57,7 @@ def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray]:
     for i in range(len(ds)):
         s = ds[i]
         a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), s.num_persons
-        out, fl = pred.complete(s.keypoint, s.mask, method=method)
+        out, fl = pred.complete(s, method=method)  # the Sample as is: it may have nothing observed
         kp[a:b, :m] = out.transpose(1, 0, 2, 3)
         filled[a:b, :m] = fl.transpose(1, 0, 2)
     mask |= filled

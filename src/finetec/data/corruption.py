@@ -163,7 +163,9 @@ def corrupt_dataset(ds: "SkeletonDataset", level: str | float, pattern: str = "r
 
     Each clip (at its native length) is corrupted with ``test_rng(seed, clip id, level, pattern)``;
     the number of frames is unchanged, dropped frames have mask False and zero coordinates (and
-    zero score). Dataset metadata records the corruption under ``"corruption"``.
+    zero score). Dataset metadata records the corruption under ``"corruption"``. A clip whose only
+    observed joints fall in dropped frames is left with nothing observed (a valid
+    :class:`~finetec.data.sample.Sample`).
     """
     check_level(level)
     check_pattern(pattern)

@@ -2,6 +2,13 @@
 
 Missing is the mask, never a magic zero: ``keypoint`` values where ``mask`` is False carry no
 meaning (they are kept at zero by convention).
+
+A clip with nothing observed (``mask`` all False) is a valid sample: it is what the corruption
+protocol leaves of a clip whose only observed joints fall in dropped frames, and evaluation feeds
+it to the model as an empty mask. Code that cannot work without an observed joint checks for it
+itself (the training sanity check :func:`finetec.engine.sanity.check_split`, drawing in
+:mod:`finetec.viz`); readers of raw formats refuse such clips in their input
+(:func:`finetec.data.readers._common.make_sample`).
 """
 from __future__ import annotations
 
@@ -18,7 +25,8 @@ class Sample:
     """One clip.
 
     keypoint: float32 (M, T, V, C) - persons, frames, joints, coordinates (C = 2 or 3).
-    mask:     bool    (M, T, V)    - True where the joint was observed.
+    mask:     bool    (M, T, V)    - True where the joint was observed (may be all False: nothing
+                                     was observed in the clip).
     score:    float32 (M, T, V) or None - pose-estimator confidence.
     label:    int or None (-1 is accepted as "unlabelled" and stored as None).
     id:       a string unique within its dataset.
@@ -64,8 +72,6 @@ class Sample:
             self._fail(f"mask shape {m.shape} does not match keypoint shape {kp.shape}")
         if self.score is not None and self.score.shape != (M, T, V):
             self._fail(f"score shape {self.score.shape} does not match keypoint shape {kp.shape}")
-        if not m.any():
-            self._fail("every frame is missing (no observed joint)")
         if not np.isfinite(kp[m]).all():
             self._fail("NaN or Inf in observed keypoints")
         if self.label is not None and self.num_classes is not None and not 0 <= self.label < self.num_classes:

@@ -19,7 +19,9 @@ def check_split(ds, indices: np.ndarray, split: str, task: str) -> None:
 
     Raises FinetecError for: an empty split; (classification) no class names, fewer than two
     classes, clips without a label or with a label outside the class names; clips with no frame,
-    with no observed joint at all, or with NaN/Inf in observed coordinates.
+    with no observed joint at all, or with NaN/Inf in observed coordinates. (A clip with nothing
+    observed is a valid sample elsewhere, e.g. one emptied by ``finetec corrupt``, but there is
+    nothing to learn from it.)
     """
     src = ds.source
     idx = np.asarray(indices, dtype=np.int64)
