@@ -186,4 +186,6 @@ def test_training_and_drawing_still_refuse_the_empty_clip(files, capsys):
     assert not (files["dir"] / "run" / "last").exists()
     png = files["dir"] / "lone.png"
     assert main(["render", str(files["dst"]), str(png), "--id", LONE]) == 2
-    assert "clip has no observed joint to draw" in capsys.readouterr().err and not png.exists()
+    err = capsys.readouterr().err.strip()
+    assert err == f"finetec render: error: {files['dst']}: clip '{LONE}' has no observed joint to draw", err
+    assert not png.exists()

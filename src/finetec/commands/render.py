@@ -73,6 +73,14 @@ def _pick(ds, index: int | None, clip_id: str | None, where: str):
     return ds[i]
 
 
+def _check_drawable(sample, where) -> None:
+    """A clip with nothing observed (possible after corruption) cannot be drawn: say which one."""
+    from finetec.errors import FinetecError
+
+    if not sample.mask.any():
+        raise FinetecError(f"clip {sample.id!r} has no observed joint to draw", where)
+
+
 def _title(spec: str, sample) -> str:
     name = spec if spec.startswith("synthetic") else Path(spec).name
     return f"{name} [{sample.id}]" if sample.id else name
@@ -104,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     options = parse_option_args(args.option)
     ds = open_with_options(args.input, args.fmt, options)
     sample = _pick(ds, args.index, args.id, args.input)
+    _check_drawable(sample, args.input)
     clips, layouts = [sample], [ds.layout]
     titles = [_title(args.input, sample)]
     if args.compare is not None:
@@ -116,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise FinetecError(f"no clip with id {sample.id!r} to compare with (of {len(other)} clips)",
                                args.compare)
+        _check_drawable(second, args.compare)
         clips.append(second)
         layouts.append(other.layout)
         titles.append(_title(args.compare, second))
