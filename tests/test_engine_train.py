@@ -14,7 +14,7 @@ from finetec.engine import sanity
 from finetec.engine.checkpoint import load_model
 from finetec.engine.config import apply_overrides, Config
 from finetec.engine.evaluate import evaluate
-from finetec.engine.train import lr_at, split_validation, train
+from finetec.engine.train import BatchNormWarmStart, lr_at, split_validation, train
 from finetec.errors import FinetecError
 
 TINY = ["model.name=stgcnpp", "model.base_channels=8", "model.num_stages=2", "model.inflate_stages=[2]",
@@ -39,16 +39,70 @@ def cfg_for(path, *extra: str) -> Config:
 
 
 def test_learns_a_tiny_training_set(tiny_data, tmp_path):
-    cfg = cfg_for(tiny_data, "data.val_fraction=0", "optim.epochs=25", "optim.batch_size=9", "optim.lr=0.1",
+    # 40 epochs x 2 steps: with 25 epochs the model is still unsure of some clips (loss ~0.4) and
+    # other draws of the data (synthetic seeds 0, 2, 4, 5, 10) stayed at 0.78-0.89; with 40 every
+    # seed 0-12 reached 1.0 on the evaluation of its checkpoint (docs/training.md).
+    cfg = cfg_for(tiny_data, "data.val_fraction=0", "optim.epochs=40", "optim.batch_size=9", "optim.lr=0.1",
                   "optim.warmup_epochs=1", "optim.weight_decay=0")
     res = train(cfg, tmp_path / "run")
     hist = res["history"]
-    assert len(hist) == 25 and hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    assert len(hist) == 40 and hist[-1]["loss"] < 0.5 * hist[0]["loss"]
     model, info = load_model(tmp_path / "run")
-    assert info["epoch"] == 25 and info["selection"].startswith("last epoch")
+    assert info["epoch"] == 40 and info["selection"].startswith("last epoch")
     r = evaluate(model, info, level="clean", split="train")
     assert r["top1"] >= 0.9, r["top1"]
     assert r["scores"].shape == (18, info["model_config"]["num_classes"])
+
+
+def test_batchnorm_warm_start_averages_then_follows_momentum():
+    bn = torch.nn.BatchNorm1d(3)                       # momentum 0.1
+    warm = BatchNormWarmStart(torch.nn.Sequential(bn))
+    gen = torch.Generator().manual_seed(0)
+    batches = [0.01 * torch.randn(8, 3, generator=gen) + k for k in range(14)]
+    means = []
+    for t, b in enumerate(batches):
+        warm.step()
+        assert bn.momentum == pytest.approx(max(0.1, 1 / (t + 1)))
+        bn(b)
+        means.append(b.mean(0))
+        if t < 10:   # the plain mean of the batches so far: nothing left of the initial 0 / 1
+            assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-5)
+            assert torch.allclose(bn.running_var, torch.stack([x.var(0) for x in batches[:t + 1]]).mean(0),
+                                  rtol=1e-4)
+    assert not warm.pending and bn.momentum == 0.1      # then the configured exponential average
+    expect = torch.stack(means[:10]).mean(0)
+    for m in means[10:]:
+        expect = 0.9 * expect + 0.1 * m
+    assert torch.allclose(bn.running_mean, expect, atol=1e-5)
+    # a frozen (eval-mode) layer and one that has already tracked 1/momentum batches are left alone
+    frozen, trained = torch.nn.BatchNorm1d(3).eval(), torch.nn.BatchNorm1d(3, momentum=0.2)
+    trained.num_batches_tracked += 7
+    warm = BatchNormWarmStart(torch.nn.Sequential(frozen, trained))
+    warm.step()
+    assert frozen.momentum == 0.1 and trained.momentum == 0.2 and len(warm.pending) == 1
+
+
+def test_short_run_batchnorm_statistics_are_the_data_s(tiny_data, tmp_path):
+    """After 4 steps the input BatchNorm's running variance is the mean of the 4 batch
+    variances. Without the warm start 0.9**4 = 66 % of it was still the initial 1.0 while the
+    normalised coordinates vary ~0.001, and evaluation disagreed with training."""
+    seen = []
+
+    def grab(module, args, output):
+        if isinstance(module, torch.nn.BatchNorm1d) and module.training:
+            x = args[0].detach()
+            seen.append(x.transpose(0, 1).reshape(x.shape[1], -1).var(dim=1))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(grab)
+    try:
+        train(cfg_for(tiny_data, "data.val_fraction=0", "optim.epochs=2", "optim.batch_size=9"), tmp_path / "r")
+    finally:
+        handle.remove()
+    assert len(seen) == 4
+    model, _ = load_model(tmp_path / "r")
+    rv = model.data_bn.running_var
+    assert torch.allclose(rv, torch.stack(seen).mean(0), rtol=1e-4, atol=1e-9)
+    assert float(rv.median()) < 0.05
 
 
 def test_resume_reaches_the_same_weights(tiny_data, tmp_path):

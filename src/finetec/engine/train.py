@@ -79,6 +79,46 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank, 0x5EED]).generate_state(1)[0])
 
 
+class BatchNormWarmStart:
+    """Running statistics of BatchNorm layers without a trace of their initial values.
+
+    PyTorch initialises ``running_mean`` to 0 and ``running_var`` to 1 and updates them as
+    ``(1 - m) * running + m * batch`` (momentum ``m``, 0.1 by default), so after ``t`` batches
+    the initial values still weigh ``(1 - m) ** t``: 0.5 % after 50 steps. Normalised joint
+    coordinates vary far less than 1 (the input BatchNorm of the GCN backbones sees variances
+    near 0.001), so on a short run that leftover dominates the running variance and evaluation
+    (which uses the running statistics) differs from training (which uses the batch's); see
+    ``docs/training.md``. Call :meth:`step` before each training forward: a layer that has
+    tracked ``t`` batches then averages with momentum ``max(m, 1 / (t + 1))``, the plain mean of
+    the batches seen so far until ``1 / (t + 1)`` falls below ``m``, the configured
+    exponential average from then on. It depends only on ``num_batches_tracked`` (saved with
+    the weights), so a resumed run makes the same updates; a layer that has already tracked
+    ``1 / m`` batches (a warm-started model) is left alone. Layers in eval mode
+    (``runtime.freeze_bn``) are not touched.
+    """
+
+    def __init__(self, model) -> None:
+        import torch
+
+        self.pending = [(mod, float(mod.momentum)) for mod in model.modules()
+                        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) and mod.track_running_stats
+                        and mod.momentum is not None and mod.momentum < 1]
+
+    def step(self) -> None:
+        """Set each warming layer's momentum for the coming forward pass (reads the batch count
+        of a layer only while it is warming, i.e. during the first ``1 / m`` steps)."""
+        still = []
+        for mod, m in self.pending:
+            if not mod.training:
+                still.append((mod, m))
+                continue
+            t = int(mod.num_batches_tracked)
+            mod.momentum = max(m, 1.0 / (t + 1))
+            if mod.momentum != m:   # still averaging: look again before the next step
+                still.append((mod, m))
+        self.pending = still
+
+
 def build_optimizer(cfg: Config, params):
     import torch
 
@@ -313,6 +353,7 @@ class Trainer:
             ddp = model
         params = [p for p in model.parameters() if p.requires_grad]
         opt = build_optimizer(cfg, params)
+        self.bn_warm = BatchNormWarmStart(model)
         steps = len(self.sampler)
         total = steps * cfg.optim.epochs
         warmup = int(round(cfg.optim.warmup_epochs * steps))
@@ -395,6 +436,7 @@ class Trainer:
                     g["lr"] = lr
                 batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
                 w = loss_weight(len(batch["label"]), sizes[i], env.world_size)
+                self.bn_warm.step()
                 with autocast(env.device, cfg.runtime.amp):
                     loss, stats = self.task.loss(ddp, batch, w, np.random.default_rng([cfg.seed, epoch, i, env.rank]))
                 sanity.check_loss(stats["loss_sum"], i, epoch)
@@ -513,4 +555,5 @@ def train(config: Config | str | os.PathLike, out_dir: str | os.PathLike, resume
         cleanup(env)
 
 
-__all__ = ["train", "Trainer", "split_validation", "lr_at", "epoch_seed", "build_optimizer"]
+__all__ = ["train", "Trainer", "BatchNormWarmStart", "split_validation", "lr_at", "epoch_seed",
+           "build_optimizer"]
