@@ -108,8 +108,42 @@ def test_inspect_counts_the_empty_clip(files, capsys):
     assert s["missing_fraction"] == pytest.approx(1 - 4 * 2 * V / (40 * V))
     assert s["missing_frame_fraction"] == pytest.approx(1 - 8 / 40)
     assert s["meta"]["corruption"] == [{"level": "severe", "pattern": "random", "seed": SEED}]
+    assert s["nothing_observed"] == {"clips": 1, "ids": [LONE], "splits": {"test": 1, "train": 1}}
     assert main(["inspect", str(files["dst"])]) == 0
-    assert "80.00 % of frames empty" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "80.00 % of frames empty" in out
+    assert f"    empty: 1 clip with nothing observed (test 1, train 1), refused by training: '{LONE}'\n" in out
+    # the source file has none: the JSON says 0, the text has no such row
+    assert main(["inspect", str(files["src"]), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["nothing_observed"] == {"clips": 0, "ids": [], "splits": {"test": 0, "train": 0}}
+    assert main(["inspect", str(files["src"])]) == 0
+    assert "empty:" not in capsys.readouterr().out
+
+
+def test_inspect_lists_a_few_of_many_empty_clips(tmp_path, capsys):
+    """24 empty clips among 26: the JSON lists the first 20 ids, the text 5, with per-split counts
+    that training (which reads the train split) can be checked against."""
+    rng = np.random.default_rng(1)
+    empty = [Sample(np.zeros((1, T, V, 2), np.float32), np.zeros((1, T, V), bool), label=i % 4, id=f"e{i:02d}")
+             for i in range(24)]
+    full = [Sample(clip(rng, T=T), np.ones((1, T, V), bool), label=i, id=f"c{i}") for i in range(2)]
+    ds = SkeletonDataset.from_samples(empty + full, "coco17", CLASSES,
+                                      splits={"train": list(range(0, 24, 3)) + [24, 25], "test": list(range(26))})
+    path = tmp_path / "many.finetec.npz"
+    ds.save(path)
+    capsys.readouterr()
+    assert main(["inspect", str(path), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)["nothing_observed"]
+    assert e == {"clips": 24, "ids": [f"e{i:02d}" for i in range(20)], "splits": {"test": 24, "train": 8}}
+    assert main(["inspect", str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("empty:"))
+    assert row.endswith("24 clips with nothing observed (test 24, train 8), refused by training: "
+                        "'e00', 'e01', 'e02', 'e03', 'e04' and 19 more")
+    with pytest.raises(FinetecError, match="8 clip\\(s\\) have no observed joint in any frame: 'e00', 'e03', 'e06'"):
+        from finetec.engine.sanity import check_split
+
+        check_split(ds, ds.split_indices("train"), "train", "classification")
 
 
 def test_eval_and_predict_classify_the_empty_clip_from_an_empty_mask(files, capsys):

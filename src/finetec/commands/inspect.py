@@ -11,6 +11,9 @@ DESCRIPTION = (
     "and print what it holds. With --json, one JSON object on stdout.")
 
 
+MAX_IDS = 20          # clip ids listed in ``nothing_observed`` (--json); the text shows 5
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from finetec.data.readers import add_reader_arguments
 
@@ -25,8 +28,13 @@ def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
     ``missing_fraction`` is the fraction of joint-frames that are unobserved, counted over the
     persons actually present in each clip (padding persons are not counted);
     ``missing_frame_fraction`` the fraction of frames in which no joint of any person is observed.
+    ``nothing_observed`` counts the clips without a single observed joint (``clips``, the first
+    :data:`MAX_IDS` ``ids``, and ``splits``: how many of each split): they are valid samples,
+    e.g. left by ``finetec corrupt``, but training refuses them.
     """
     import numpy as np
+
+    from finetec.engine.sanity import nothing_observed
 
     n = len(ds)
     lengths = ds.lengths
@@ -49,6 +57,7 @@ def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
             lo, hi = np.minimum(lo, obs.min(axis=0)), np.maximum(hi, obs.max(axis=0))
     persons_hist = {str(k): int(v) for k, v in zip(*np.unique(ds.persons, return_counts=True))}
     meta = {k: (len(v) if k == "skipped" and isinstance(v, list) else v) for k, v in ds.meta.items()}
+    empty = nothing_observed(ds)
     return {
         "path": ds.source,
         "format": fmt,
@@ -68,10 +77,25 @@ def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
                     "clips_by_count": persons_hist},
         "missing_fraction": round(missing_joints / max(real_slots * V, 1), 6),
         "missing_frame_fraction": round(1.0 - float(frame_has_any.mean()), 6) if F else 0.0,
+        "nothing_observed": {"clips": int(empty.sum()),
+                             "ids": [str(i) for i in ds.ids[empty][:MAX_IDS]],
+                             "splits": {name: int(empty[np.asarray(idx, dtype=np.int64)].sum())
+                                        for name, idx in sorted(ds.splits.items())}},
         "has_score": ds.score is not None,
         "coords": {"min": lo.round(4).tolist(), "max": hi.round(4).tolist()} if np.isfinite(lo).all() else None,
         "meta": meta,
     }
+
+
+def _nothing_observed_rows(e: dict[str, Any], shown: int = 5) -> list[tuple[str, str]]:
+    """The text rows about clips with nothing observed (none when there are none)."""
+    n = e["clips"]
+    if not n:
+        return []
+    ids = ", ".join(repr(i) for i in e["ids"][:shown]) + (f" and {n - shown} more" if n > shown else "")
+    where = ", ".join(f"{k} {v}" for k, v in e["splits"].items() if v)
+    return [("empty", f"{n} clip{'s' if n != 1 else ''} with nothing observed"
+                      f"{f' ({where})' if where else ''}, refused by training: {ids}")]
 
 
 def _print_text(s: dict[str, Any]) -> None:
@@ -87,6 +111,7 @@ def _print_text(s: dict[str, Any]) -> None:
         ("persons", f"max {pe['max']}, mean {pe['mean']}"),
         ("missing", f"{100 * s['missing_fraction']:.2f} % of joint-frames, "
                     f"{100 * s['missing_frame_fraction']:.2f} % of frames empty"),
+        *_nothing_observed_rows(s["nothing_observed"]),
         ("scores", "yes" if s["has_score"] else "no"),
         ("splits", ", ".join(f"{k} ({v})" for k, v in s["splits"].items()) or "none"),
     ]

@@ -14,6 +14,17 @@ def _clip_list(ids: Sequence[str], limit: int = 3) -> str:
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
+def nothing_observed(ds) -> np.ndarray:
+    """bool (N,): the clips of ``ds`` without a single observed joint in any frame (clips with
+    no frame included). Training refuses them (:func:`check_split`); ``finetec inspect``
+    reports them."""
+    if len(ds.mask) == 0:
+        return np.ones(len(ds), dtype=bool)
+    frame_obs = ds.mask.reshape(len(ds.mask), -1).any(axis=1).astype(np.int64)       # (F,)
+    observed = np.add.reduceat(np.append(frame_obs, 0), np.minimum(ds.offsets[:-1], len(frame_obs)))
+    return (ds.lengths == 0) | (observed == 0)
+
+
 def check_split(ds, indices: np.ndarray, split: str, task: str) -> None:
     """The training clips ``indices`` of ``ds`` are usable for ``task``.
 
@@ -50,11 +61,7 @@ def check_split(ds, indices: np.ndarray, split: str, task: str) -> None:
     empty = ids[lengths == 0].tolist()
     if empty:
         raise FinetecError(f"{len(empty)} clip(s) have no frames: {_clip_list(empty)}", src)
-    # Per-clip reductions over the flat frame arrays.
-    frame_obs = ds.mask.reshape(len(ds.mask), -1).any(axis=1).astype(np.int64)
-    observed = np.add.reduceat(np.append(frame_obs, 0), np.minimum(ds.offsets[:-1], len(frame_obs)))
-    observed = np.where(ds.lengths > 0, observed, 0)[idx]
-    missing = ids[observed == 0].tolist()
+    missing = ids[nothing_observed(ds)[idx]].tolist()
     if missing:
         raise FinetecError(f"{len(missing)} clip(s) have no observed joint in any frame: {_clip_list(missing)}", src)
     finite = np.isfinite(ds.keypoint).all(axis=-1) | ~ds.mask               # (F, M, V)
@@ -89,4 +96,4 @@ def check_loss(value: float, step: int, epoch: int) -> None:
                            "(try a lower optim.lr, optim.grad_clip, or runtime.amp: false)")
 
 
-__all__ = ["check_split", "check_pipeline", "check_logits", "check_loss"]
+__all__ = ["nothing_observed", "check_split", "check_pipeline", "check_logits", "check_loss"]
