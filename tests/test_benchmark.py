@@ -347,7 +347,9 @@ def test_seed_summary_pairs_finetec_with_best_baseline_by_seed():
     cells = [cell("stgcnpp_linear", 0, 0.70), cell("stgcnpp_linear", 1, 0.60), cell("stgcnpp_linear", 2, 0.65),
              cell("stgcnpp_zero", 0, 0.50), cell("stgcnpp_zero", 1, 0.52),
              cell("finetec", 0, 0.72), cell("finetec", 1, 0.61), cell("finetec", 2, 0.68),
-             cell("ctrgcn_linear", 0, 0.99)]  # one seed only: no spread, left out
+             cell("ctrgcn_linear", 0, 0.99),  # one seed only: no spread, left out
+             cell("finetec_no_physics", 0, 0.70), cell("finetec_no_physics", 1, 0.58),
+             cell("finetec_no_physics", 2, 0.69)]
     summ = report.seed_summary(cells)[("d", "mixed", "cpu")]
     assert ("ctrgcn_linear", "severe") not in summ["top1"]
     base, diffs = summ["margins"]["severe"]
@@ -356,6 +358,10 @@ def test_seed_summary_pairs_finetec_with_best_baseline_by_seed():
     assert "## Across seeds" in text
     assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 65.0 ± 5.0 (3) |" in text
     assert "+2.0 ± 1.0 (vs `stgcnpp_linear`, 3 seeds)" in text
+    assert summ["ablations"]["finetec_no_physics"] == pytest.approx([0.02, 0.03, -0.01])
+    assert "Ablation `finetec_no_physics` at severe, paired over 3 seeds: removing the module costs accuracy " \
+           "(full FineTec minus ablated: +1.3 ± 2.1 points; smaller than its spread over seeds: not a reliable " \
+           "difference)." in text
     # a single seed everywhere: no such section
     assert "Across seeds" not in report.render_markdown({"cells": [c for c in cells if c["seed"] == 0],
                                                           "completion": []})

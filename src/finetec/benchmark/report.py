@@ -14,6 +14,8 @@ from typing import Any
 
 from finetec.benchmark.spec import BASELINES, COMPLETION_FILLERS, COMPLETION_MODEL, LEVEL_ORDER, METHODS
 
+ABLATIONS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.ablation)
+
 FILLER_TITLES = {
     "zero": "zero filling", "copy_lr": "copy left-to-right", "copy_rl": "copy right-to-left",
     "linear": "linear interpolation", "cubic": "cubic interpolation",
@@ -131,7 +133,7 @@ def findings(cells: list[dict[str, Any]]) -> list[str]:
                    f"(target: within 3 points: {met}).")
     full = by.get(("finetec", "severe"))
     if full is not None:
-        for m in ("finetec_no_completion", "finetec_no_decomposition", "finetec_no_physics"):
+        for m in ABLATIONS:
             a = by.get((m, "severe"))
             if a is None:
                 continue
@@ -148,8 +150,9 @@ def seed_summary(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict
     two seeds or more.
 
     Returns ``{(dataset, regime, budget): {"top1": {(method, level): {seed: top1}},
-    "margins": {level: (baseline, [FineTec - baseline per common seed])}}}`` where the baseline
-    is the one with the best mean top-1 over the seeds FineTec also ran.
+    "margins": {level: (baseline, [FineTec - baseline per common seed])},
+    "ablations": {method: [FineTec - ablated model at severe per common seed]}}}`` where the
+    baseline is the one with the best mean top-1 over the seeds FineTec also ran.
     """
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
     groups: dict[tuple[str, str, str], dict[tuple[str, str], dict[Any, float]]] = {}
@@ -175,7 +178,25 @@ def seed_summary(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict
                     best = (mean_b, b, diffs)
             if best is not None:
                 margins[lv] = (best[1], best[2])
-        out[key] = {"top1": multi, "margins": margins}
+        full = by.get(("finetec", "severe"), {})
+        ablations = {}
+        for m in ABLATIONS:
+            common = sorted(set(full) & set(by.get((m, "severe"), {})), key=str)
+            if len(common) >= 2:
+                ablations[m] = [full[s] - by[(m, "severe")][s] for s in common]
+        out[key] = {"top1": multi, "margins": margins, "ablations": ablations}
+    return out
+
+
+def seed_findings(summary: dict[str, Any]) -> list[str]:
+    """Sentences on the ablations at severe, paired by seed (mean ± sd of full minus ablated)."""
+    out = []
+    for m, diffs in summary.get("ablations", {}).items():
+        mean, sd = _mean_sd(diffs)
+        word = "costs accuracy" if mean > 0 else "does NOT cost accuracy"
+        reliable = "" if abs(mean) > sd else "; smaller than its spread over seeds: not a reliable difference"
+        out.append(f"Ablation `{m}` at severe, paired over {len(diffs)} seeds: removing the module {word} "
+                   f"(full FineTec minus ablated: {100 * mean:+.1f} ± {100 * sd:.1f} points{reliable}).")
     return out
 
 
@@ -326,6 +347,9 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
         for (ds, regime, budget), summ in summaries.items():
             out += ["", f"### {titles.get(ds, ds)} — regime `{regime}`, budget `{budget}`", "",
                     seed_table(summ, meta.get("methods"))]
+            sf = seed_findings(summ)
+            if sf:
+                out += [""] + [f"- {line}" for line in sf]
     comp_groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in comp:
         comp_groups.setdefault((r["dataset"], r.get("budget"), r.get("seed")), []).append(r)
