@@ -289,3 +289,22 @@ def test_a_method_keeps_its_colour_in_every_panel():
     assert la["linear"][0] == lb["linear"][0] != la["finetec"][0]
     assert lb["finetec (mixed)"][1] != lb["finetec"][1]
     plt.close(fig)
+
+
+def test_accuracy_plot_averages_seeds_with_error_bars(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    lines, bars = [], []
+    real_plot, real_errorbar = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, *a, **k: lines.append((list(a[1]), k.get("label"))) or real_plot(self, *a, **k))
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar",
+                        lambda self, *a, **k: bars.append((list(a[1]), list(k["yerr"]))) or real_errorbar(self, *a, **k))
+    cells = [{"dataset": "d", "method": "finetec", "level": lv, "seed": s, "top1": acc}
+             for s, shift in ((0, 0.0), (1, 0.1)) for lv, acc in (("clean", 0.8 + shift), ("severe", 0.6 + shift))]
+    cells.append({"dataset": "d", "method": "stgcnpp", "level": "severe", "seed": 0, "top1": 0.5})
+    viz.plot_accuracy_vs_level(cells, tmp_path / "acc.png", dpi=30)
+    by_label = dict((label, ys) for ys, label in lines)
+    assert by_label["finetec (mean ± sd of 2 seeds)"] == pytest.approx([0.85, 0.65])
+    assert by_label["stgcnpp"] == pytest.approx([0.5])     # a single seed: no error bar
+    assert len(bars) == 1 and bars[0][1] == pytest.approx([0.1 / 2 ** 0.5] * 2)

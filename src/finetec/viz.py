@@ -672,15 +672,18 @@ def _default_colours() -> list[Any]:
     return plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
-def _plot_series(ax: Any, series: Mapping[tuple[str, str], Mapping[float, float]], colours: Mapping[str, Any]) -> None:
-    """Lines of (name, variant) -> {x: y}: colour by name, line style by variant (regime, budget...)."""
+def _plot_series(ax: Any, series: Mapping[tuple[str, str], Mapping[float, float]], colours: Mapping[str, Any],
+                 notes: Mapping[tuple[str, str], str] | None = None) -> None:
+    """Lines of (name, variant) -> {x: y}: colour by name, line style by variant (regime, budget...);
+    ``notes`` adds text to a line's legend label."""
     styles = ["-", "--", ":", "-."]
     variants: dict[str, int] = {}
     for (name, extra), pts in series.items():
         xs = sorted(pts)
         style = styles[variants.setdefault(extra, len(variants)) % len(styles)]
+        parts = [x for x in (extra, (notes or {}).get((name, extra), "")) if x]
         ax.plot(xs, [pts[x] for x in xs], marker="o", color=colours[name], linestyle=style,
-                label=name + (f" ({extra})" if extra else ""))
+                label=name + (f" ({', '.join(parts)})" if parts else ""))
 
 
 def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
@@ -689,7 +692,8 @@ def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.Pa
 
     cells: ``[{"dataset", "method", "level", <metric>, "regime", "budget" (both optional)}, ...]``
     as in the benchmark JSON; when regime or budget varies within a dataset it joins the line's
-    name. Levels are placed at their drop fraction.
+    name. Several cells of one method and level (several seeds) are drawn as their mean with an
+    error bar of one standard deviation. Levels are placed at their drop fraction.
     """
     _require(cells, ["dataset", "method", "level", metric], "cells")
     datasets = list(dict.fromkeys(str(c["dataset"]) for c in cells))
@@ -699,11 +703,25 @@ def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.Pa
     for ax, ds in zip(axes, datasets):
         rows = [(i, c) for i, c in enumerate(cells) if str(c["dataset"]) == ds]
         varying = [k for k in ("regime", "budget") if len({str(c.get(k, "")) for _, c in rows}) > 1]
-        series: dict[tuple[str, str], dict[float, float]] = {}
+        values: dict[tuple[str, str], dict[float, list[float]]] = {}
         for i, c in rows:
             extra = ", ".join(str(c[k]) for k in varying if c.get(k) not in (None, ""))
-            series.setdefault((str(c["method"]), extra), {})[pos[str(c["level"])]] = _number(c, metric, "cells", i)
-        _plot_series(ax, series, colours)
+            values.setdefault((str(c["method"]), extra), {}).setdefault(pos[str(c["level"])], []).append(
+                _number(c, metric, "cells", i))
+        series: dict[tuple[str, str], dict[float, float]] = {}
+        notes: dict[tuple[str, str], str] = {}
+        for key, pts in values.items():
+            name = key[0]
+            most = max(len(v) for v in pts.values())
+            if most > 1:
+                notes[key] = f"mean ± sd of {most} seeds"
+            series[key] = {x: float(np.mean(v)) for x, v in pts.items()}
+            spread = {x: float(np.std(v, ddof=1)) for x, v in pts.items() if len(v) > 1}
+            if spread:  # one standard deviation over the seeds
+                xs = sorted(spread)
+                ax.errorbar(xs, [series[key][x] for x in xs], yerr=[spread[x] for x in xs], fmt="none",
+                            ecolor=colours[name], elinewidth=1, capsize=3, alpha=0.6)
+        _plot_series(ax, series, colours, notes)
         _level_axis(ax, {lv: pos[lv] for lv in {str(c["level"]) for _, c in rows}})
         ax.set_title(ds, fontsize=10)
         ax.set_ylabel(metric.replace("_", "-") + (" accuracy" if metric in ("top1", "top5") else ""), fontsize=8)
