@@ -143,9 +143,8 @@ def _config_epochs(run: Path) -> int | None:
 
 def _by_gap_table(rows: dict, level: str) -> list[str]:
     """MPJPE per gap-length group at ``level`` (where a model can gain over interpolation)."""
-    from finetec.metrics.restoration import GAP_GROUPS
+    from finetec.metrics.restoration import GAP_GROUP_NAMES as groups
 
-    groups = [g[0] for g in GAP_GROUPS] + ["edge"]
     some = rows[f"{level}/linear"].get("by_gap")
     if not some:
         return []

@@ -105,11 +105,11 @@ def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
     and ``by_gap``: MPJPE per gap-length group (:func:`finetec.metrics.restoration.mpjpe_by_gap`)."""
     import torch
 
-    from finetec.metrics.restoration import GAP_GROUPS, mpjpe, mpjpe_by_gap, mpjve, n_mpjpe
+    from finetec.metrics.restoration import GAP_GROUP_NAMES, mpjpe, mpjpe_by_gap, mpjve, n_mpjpe
 
     sums = {"mpjpe": 0.0, "n_mpjpe": 0.0, "mpjve": 0.0}
     counts = {"mpjpe": 0, "n_mpjpe": 0, "mpjve": 0}
-    groups = [g[0] for g in GAP_GROUPS] + ["edge"]
+    groups = GAP_GROUP_NAMES
     gap_sum, gap_n = dict.fromkeys(groups, 0.0), dict.fromkeys(groups, 0)
     model.eval()
     with torch.no_grad():

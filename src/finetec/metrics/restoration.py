@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GAP_GROUPS", "gap_lengths", "mpjpe", "mpjpe_by_gap", "mpjve", "n_mpjpe"]
+__all__ = ["GAP_GROUPS", "GAP_GROUP_NAMES", "gap_lengths", "mpjpe", "mpjpe_by_gap", "mpjve", "n_mpjpe"]
 
 #: Groups of :func:`mpjpe_by_gap`: (name, shortest, longest) interior gap length in frames; "edge"
 #: collects the gaps at either end of the clip, whatever their length.
 GAP_GROUPS: tuple[tuple[str, int, int], ...] = (("1-3", 1, 3), ("4-7", 4, 7), ("8-15", 8, 15),
                                                ("16+", 16, 1 << 30))
+#: Every group :func:`mpjpe_by_gap` reports, in table order.
+GAP_GROUP_NAMES: tuple[str, ...] = tuple(g[0] for g in GAP_GROUPS) + ("edge",)
 
 
 def _np(x, dtype=np.float64) -> np.ndarray:
