@@ -17,10 +17,15 @@ DESCRIPTION = __doc__
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from finetec.benchmark.spec import BUDGETS, DEFAULT_DATA, LEVEL_ORDER, METHODS, REGIMES
+    from finetec.data.readers import add_reader_arguments
 
     p.add_argument("--data", nargs="+", metavar="PATH", default=None,
                    help=f"datasets: folders/files any reader understands, or synthetic:LAYOUT "
                         f"(default: {DEFAULT_DATA})")
+    add_reader_arguments(p, "-o layout=my_layout.json")
+    p.add_argument("--title", action="append", default=None, metavar="TEXT",
+                   help="title of the dataset in the tables (repeatable: one per --data, in order; default: "
+                        "the dataset's known name or its file name)")
     p.add_argument("--methods", nargs="+", metavar="NAME", default=None,
                    help=f"methods to compare ({', '.join(METHODS)}; default: the budget's)")
     p.add_argument("--levels", nargs="+", metavar="LEVEL", default=None,
@@ -30,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"{' | '.join(REGIMES)}: a model per level, or one model trained on mixed levels "
                         f"(default: per-level)")
     p.add_argument("--budget", default=None, metavar="NAME",
-                   help=f"{' | '.join(BUDGETS)} (default: quick for synthetic data, cpu otherwise)")
+                   help=f"{' | '.join(BUDGETS)} (default: quick for synthetic data, standard otherwise)")
     p.add_argument("--out", default="runs/benchmark", metavar="DIR",
                    help="output folder: results.json, results.md, plots, runs/ (default: runs/benchmark)")
     p.add_argument("--seed", type=int, default=0, help="seed of training and of the test corruption (default 0)")
@@ -54,7 +59,7 @@ def _budget_name(args: argparse.Namespace, specs: list[str]) -> str:
     if args.budget:
         return args.budget
     synthetic = all(s == "synthetic" or s.startswith("synthetic:") for s in specs)
-    return "quick" if synthetic else "cpu"
+    return "quick" if synthetic else "standard"
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -62,6 +67,12 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = ["finetec", "benchmark"]
     if args.data:
         parts += ["--data", *args.data]
+    if args.fmt:
+        parts += ["--format", args.fmt]
+    for opt in args.option or []:
+        parts += ["-o", opt]
+    for title in args.title or []:
+        parts += ["--title", title]
     for flag, value in (("--methods", args.methods), ("--levels", args.levels)):
         if value:
             parts += [flag, *value]
@@ -99,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         levels = resolve_levels(args.levels, budget)
         if args.device not in ("auto", "cpu", "cuda"):
             raise FinetecError(f"unknown device {args.device!r}; devices: auto, cpu, cuda")
-        entries = make_entries(specs)
+        from finetec.data.readers import parse_option_args
+
+        entries = make_entries(specs, args.title, args.fmt, parse_option_args(args.option))
         from finetec.benchmark.engine_backend import EngineBackend
 
         if args.threads is not None and args.threads < 0:
