@@ -85,7 +85,7 @@ class Budget:
     label_smoothing: of the recognizer's loss; threads: torch CPU threads per run (0 = torch's
     choice; the CPU budgets use 1: on a 2-core machine shared with other jobs, two threads per run
     measured 15-30x slower than one, idle it costs less than 2x); default_methods /
-    default_levels: what runs when the user names none. Nothing depends on the dataset's name.
+    default_levels / default_regime: what runs when the user names none. Nothing depends on the dataset's name.
     """
 
     name: str
@@ -113,6 +113,7 @@ class Budget:
     flip_prob: float = 0.0
     align_view: bool | None = None
     label_smoothing: float = 0.0
+    default_regime: str = "mixed"
     description: str = ""
 
     def epochs_for(self, num_fit: int, completion: bool = False) -> int:
@@ -135,14 +136,14 @@ _SMALL = {"base_channels": 32, "num_stages": 7, "inflate_stages": [4, 6], "down_
 BUDGETS: dict[str, Budget] = {
     # The quick start: synthetic data, tiny models, a handful of epochs; about 2 minutes on 2 cores.
     "quick": Budget(
-        name="quick", clip_len=32, epochs=12, batch_size=32, lr=0.1,
+        name="quick", clip_len=32, epochs=10, batch_size=32, lr=0.1,
         backbone={"base_channels": 16, "num_stages": 4, "inflate_stages": [3], "down_stages": [3]},
         finetec={"physics_hidden": 32, "fusion_width": 8},
         completion={"width": 64, "depth": 2, "merge_at": 1, "bank_size": 128},
         completion_epochs=5, completion_lr=1e-3,
         default_methods=("stgcnpp_zero", "stgcnpp_linear", "finetec"),
         default_levels=("clean", "severe"), threads=1,
-        description="synthetic quick start: T=32, width 16, 4 blocks, 12 epochs",
+        description="synthetic quick start: T=32, width 16, 4 blocks, 10 epochs",
     ),
     # The default for real data. What the project measured (docs/training.md): the registry's
     # small ST-GCN++ (width 32, 7 blocks) with SGD Nesterov, label smoothing and dropout 0.1, rotation
@@ -230,7 +231,8 @@ TITLES = {
     "utd_mhad": "UTD-MHAD (cross-subject)",
     "penn_action": "Penn Action (2D, real occlusion)",
 }
-DEFAULT_DATA = "synthetic:coco17"
+#: The quick start's data: 800 synthetic clips (588 to train, 212 to test).
+DEFAULT_DATA = "synthetic:coco17?clips=800"
 
 
 def dataset_key(spec: str) -> str:
@@ -266,11 +268,18 @@ def make_entries(specs: list[str], titles: list[str] | None = None, fmt: str | N
         if any(e.key == key for e in entries):
             raise FinetecError(f"dataset named twice (both would be {key!r})", s)
         title = (titles[i] if titles else None) or TITLES.get(key) or (
-            f"Synthetic ({key.partition('-')[2]})" if key.startswith("synthetic") else key)
+            _synthetic_title(s) if key.startswith("synthetic") else key)
         synthetic = s == "synthetic" or s.startswith("synthetic:")
         entries.append(DatasetEntry(spec=s, key=key, title=title, fmt=None if synthetic else fmt,
                                     options=() if synthetic else tuple(sorted((options or {}).items()))))
     return entries
+
+
+def _synthetic_title(spec: str) -> str:
+    """``synthetic:coco17?clips=800`` -> ``Synthetic (coco17, clips=800)``."""
+    rest = spec.partition(":")[2] or "coco17"
+    layout, _, query = rest.partition("?")
+    return f"Synthetic ({', '.join([layout or 'coco17', *filter(None, query.split('&'))])})"
 
 
 def resolve_methods(names: list[str] | None, budget: Budget) -> list[Method]:

@@ -128,8 +128,8 @@ class ResultsStore:
             if self.path.exists():
                 mine_cells, mine_comp = self.cells, self.completion
                 self._load()
-                self.cells = _merge(self.cells, mine_cells, cell_key)
-                self.completion = _merge(self.completion, mine_comp, completion_key)
+                self.cells = merge_rows(self.cells, mine_cells, cell_key)
+                self.completion = merge_rows(self.completion, mine_comp, completion_key)
             yield
 
     def add_cell(self, row: dict[str, Any]) -> None:
@@ -137,7 +137,7 @@ class ResultsStore:
         if missing:
             raise ValueError(f"cell lacks {missing}")
         with self._locked():
-            self.cells = _merge(self.cells, [row], cell_key)
+            self.cells = merge_rows(self.cells, [row], cell_key)
             self.save()
 
     def add_completion(self, rows: list[dict[str, Any]]) -> None:
@@ -146,7 +146,7 @@ class ResultsStore:
             if missing:
                 raise ValueError(f"completion row lacks {missing}")
         with self._locked():
-            self.completion = _merge(self.completion, rows, completion_key)
+            self.completion = merge_rows(self.completion, rows, completion_key)
             self.save()
 
     def update_meta(self, fn) -> None:
@@ -177,7 +177,7 @@ def dumps(results: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _merge(old: list[dict[str, Any]], new: list[dict[str, Any]], key) -> list[dict[str, Any]]:
+def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]], key) -> list[dict[str, Any]]:
     """``old`` with the rows of ``new`` added; a row of ``new`` replaces an old row of the same key."""
     keys = {key(r) for r in new}
     return [r for r in old if key(r) not in keys] + list(new)

@@ -31,9 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", nargs="+", metavar="LEVEL", default=None,
                    help=f"corruption levels ({', '.join(LEVEL_ORDER)}, or all; default: the budget's; "
                         f"per-level ablations run at severe only unless levels are given)")
-    p.add_argument("--regime", default="per-level", metavar="NAME",
-                   help=f"{' | '.join(REGIMES)}: a model per level, or one model trained on mixed levels "
-                        f"(default: per-level)")
+    p.add_argument("--regime", default=None, metavar="NAME",
+                   help=f"{' | '.join(REGIMES)}: a model per level, or one model trained on mixed levels and "
+                        f"tested at every level (default: the budget's, mixed)")
     p.add_argument("--budget", default=None, metavar="NAME",
                    help=f"{' | '.join(BUDGETS)} (default: quick for synthetic data, standard otherwise)")
     p.add_argument("--out", default="runs/benchmark", metavar="DIR",
@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-completion-table", action="store_true",
                    help="skip the gap-filler / completion-module restoration table")
     p.add_argument("--report-only", action="store_true",
-                   help="run nothing: regenerate the tables and plots from DIR/results.json")
+                   help="run nothing: regenerate the tables and plots from DIR/results.json (with --write-docs and "
+                        "no DIR/results.json: the page from the results file beside it, e.g. docs/results.json)")
     p.add_argument("--write-docs", metavar="FILE", default=None,
                    help="also write the results page to FILE (e.g. docs/results.md), plots beside it in img/")
     p.add_argument("--no-plots", action="store_true", help="write tables only")
@@ -76,7 +77,8 @@ def _command_line(args: argparse.Namespace) -> str:
     for flag, value in (("--methods", args.methods), ("--levels", args.levels)):
         if value:
             parts += [flag, *value]
-    parts += ["--regime", args.regime]
+    if args.regime:
+        parts += ["--regime", args.regime]
     if args.budget:
         parts += ["--budget", args.budget]
     parts += ["--seed", str(args.seed), "--out", args.out]
@@ -98,14 +100,18 @@ def run(args: argparse.Namespace) -> int:
     results_path = out / "results.json"
     command = _command_line(args)
 
+    docs_json = Path(args.write_docs).with_suffix(".json") if args.write_docs else None
+    docs_only = False   # --report-only --write-docs docs/results.md with no DIR/results.json: the page from docs/results.json
     if args.report_only:
         if not results_path.exists():
-            raise FinetecError("no results.json here: run the benchmark first", out)
-        store = ResultsStore(results_path)
+            if docs_json is None or not docs_json.exists():
+                raise FinetecError("no results.json here: run the benchmark first", out)
+            docs_only = True
+        store = ResultsStore(docs_json if docs_only else results_path)
     else:
         specs = args.data or [DEFAULT_DATA]
-        regime = resolve_regime(args.regime)
         budget = resolve_budget(_budget_name(args, specs))
+        regime = resolve_regime(args.regime or budget.default_regime)
         methods = resolve_methods(args.methods, budget)
         levels = resolve_levels(args.levels, budget)
         if args.device not in ("auto", "cpu", "cuda"):
@@ -129,11 +135,35 @@ def run(args: argparse.Namespace) -> int:
 
         store.update_meta(set_notes)
     results = store.to_dict()
-    report.write_report(results, out / "results.md", out, plots=not args.no_plots, source=str(results_path))
+    if not docs_only:
+        report.write_report(results, out / "results.md", out, plots=not args.no_plots, source=str(results_path))
     if args.write_docs:
         docs = Path(args.write_docs)
-        report.write_report(results, docs, docs.parent / "img", plots=not args.no_plots,
-                            prefix="benchmark_", source=str(results_path))
+        merged = results if docs_only else merge_into(docs_json, store)
+        report.write_report(merged, docs, docs.parent / "img", plots=not args.no_plots,
+                            prefix="benchmark_", source=str(docs_json))
     print(report.render_summary(results))
-    print(f"\nfull tables: {out / 'results.md'}" + (f"; docs page: {args.write_docs}" if args.write_docs else ""))
+    print("" if docs_only else f"\nfull tables: {out / 'results.md'}",
+          f"docs page: {args.write_docs}" if args.write_docs else "")
     return 0
+
+
+def merge_into(path: Path, run) -> dict:
+    """Add the cells, completion rows and dataset facts of ``run`` (a ResultsStore) to the results
+    file ``path`` (e.g. ``docs/results.json``, which keeps every recorded benchmark); a cell of the
+    same key is replaced. Returns the merged results."""
+    from finetec.benchmark.store import ResultsStore, merge_rows, cell_key, completion_key
+
+    docs = ResultsStore(path)
+
+    def merge(meta: dict) -> None:
+        for key, facts in run.meta.get("datasets", {}).items():
+            meta.setdefault("datasets", {}).setdefault(key, {}).update(facts)
+        meta.setdefault("methods", {}).update(run.meta.get("methods", {}))
+        meta["notes"] = list(dict.fromkeys([*meta.get("notes", []), *run.meta.get("notes", [])]))
+        meta["commands"] = list(dict.fromkeys([*meta.get("commands", []), *run.meta.get("commands", [])]))
+
+    docs.cells = merge_rows(docs.cells, run.cells, cell_key)
+    docs.completion = merge_rows(docs.completion, run.completion, completion_key)
+    docs.update_meta(merge)   # merges with the file under its lock, then saves
+    return docs.to_dict()
