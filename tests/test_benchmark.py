@@ -405,3 +405,35 @@ def test_reader_options_and_title(tmp_path, capsys):
     rc = main(["benchmark", "--data", str(tmp_path), "-o", "layout", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "not KEY=VALUE" in err
+
+
+def test_store_reads_schema_1_files(tmp_path):
+    """Files written before per-clip predictions: fields renamed, the commit taken from the version."""
+    p = tmp_path / "results.json"
+    old = {"dataset": "d", "method": "finetec", "regime": "mixed", "level": "severe", "top1": 0.5,
+           "mean_class": 0.5, "top5": None, "num_clips": 4, "train_seconds": 12.0, "seed": 0, "budget": "cpu",
+           "config": {}, "machine": "m", "code": "finetec 0.1.0 (08a1352+)"}
+    p.write_text(json.dumps({"cells": [old], "completion": [
+        {"dataset": "d", "filler": "zero", "level": "minor", "mpjpe": 1.0, "n_mpjpe": 1.0, "mpjve": 1.0,
+         "budget": "cpu", "seed": 0}]}))
+    store = ResultsStore(p)
+    c = store.cells[0]
+    assert (c["n_test"], c["wall_s"], c["commit"]) == (4, 12.0, "08a1352+") and "num_clips" not in c
+    assert store.completion[0]["by_gap"] is None and store.completion[0]["pattern"] == "random"
+    store.save()
+    assert json.loads(p.read_text())["schema"] == 2
+
+
+def test_write_docs_keeps_every_benchmark(tmp_path, capsys):
+    """--write-docs merges the run into docs/results.json; the page can be regenerated from it alone."""
+    _run(tmp_path / "a", FakeBackend())
+    docs = tmp_path / "docs" / "results.md"
+    assert main(["benchmark", "--report-only", "--out", str(tmp_path / "a"), "--write-docs", str(docs),
+                 "--no-plots"]) == 0
+    recorded = json.loads(docs.with_suffix(".json").read_text())
+    assert len(recorded["cells"]) == 4 and recorded["meta"]["datasets"]["synthetic-coco17"]["test_labels"]
+    docs.unlink()
+    assert main(["benchmark", "--report-only", "--out", str(tmp_path / "none"), "--write-docs", str(docs),
+                 "--no-plots"]) == 0
+    assert "| FineTec (`finetec`) | 65.0 (1) | 55.0 (1) |" in docs.read_text()
+    assert not (tmp_path / "none").exists()

@@ -71,7 +71,9 @@ def accuracy_table(cells: list[dict[str, Any]], method_titles: dict[str, str] | 
 
 
 #: A model whose final training top-1 is below this has not fit its training data: the report warns.
-FIT_WARNING = 0.7
+#: (Training top-1 is measured on corrupted, augmented clips, so a well-fit model may stay well below
+#: 100 %; 10-epoch runs on a 560-clip user dataset that a longer run improved by 23 points ended at 34-52 %.)
+FIT_WARNING = 0.6
 
 
 def group_key(c: dict[str, Any]) -> tuple[str, str, str]:
