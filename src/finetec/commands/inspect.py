@@ -115,9 +115,10 @@ def _check_rows(c: dict[str, Any] | None, shown: int = 3) -> list[tuple[str, str
     worst = ", ".join(f"{j} {100 * miss[j]:.0f} %" for j in c["most_missing"][:5]) or "none missing"
     rows = [("by joint", f"most missing: {worst}")]
     if c["bones"]:
-        top = ", ".join(f"{b['child']}->{b['parent']} {b['cv']:.2f}" for b in c["bones"][:shown])
-        rows.append(("bones", f"length CV over frames: typical {c['bone_cv_typical']:.2f}, "
-                              f"largest {top} ({c['clips_checked']} clips)"))
+        top = ", ".join(f"{b['child']}->{b['parent']} {b['length']:.2f} / {b['stretch']:.3f}"
+                        for b in c["bones"][:shown])
+        rows.append(("bones", f"length / std over frames, relative to body size: most stretching "
+                              f"{top}; typical std {c['bone_stretch_typical']:.3f} ({c['clips_checked']} clips)"))
     v = c["vertical"]
     if v["data_axis"] is not None:
         rows.append(("vertical", f"data extends most along {v['data_axis']}; layout up_axis "

@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     for line in describe_layout(layout):
         print(f"  {line}")
     if checks is not None:
-        bones = ", ".join(f"{b['child']}->{b['parent']} {b['cv']:.2f}" for b in checks["bones"][:3])
-        print(f"  on {args.data}: bone length CV typical {checks['bone_cv_typical']}, largest {bones}")
+        bones = ", ".join(f"{b['child']}->{b['parent']} {b['length']:.2f} / {b['stretch']:.3f}"
+                          for b in checks["bones"][:3])
+        print(f"  on {args.data}: bone length / std relative to body size, most stretching: {bones}")
     for w in warnings:
         print(f"  warning: {w}")
     print(f"wrote {out}")

@@ -130,6 +130,9 @@ class Layout:
         if not isinstance(d["joints"], (list, tuple)):
             raise FinetecError("joints: must be a list of joint names", origin)
         joints = tuple(str(j) for j in d["joints"])
+        if len(set(joints)) != len(joints):
+            dup = sorted({j for j in joints if joints.count(j) > 1})
+            raise FinetecError(f"joints: names are not unique ({', '.join(dup)})", origin)
 
         def idx(j: Any, where: str) -> int:
             if isinstance(j, str):

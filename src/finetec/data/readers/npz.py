@@ -141,8 +141,6 @@ def read(path: Path, *, layout: str | None = None, zero_is_missing: bool | str =
         [path.name.removesuffix(".npz")] if N == 1 else [f"{path.stem}_{i:05d}" for i in range(N)])
     if len(ids) != N:
         raise FinetecError(f"'id' has {len(ids)} entries for {N} clips", path)
-    stored = str(d["layout"]) if "layout" in d else None
-    lay = choose_layout(layout, V, path, stored=stored)
     names = class_names_option(class_names, path)
     if names is None and "class_names" in d:
         names = [str(c) for c in d["class_names"].reshape(-1)]
@@ -153,6 +151,8 @@ def read(path: Path, *, layout: str | None = None, zero_is_missing: bool | str =
         k, m, sc = trim_persons(k, m, sc)
         samples.append(make_sample(k, m, score=sc, id=ids[i], source=path, label=int(labels[i]),
                                    num_classes=len(names) or None))
+    stored = str(d["layout"]) if "layout" in d else None
+    lay = choose_layout(layout, V, path, stored=stored)      # after the data checks
     splits: dict[str, Any] = {k[len("split__"):]: v.reshape(-1).astype(np.int64)
                               for k, v in d.items() if k.startswith("split__")}
     meta: dict[str, Any] = {"dataset": path.stem}
