@@ -345,3 +345,26 @@ def test_3d_panels_name_their_axes(synth3d: SkeletonDataset) -> None:
     _Panel(ax, ClipView(s.keypoint, s.mask, synth3d.layout), show_mask=False, y_down=None,
            reference_mask=None, compact=True)
     assert ax.get_zlabel() == "y (up)" and {ax.get_xlabel(), ax.get_ylabel()} == {"x", "z"}
+
+
+def test_completed_plain_files_keep_a_user_layout(tmp_path: Path, synth3d: SkeletonDataset) -> None:
+    """A plain .npz / pose JSON written by ``complete`` stores a user layout whole, so it reads back."""
+    from finetec.commands.complete import write_npz, write_pose_json
+    from finetec.data.readers import relabel
+
+    mine = get_layout("ntu25").to_dict()
+    mine["name"] = "my25"
+    (tmp_path / "my25.json").write_text(json.dumps(mine))
+    ds = relabel(synth3d.subset([0]), str(tmp_path / "my25.json"))
+    out = tmp_path / "done.npz"
+    write_npz(out, ds, np.zeros(ds.mask.shape, bool), {"method": "linear"})
+    assert read_dataset(out).layout == ds.layout
+    coco = open_dataset("synthetic:coco17?clips=14&frames=8").subset([0])
+    mine2 = coco.layout.to_dict()
+    mine2["name"] = "my17"
+    from finetec.layouts import Layout
+
+    ds2 = relabel(coco, Layout.from_dict(mine2))
+    out2 = tmp_path / "done.json"
+    write_pose_json(out2, ds2, np.zeros(ds2.mask.shape, bool), {"method": "linear"})
+    assert read_dataset(out2).layout.name == "my17"
