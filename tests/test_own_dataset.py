@@ -395,3 +395,27 @@ def test_format_conventions_choose_with_a_note(tmp_path: Path, capsys: pytest.Ca
     j = tmp_path / "c.json"
     j.write_text(json.dumps([[{"keypoints": [10.0, 20.0, 1.0] * 17}]] * 3))
     assert read_dataset(j).layout.name == "coco17" and "assuming coco17" in capsys.readouterr().err
+
+
+def test_predict_and_complete_use_the_models_layout_for_unnamed_files(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """A plain .npz that names no layout, given to a model: read under the model's layout (noted),
+    not refused as ambiguous and not guessed."""
+    from test_api import clip, make_checkpoint
+
+    rng = np.random.default_rng(0)
+    ck = make_checkpoint(tmp_path / "ck", layout="h36m17", clip_len=16)
+    p = tmp_path / "c.npz"
+    np.savez(p, keypoint=clip(rng, T=20)[0])
+    with pytest.raises(FinetecError, match="ambiguous"):
+        read_dataset(p)
+    rc, out, err = _run(["predict", str(ck), str(p), "--top-k", "1"], capsys)
+    assert rc == 0, err
+    assert "using the model's layout h36m17" in err and "ambiguous" not in err
+    rc, out, err = _run(["complete", str(ck), str(p), str(tmp_path / "done.npz"), "--method", "linear"], capsys)
+    assert rc == 0, err
+    assert read_dataset(tmp_path / "done.npz").layout.name == "h36m17"
+    # a file that names another layout is not overridden
+    np.savez(p, keypoint=clip(rng, T=20)[0], layout="coco17")
+    rc, _, err = _run(["predict", str(ck), str(p)], capsys)
+    assert rc == 2 and "coco17" in err and "h36m17" in err

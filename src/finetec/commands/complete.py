@@ -150,6 +150,7 @@ def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
     from finetec.data import open_dataset
+    from finetec.data.readers._common import layout_fallback
     from finetec.errors import FinetecError
 
     out = Path(args.output)
@@ -159,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     if args.method == "model":
         pred.completion_module()  # fail early with a clear message
-    ds = open_dataset(args.input, fmt=args.format)
+    with layout_fallback(pred.layout):   # a file that names no layout: the model's
+        ds = open_dataset(args.input, fmt=args.format)
     if args.split is not None:
         ds = ds.subset(args.split)
     if len(ds) == 0:

@@ -35,6 +35,7 @@ def _label_name(ds, label: int) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
     from finetec.data import open_dataset
+    from finetec.data.readers._common import layout_fallback
     from finetec.errors import FinetecError
 
     if args.top_k < 1:
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     # read and check every input before printing anything
     datasets = []
     for spec in args.inputs:
-        ds = open_dataset(spec, fmt=args.format)
+        with layout_fallback(pred.layout):   # a file that names no layout: the model's
+            ds = open_dataset(spec, fmt=args.format)
         if args.split is not None:
             ds = ds.subset(args.split)
         if len(ds) == 0:
