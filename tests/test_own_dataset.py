@@ -419,3 +419,14 @@ def test_predict_and_complete_use_the_models_layout_for_unnamed_files(tmp_path: 
     np.savez(p, keypoint=clip(rng, T=20)[0], layout="coco17")
     rc, _, err = _run(["predict", str(ck), str(p)], capsys)
     assert rc == 2 and "coco17" in err and "h36m17" in err
+
+
+def test_builtin_layouts_pass_the_review() -> None:
+    from finetec.layouts import builtin_layouts
+    from finetec.layouts.draw import review_layout, tree_positions
+
+    for name in builtin_layouts():
+        lay = get_layout(name)
+        assert review_layout(lay) == [], name
+        pos = tree_positions(lay)
+        assert len({tuple(p) for p in pos}) == lay.num_joints, name     # no two joints drawn on one spot
