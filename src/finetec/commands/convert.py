@@ -1,35 +1,43 @@
-"""``finetec convert``: any supported input -> the canonical ``.finetec.npz`` (or a PYSKL pickle)."""
+"""``finetec convert``: any supported input -> the canonical ``.finetec.npz`` file or memory-mapped
+``.finetec`` folder (or a PYSKL pickle)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "convert a dataset to the canonical .finetec.npz file (or, for DST.pkl, a PYSKL pickle)"
+HELP = ("convert a dataset to the canonical .finetec.npz file or .finetec folder (or, for DST.pkl, "
+        "a PYSKL pickle)")
 DESCRIPTION = (
     "Read SRC (any supported format, detected or given with --format) and write DST: a canonical "
-    "finetec dataset file when DST ends in .npz (use the .finetec.npz suffix), a PYSKL pickle when "
-    "DST ends in .pkl. The output is written atomically: on any error no DST file is left behind.")
+    "finetec dataset file when DST ends in .npz (use the .finetec.npz suffix), a memory-mapped "
+    "canonical folder when DST ends in .finetec (for datasets larger than memory: NTU folders and "
+    "PYSKL pickles are written clip by clip as they are read, in bounded memory; -o workers=N "
+    "parses NTU files in N processes), a PYSKL pickle when DST ends in .pkl. The output is written "
+    "atomically: on any error no DST is left behind.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from finetec.data.readers import add_reader_arguments
 
     p.add_argument("src", metavar="SRC", help="dataset folder or file (or a synthetic spec)")
-    p.add_argument("dst", metavar="DST", help="output file: NAME.finetec.npz or NAME.pkl")
+    p.add_argument("dst", metavar="DST", help="output: NAME.finetec.npz, NAME.finetec (folder) or NAME.pkl")
     add_reader_arguments(p, "-o missing=ntu_missing.txt")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 
 def output_kind(dst: str) -> str:
-    """``canonical`` or ``pyskl`` from the destination's suffix; FinetecError otherwise."""
+    """``canonical``, ``store`` or ``pyskl`` from the destination's suffix; FinetecError otherwise."""
     from finetec.errors import FinetecError
 
-    name = Path(dst).name
+    name = Path(dst).name.rstrip("/")
     if name.endswith(".pkl"):
         return "pyskl"
     if name.endswith(".npz"):
         return "canonical"
-    raise FinetecError("unknown output type: DST must end in .finetec.npz (canonical) or .pkl (PYSKL)", dst)
+    if name.endswith(".finetec"):
+        return "store"
+    raise FinetecError("unknown output type: DST must end in .finetec.npz (canonical file), .finetec "
+                       "(memory-mapped canonical folder) or .pkl (PYSKL)", dst)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     kind = output_kind(args.dst)
     dst = Path(args.dst)
+    if kind == "store":
+        return _run_store(args, dst)
     if dst.is_dir():
         raise FinetecError("is a folder; give an output file name", dst)
     if dst.exists() and not args.overwrite:
@@ -59,4 +69,25 @@ def run(args: argparse.Namespace) -> int:
     n, k = len(ds), ds.num_classes
     print(f"wrote {dst} ({'PYSKL pickle' if kind == 'pyskl' else 'finetec canonical'}): "
           f"{n} clip{'s' * (n != 1)}, {k} class{'es' * (k != 1)}, layout {ds.layout.name}, splits: {splits}")
+    return 0
+
+
+def _run_store(args: argparse.Namespace, dst: Path) -> int:
+    """Convert into a memory-mapped ``.finetec`` folder, clip by clip (see :mod:`finetec.data.store`)."""
+    from finetec.data.readers import parse_option_args, stream_dataset
+    from finetec.data.store import is_store, open_store
+    from finetec.errors import FinetecError
+
+    if dst.exists() and not args.overwrite:
+        raise FinetecError("already exists (use --overwrite to replace it)", dst)
+    if dst.exists() and not is_store(dst):
+        raise FinetecError("exists and is not a finetec dataset folder; not replacing it", dst)
+    if Path(args.src).exists() and dst.exists() and Path(args.src).resolve() == dst.resolve():
+        raise FinetecError("SRC and DST are the same", dst)
+    stream_dataset(args.src, args.fmt, parse_option_args(args.option)).write(dst, overwrite=args.overwrite)
+    ds = open_store(dst)
+    splits = ", ".join(f"{k} ({len(v)})" for k, v in sorted(ds.splits.items())) or "none"
+    n, k = len(ds), ds.num_classes
+    print(f"wrote {dst} (finetec memory-mapped folder): {n} clip{'s' * (n != 1)}, {k} class{'es' * (k != 1)}, "
+          f"layout {ds.layout.name}, splits: {splits}")
     return 0

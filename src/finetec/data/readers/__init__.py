@@ -1,7 +1,9 @@
 """Readers: every supported skeleton file format -> :class:`~finetec.data.dataset.SkeletonDataset`.
 
 Each format is one module with ``NAME``, ``DESCRIPTION``, ``sniff(path) -> bool`` and
-``read(path, **options) -> SkeletonDataset``. ``read_dataset(path)`` detects the format with the
+``read(path, **options) -> SkeletonDataset``; a reader of large datasets also has
+``stream(path, **options) -> ClipStream`` (its options are then read from ``stream``), which
+hands clips over one at a time so that ``finetec convert`` writes them in bounded memory. ``read_dataset(path)`` detects the format with the
 ``sniff`` functions (in the order of :data:`READERS`) unless ``fmt`` names one.
 
     >>> ds = read_dataset("../shared/data/penn_action")        # doctest: +SKIP
@@ -22,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from finetec.data.dataset import SkeletonDataset
+from finetec.data.store import ClipStream
 from finetec.errors import FinetecError
 from finetec.data.readers import (
     canonical, ctrgcn, npz, ntu, nw_ucla, penn_action, pose_json, pyskl, utd_mhad,
@@ -34,7 +37,7 @@ READERS: dict[str, ModuleType] = {
 }
 
 __all__ = ["READERS", "detect_format", "open_with_options", "parse_option_args", "read_dataset",
-           "reader_options"]
+           "reader_options", "stream_dataset"]
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -56,7 +59,7 @@ def detect_format(path: str | os.PathLike) -> str:
 def reader_options(fmt: str) -> dict[str, Any]:
     """The options (keyword arguments with defaults) the reader ``fmt`` accepts."""
     mod = _reader(fmt)
-    sig = inspect.signature(mod.read)
+    sig = inspect.signature(getattr(mod, "stream", mod.read))
     return {k: v.default for k, v in sig.parameters.items()
             if v.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -78,16 +81,43 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
         raise FinetecError("no such file or folder", p)
     name = fmt or detect_format(p)
     mod = _reader(name)
+    _check_options(name, options, p)
+    ds = mod.read(p, **options)
+    if name != "finetec":
+        ds.meta.setdefault("source_format", name)
+    return ds
+
+
+def stream_dataset(spec: str | os.PathLike, fmt: str | None = None, options: dict[str, Any] | None = None
+                   ) -> ClipStream:
+    """The clips of ``spec`` one at a time (:class:`~finetec.data.store.ClipStream`): streamed by
+    readers that can (``ntu``, ``pyskl``), otherwise read whole (see :func:`open_with_options`)."""
+    p = Path(spec)
+    name = fmt or (detect_format(p) if p.exists() else None)
+    mod = READERS.get(name) if name else None
+    if mod is None or not hasattr(mod, "stream"):
+        return ClipStream.of_dataset(open_with_options(spec, fmt, options))
+    options = dict(options or {})
+    _check_options(name, options, p)
+    clips = mod.stream(p, **options)
+    finish = clips.finish
+
+    def finish_with_source() -> tuple[dict[str, Any], dict[str, Any]]:
+        splits, meta = finish()
+        return splits, {**meta, "source_format": meta.get("source_format", name)}
+
+    clips.finish = finish_with_source
+    return clips
+
+
+def _check_options(name: str, options: dict[str, Any], p: Path) -> None:
+    """FinetecError for an option the reader ``name`` does not take (a misspelling is an error)."""
     accepted = reader_options(name)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise FinetecError(
             f"reader {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"accepted: {', '.join(accepted) or 'none'}", p)
-    ds = mod.read(p, **options)
-    if name != "finetec":
-        ds.meta.setdefault("source_format", name)
-    return ds
 
 
 def add_reader_arguments(p: "argparse.ArgumentParser", example: str = "-o layout=coco17") -> None:
