@@ -85,7 +85,7 @@ class Sample:
             self._fail(f"mask shape {m.shape} does not match keypoint shape {kp.shape}")
         if self.score is not None and self.score.shape != (M, T, V):
             self._fail(f"score shape {self.score.shape} does not match keypoint shape {kp.shape}")
-        if not np.isfinite(kp[m]).all():
+        if not np.isfinite(kp).all() and not np.isfinite(kp[m]).all():  # the cheap test first
             self._fail("NaN or Inf in observed keypoints")
         if self.label is not None and self.num_classes is not None and not 0 <= self.label < self.num_classes:
             self._fail(f"label {self.label} outside 0..{self.num_classes - 1}")

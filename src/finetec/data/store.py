@@ -335,7 +335,7 @@ def check_clip(kp: np.ndarray, mk: np.ndarray, score: np.ndarray | None, src: An
         raise FinetecError(f"{where}: mask shape {mk.shape} does not match keypoint shape {kp.shape}", src)
     if kp.shape[1] < 1:
         raise FinetecError(f"{where}: clip is empty (0 frames)", src)
-    if not np.isfinite(kp[mk]).all():
+    if not np.isfinite(kp).all() and not np.isfinite(kp[mk]).all():  # the cheap test first
         raise FinetecError(f"{where}: NaN or Inf in observed keypoints", src)
     if score is not None and not np.isfinite(score).all():
         raise FinetecError(f"{where}: NaN or Inf in scores", src)
