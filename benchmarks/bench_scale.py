@@ -104,31 +104,43 @@ class PeakMemory:
 
 
 # -- generated clips ----------------------------------------------------------------------------
-def gen_clip(rng: np.random.Generator, i: int, frames: tuple[int, int], classes: int):
-    from finetec.data.sample import Sample
+class ClipMaker:
+    """Generated clips: a random pose per person plus small motion, ~10 % of joints missing.
+    Motion and missing joints are slices of fixed random banks, so that generating costs little
+    next to writing."""
 
-    T = int(rng.integers(frames[0], frames[1] + 1))
-    m = int(rng.integers(1, M + 1))
-    base = rng.standard_normal((m, 1, V, C), dtype=np.float32)
-    kp = base + 0.01 * rng.random((m, T, V, C), dtype=np.float32)
-    mask = rng.random((m, T, V), dtype=np.float32) > 0.1
-    mask[:, 0] = True
-    kp[~mask] = 0
-    name = f"S{1 + i % 32:03d}C{1 + i % 3:03d}P{1 + i % 106:03d}R{1 + i % 2:03d}A{1 + i % classes:03d}_{i:06d}"
-    return Sample(keypoint=kp, mask=mask, label=i % classes, id=name, num_classes=classes)
+    def __init__(self, frames: tuple[int, int], classes: int, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.frames, self.classes = frames, classes
+        self.motion = 0.01 * self.rng.random((M, 2 * frames[1], V, C), dtype=np.float32)
+        self.missing = self.rng.random((M, 2 * frames[1], V), dtype=np.float32) < 0.1
+
+    def __call__(self, i: int):
+        from finetec.data.sample import Sample
+
+        rng = self.rng
+        T = int(rng.integers(self.frames[0], self.frames[1] + 1))
+        m = int(rng.integers(1, M + 1))
+        a = int(rng.integers(0, self.frames[1]))
+        kp = rng.standard_normal((m, 1, V, C), dtype=np.float32) + self.motion[:m, a:a + T]
+        mask = ~self.missing[:m, a:a + T]
+        kp[~mask] = 0
+        k = self.classes
+        name = f"S{1 + i % 32:03d}C{1 + i % 3:03d}P{1 + i % 106:03d}R{1 + i % 2:03d}A{1 + i % k:03d}_{i:06d}"
+        return Sample(keypoint=kp, mask=mask, label=i % k, id=name, num_classes=k)
 
 
 def phase_convert(a: argparse.Namespace) -> dict:
     from finetec.data.store import DatasetWriter
 
-    rng = np.random.default_rng(0)
     classes = 120
+    make = ClipMaker((a.min_frames, a.max_frames), classes)
     t0 = time.perf_counter()
     with PeakMemory() as mem:
         with DatasetWriter(a.path, "ntu25", [f"A{k + 1}" for k in range(classes)], max_persons=M, dim=C,
                            overwrite=True) as w:
             for i in range(a.clips):
-                w.add(gen_clip(rng, i, (a.min_frames, a.max_frames), classes))
+                w.add(make(i))
             n = len(w)
             w.close(splits={"train": np.arange(0, n, 2), "test": np.arange(1, n, 2)},
                     meta={"dataset": "generated NTU-120-scale"})

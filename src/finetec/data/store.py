@@ -460,31 +460,29 @@ class ClipReader:
 
     def __init__(self, folder: Path, parts: dict[str, np.memmap]):
         self.folder = folder
-        self.arrays = parts
-        self._fds: dict[str, int] = {}
-        self.pid = os.getpid()
+        # per part: (data offset in the file, bytes per frame, frame shape, dtype)
+        self.layout = {name: (int(arr.offset), arr.dtype.itemsize * int(np.prod(arr.shape[1:])),
+                              tuple(arr.shape[1:]), arr.dtype) for name, arr in parts.items()}
+        self._fds: dict[str, int] = {}  # pread ignores the file position: safe to share after fork
 
     def _fd(self, name: str) -> int:
-        if self.pid != os.getpid():  # forked: file descriptors are shared but fine for pread
-            self.pid = os.getpid()
         fd = self._fds.get(name)
         if fd is None:
             fd = self._fds[name] = os.open(self.folder / name, os.O_RDONLY)
         return fd
 
     def rows(self, name: str, a: int, b: int) -> np.ndarray:
-        arr = self.arrays[name]
-        row = arr.dtype.itemsize * int(np.prod(arr.shape[1:]))
-        out = np.empty((b - a,) + arr.shape[1:], arr.dtype)
-        buf = memoryview(out).cast("B")
-        want = len(buf)
-        got = os.preadv(self._fd(name), [buf], arr.offset + a * row) if want else 0
+        """Frames ``a:b`` of a part, read into a new array."""
+        start, row, tail, dtype = self.layout[name]
+        out = np.empty((b - a, *tail), dtype)
+        want = (b - a) * row
+        got = os.preadv(self._fd(name), [out], start + a * row) if want else 0
         if got != want:
-            raise FinetecError(f"part {name} is truncated (short read at frame {a})", self.folder / name)
+            raise _part_error(self.folder, name, f"truncated (short read at frame {a})")
         return out
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"folder": self.folder, "arrays": self.arrays, "_fds": {}, "pid": 0}
+        return {"folder": self.folder, "layout": self.layout, "_fds": {}}
 
     def __del__(self) -> None:
         for fd in self._fds.values():
