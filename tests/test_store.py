@@ -304,3 +304,54 @@ def test_write_store_with_extra_and_clip_meta(tmp_path: Path) -> None:
     back = open_store(p)
     assert back.clip_meta[2] == ds.clip_meta[2] and len(back.clip_meta) == 5
     assert verify(p)["parts"] == len(json.loads((p / "index.json").read_text())["parts"])
+
+
+@pytest.mark.slow
+def test_resume_mid_epoch_from_a_folder_reaches_the_same_weights(tmp_path: Path) -> None:
+    """Training from a .finetec folder with DataLoader workers, interrupted right after a
+    mid-epoch checkpoint (runtime.checkpoint_every), resumes inside the epoch to the weights and
+    metrics of the uninterrupted run."""
+    import torch
+
+    from finetec.engine.checkpoint import load_model
+    from finetec.engine.config import Config, apply_overrides
+    from finetec.engine.train import Trainer, train
+
+    ds = open_dataset("synthetic:coco17?clips=24&seed=1&subjects=3")
+    folder = ds.save(tmp_path / "d.finetec")
+    cfg = apply_overrides(Config(), [
+        f"data.path={folder}", "data.val_fraction=0.25", "pipeline.clip_len=8", "pipeline.level=moderate",
+        "pipeline.augment=true", "model.name=stgcnpp", "model.base_channels=8", "model.num_stages=2",
+        "model.inflate_stages=[2]", "model.down_stages=[2]", "model.dropout=0.3", "optim.epochs=2",
+        "optim.batch_size=4", "runtime.threads=1", "runtime.tensorboard=off", "runtime.num_workers=1",
+        "runtime.checkpoint_every=2"])
+    straight = train(cfg, tmp_path / "a")
+
+    class Killed(Exception):
+        pass
+
+    saves = []
+    original = Trainer._save_mid_epoch
+
+    def save_then_die(self, *args):
+        original(self, *args)
+        saves.append(args[2:4])  # (epoch, batch)
+        if len(saves) == 3:  # inside the second epoch
+            raise Killed
+
+    Trainer._save_mid_epoch = save_then_die
+    try:
+        with pytest.raises(Killed):
+            train(cfg, tmp_path / "b")
+    finally:
+        Trainer._save_mid_epoch = original
+    assert saves[-1][0] == 1 and 0 < saves[-1][1]
+    resumed = train(cfg, tmp_path / "b", resume=True)
+    assert "resumed from" in (tmp_path / "b" / "train.log").read_text()
+    assert f"at step {saves[-1][1]} of epoch 2" in (tmp_path / "b" / "train.log").read_text()
+    wa = load_model(tmp_path / "a" / "last")[0].state_dict()
+    wb = load_model(tmp_path / "b" / "last")[0].state_dict()
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6), k
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert strip(straight["history"]) == strip(resumed["history"])
