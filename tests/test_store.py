@@ -235,6 +235,9 @@ def test_verify_rechecks_content_with_valid_checksums(small, capsys) -> None:
     ("persons.finetec.npz", lambda d: {"persons": d["persons"] + 5}, "person count 6 outside 1..1"),
     ("floatmask.finetec.npz", lambda d: {"mask": d["mask"].astype(np.float32)}, "mask must be boolean"),
     ("meta.finetec.npz", lambda d: {"meta": np.array("{not json")}, "field meta is not valid JSON"),
+    ("deep.finetec.npz", lambda d: {"meta": np.array("[" * 100000 + "]" * 100000)}, "field meta is not valid JSON"),
+    ("layout.finetec.npz", lambda d: {"layout": np.array("{")}, "field layout is not valid JSON"),
+    ("layout2.finetec.npz", lambda d: {"layout": np.array('{"joints": 3}')}, "layout is missing field"),
     ("labels.finetec.npz", lambda d: {"label": d["label"].astype(np.float64)}, "field label must be a 1-D integer"),
     ("ids.finetec.npz", lambda d: {"id": np.arange(len(d["id"]))}, "field id must be a 1-D array of strings"),
     ("offsets.finetec.npz", lambda d: {"offsets": d["offsets"] * 2}, "offsets point to"),
@@ -311,9 +314,8 @@ def test_resume_mid_epoch_from_a_folder_reaches_the_same_weights(tmp_path: Path)
     """Training from a .finetec folder with DataLoader workers, interrupted right after a
     mid-epoch checkpoint (runtime.checkpoint_every), resumes inside the epoch to the weights and
     metrics of the uninterrupted run."""
-    import torch
+    from test_engine_train import assert_same_run
 
-    from finetec.engine.checkpoint import load_model
     from finetec.engine.config import Config, apply_overrides
     from finetec.engine.train import Trainer, train
 
@@ -349,9 +351,4 @@ def test_resume_mid_epoch_from_a_folder_reaches_the_same_weights(tmp_path: Path)
     resumed = train(cfg, tmp_path / "b", resume=True)
     assert "resumed from" in (tmp_path / "b" / "train.log").read_text()
     assert f"at step {saves[-1][1]} of epoch 2" in (tmp_path / "b" / "train.log").read_text()
-    wa = load_model(tmp_path / "a" / "last")[0].state_dict()
-    wb = load_model(tmp_path / "b" / "last")[0].state_dict()
-    for k in wa:
-        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6), k
-    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
-    assert strip(straight["history"]) == strip(resumed["history"])
+    assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)

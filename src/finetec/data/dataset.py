@@ -270,14 +270,12 @@ class SkeletonDataset:
         for key in ("id", "class_names"):
             if d[key].ndim != 1 or d[key].dtype.kind != "U":
                 raise FinetecError(f"field {key} must be a 1-D array of strings, got {d[key].dtype}", p)
-        if d["layout"].ndim != 0 or d["layout"].dtype.kind != "U":
-            raise FinetecError("field layout must be one JSON string", p)
         if d["keypoint"].ndim != 4:
             raise FinetecError(f"field keypoint must be (F, M, V, C), got shape {d['keypoint'].shape}", p)
         ds = cls(
             keypoint=d["keypoint"], mask=d["mask"], offsets=d["offsets"].astype(np.int64),
             persons=d["persons"], label=d["label"].astype(np.int64), ids=d["id"],
-            layout=Layout.from_json(str(d["layout"]), origin=str(p)),
+            layout=Layout.from_dict(_json_field(d, "layout", p, dict), origin=str(p)),
             class_names=[str(c) for c in d["class_names"]],
             splits={k[len("split__"):]: d[k].astype(np.int64) for k in d if k.startswith("split__")},
             score=d.get("score"), meta=meta, clip_meta=clip_meta, source=str(p),
