@@ -158,7 +158,8 @@ class DatasetWriter:
     ``max_persons`` (M) and ``dim`` (C) fix the frame layout; clips with fewer persons are padded
     (mask False). Each clip is checked as it is added (the checks of a freshly read dataset: shape,
     joint count, NaN/Inf at observed joints, label range, unique id). Memory: the open file
-    buffers (a few MB) plus about 100 bytes per clip for the index (offsets, persons, labels, ids).
+    buffers (a few MB) plus about 200 bytes per clip for the index (offsets, persons, labels, ids
+    and the set of ids seen), whatever the size of the clips.
     Use as a context manager, or call :meth:`close` / :meth:`abort`; nothing is left at ``path``
     unless :meth:`close` succeeds.
 
@@ -603,6 +604,10 @@ def open_store(path: str | os.PathLike) -> Any:
     if layout.num_joints != V:
         raise FinetecError(f"damaged part {INDEX}: layout has {layout.num_joints} joints, data {V}",
                            folder / INDEX)
+    # per-clip arrays as plain ndarray views of their maps: still paged in lazily, but indexing a
+    # plain array costs a fraction of np.memmap's Python-level __getitem__ (ds[i] does five)
+    offsets, persons, label, ids = (np.asarray(a) for a in (offsets, persons, label, ids))
+    splits = {k: np.asarray(v) for k, v in splits.items()}
     ds = SkeletonDataset(
         keypoint=arrays["keypoint.npy"], mask=arrays["mask.npy"], offsets=offsets, persons=persons,
         label=label, ids=ids, layout=layout, class_names=list(index["class_names"]), splits=splits,
