@@ -75,6 +75,14 @@ def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
     replace(ds, meta={**ds.meta, "completion": info}).save(path, extra={"filled": filled})
 
 
+def _layout_field(layout: Any) -> str:
+    """A built-in layout's name, else the whole layout as JSON (both readers take either)."""
+    from finetec.models.registry import layout_to_config
+
+    ref = layout_to_config(layout)
+    return ref if isinstance(ref, str) else layout.to_json()
+
+
 def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
     """Plain ``.npz``: keypoint (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of
     equal length, mask, filled, label, id, layout, class_names."""
@@ -101,7 +109,7 @@ def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> 
     arrays = {
         "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
         "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
-        "id": ds.ids.astype(str), "layout": np.array(ds.layout.name),
+        "id": ds.ids.astype(str), "layout": np.array(_layout_field(ds.layout)),
         "class_names": np.array(ds.class_names, dtype=str),
         "completion": np.array(json.dumps(info)),
     }
@@ -135,7 +143,7 @@ def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
             people.append({"keypoints": [round(float(v), 6) for v in flat],
                            "filled": [int(v) for v in fl[m, t]]})
         frames.append({"frame": t, "people": people})
-    doc = {"id": str(ds.ids[0]), "layout": ds.layout.name, "completion": info, "frames": frames}
+    doc = {"id": str(ds.ids[0]), "layout": _layout_field(ds.layout), "completion": info, "frames": frames}
     write_text_atomic(path, json.dumps(doc) + "\n")
 
 

@@ -37,7 +37,7 @@ READERS: dict[str, ModuleType] = {
 }
 
 __all__ = ["READERS", "detect_format", "open_with_options", "parse_option_args", "read_dataset",
-           "reader_options", "stream_dataset"]
+           "reader_options", "relabel", "stream_dataset"]
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -81,11 +81,11 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
         raise FinetecError("no such file or folder", p)
     name = fmt or detect_format(p)
     mod = _reader(name)
-    _check_options(name, options, p)
+    relabel_to = _check_options(name, options, p)
     ds = mod.read(p, **options)
     if name != "finetec":
         ds.meta.setdefault("source_format", name)
-    return ds
+    return ds if relabel_to is None else relabel(ds, relabel_to)
 
 
 def stream_dataset(spec: str | os.PathLike, fmt: str | None = None, options: dict[str, Any] | None = None
@@ -98,8 +98,10 @@ def stream_dataset(spec: str | os.PathLike, fmt: str | None = None, options: dic
     if mod is None or not hasattr(mod, "stream"):
         return ClipStream.of_dataset(open_with_options(spec, fmt, options))
     options = dict(options or {})
-    _check_options(name, options, p)
+    relabel_to = _check_options(name, options, p)
     clips = mod.stream(p, **options)
+    if relabel_to is not None:
+        clips.layout = _relabel_layout(clips.layout, relabel_to, p)
     finish = clips.finish
 
     def finish_with_source() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -110,14 +112,46 @@ def stream_dataset(spec: str | os.PathLike, fmt: str | None = None, options: dic
     return clips
 
 
-def _check_options(name: str, options: dict[str, Any], p: Path) -> None:
-    """FinetecError for an option the reader ``name`` does not take (a misspelling is an error)."""
+def _check_options(name: str, options: dict[str, Any], p: Path) -> Any:
+    """FinetecError for an option the reader ``name`` does not take (a misspelling is an error).
+    A ``layout`` option for a reader without one is removed from ``options`` and returned (the
+    data are relabelled, see :func:`relabel`); None otherwise."""
     accepted = reader_options(name)
+    relabel_to = options.pop("layout", None) if "layout" not in accepted else None
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise FinetecError(
             f"reader {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"accepted: {', '.join(accepted) or 'none'}", p)
+    return relabel_to
+
+
+def relabel(ds: SkeletonDataset, layout: Any) -> SkeletonDataset:
+    """``ds`` with another layout of the same joint count (the data are unchanged): how the
+    ``layout`` option applies to formats whose layout is fixed or stored (e.g. a canonical file)."""
+    import dataclasses
+
+    new = _relabel_layout(ds.layout, layout, ds.source)
+    if new == ds.layout:
+        return ds
+    out = dataclasses.replace(ds, layout=new, meta={**ds.meta, "relabelled_from": ds.layout.name})
+    out.store = ds.store  # the same arrays: a memory-mapped dataset keeps its clip reader
+    return out
+
+
+def _relabel_layout(old: Any, layout: Any, source: Any) -> Any:
+    """The layout named by a ``layout`` option, with the joint count of ``old``."""
+    from finetec.layouts import get_layout
+
+    old = get_layout(old)
+    try:
+        new = get_layout(layout)
+    except FinetecError as e:
+        raise FinetecError(f"the layout option: {e}", source) from None
+    if new.num_joints != old.num_joints:
+        raise FinetecError(f"wrong joint count: the data has {old.num_joints} joints but layout "
+                           f"{new.name!r} has {new.num_joints}", source)
+    return new
 
 
 def add_reader_arguments(p: "argparse.ArgumentParser", example: str = "-o layout=coco17") -> None:

@@ -174,7 +174,7 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
     if len(counts) > 1:
         raise FinetecError(f"wrong joint count: persons have different joint counts {sorted(counts)}", path)
     V = counts.pop()
-    lay = choose_layout(layout, V, path, stored=stored)
+    lay = choose_layout(layout, V, path, stored=stored, usual={17: "coco17"})  # COCO keypoints
     kp, mask, score = _assign(frames, max_p, V, threshold, path)
     sample = make_sample(kp, mask, score=score, id=clip_id, source=path, meta={"frames": len(frames)})
     return SkeletonDataset.from_samples([sample], lay, [], meta={"dataset": clip_id, "units": "pixels"},
