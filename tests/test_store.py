@@ -276,6 +276,7 @@ def test_convert_streams_ntu_and_pyskl(tmp_path: Path, ntu_folder: Path, capsys)
     _same(read_dataset(tmp_path / "gym_hrnet.pkl"), back)
     assert back.score is not None and back.meta["source_format"] == "pyskl"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    capsys.readouterr()
     # a folder that is not a dataset is never replaced
     (tmp_path / "mine.finetec").mkdir()
     (tmp_path / "mine.finetec" / "keep.txt").write_text("x")
