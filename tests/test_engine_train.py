@@ -134,6 +134,7 @@ def test_resume_reaches_the_same_weights(tiny_data, tmp_path):
     assert load_model(tmp_path / "a")[1]["epoch"] == best["epoch"]
     # A different seed gives different weights (the comparison above is not vacuous).
     train(cfg_for(tiny_data, *extra, "seed=1"), tmp_path / "c")
+    wa = load_model(tmp_path / "a" / "last")[0].state_dict()
     wc = load_model(tmp_path / "c" / "last")[0].state_dict()
     assert not all(torch.allclose(wa[k].float(), wc[k].float()) for k in wa)
 
