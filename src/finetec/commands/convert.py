@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "convert a dataset to the canonical .finetec.npz file (or, for DST.pkl, a PYSKL pickle)"
+HELP = "convert a dataset to the canonical .finetec.npz file (or a PYSKL pickle, or one clip as pose JSON)"
 DESCRIPTION = (
     "Read SRC (any supported format, detected or given with --format) and write DST: a canonical "
     "finetec dataset file when DST ends in .npz (use the .finetec.npz suffix), a PYSKL pickle when "
-    "DST ends in .pkl. The output is written atomically: on any error no DST file is left behind.")
+    "DST ends in .pkl, one clip as pose JSON (2D or 3D, what a pose estimator writes) when DST ends "
+    "in .json (pick the clip with --id). The output is written atomically: on any error no DST file "
+    "is left behind.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,19 +19,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="dataset folder or file (or a synthetic spec)")
     p.add_argument("dst", metavar="DST", help="output file: NAME.finetec.npz or NAME.pkl")
     add_reader_arguments(p, "-o missing=ntu_missing.txt")
+    p.add_argument("--id", dest="ids", action="append", default=None, metavar="ID",
+                   help="only the clip with this id (repeatable); a .json DST holds exactly one clip")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 
 def output_kind(dst: str) -> str:
-    """``canonical`` or ``pyskl`` from the destination's suffix; FinetecError otherwise."""
+    """``canonical``, ``pyskl`` or ``pose_json`` from the destination's suffix; FinetecError otherwise."""
     from finetec.errors import FinetecError
 
     name = Path(dst).name
     if name.endswith(".pkl"):
         return "pyskl"
+    if name.endswith(".json"):
+        return "pose_json"
     if name.endswith(".npz"):
         return "canonical"
-    raise FinetecError("unknown output type: DST must end in .finetec.npz (canonical) or .pkl (PYSKL)", dst)
+    raise FinetecError("unknown output type: DST must end in .finetec.npz (canonical), .pkl (PYSKL) or .json "
+                       "(one clip as pose JSON)", dst)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +55,20 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.src).exists() and dst.exists() and Path(args.src).resolve() == dst.resolve():
         raise FinetecError("SRC and DST are the same file", dst)
     ds = open_with_options(args.src, args.fmt, parse_option_args(args.option))
+    if args.ids:
+        ds = ds.subset([ds.index_of(i) for i in args.ids])
+    if kind == "pose_json":
+        from finetec.data.readers import pose_json
+
+        if len(ds) != 1:
+            raise FinetecError(f"a pose JSON file holds one clip and SRC has {len(ds)}; pick one with --id "
+                               f"(e.g. --id {ds.ids[0]})", dst)
+        pose_json.write(dst, ds)
+        clip = ds[0]
+        print(f"wrote {dst} (pose JSON, {ds.dim}D): clip {clip.id!r}, {clip.num_frames} frames, "
+              f"layout {ds.layout.name}" + (f", label {ds.class_names[clip.label]}" if clip.label is not None
+                                             and clip.label < ds.num_classes else ""))
+        return 0
     if kind == "pyskl":
         write_pyskl(ds, dst)
     else:
