@@ -19,8 +19,9 @@ CHECKPOINT_PARTS = ("best", "last", "model.safetensors", "checkpoint.json")
 
 
 def shown_path(path: str | os.PathLike | None) -> str:
-    """``path`` relative to the working folder when that is no more than two levels up
-    (``/work/shared/data/x`` seen from ``/work/proj`` -> ``../shared/data/x``), else as given."""
+    """``path`` relative to the working folder when that is not longer than the absolute path
+    (``/work/shared/data/x`` seen from ``/work/proj`` -> ``../shared/data/x``, how a config or a
+    user writes it); a relative path or a synthetic spec as given."""
     if path is None:
         return ""
     s = os.fspath(path)
@@ -30,7 +31,7 @@ def shown_path(path: str | os.PathLike | None) -> str:
         rel = os.path.relpath(s)
     except ValueError:  # another drive (Windows)
         return s
-    return rel if not rel.startswith(os.path.join("..", "..", "..")) else s
+    return rel if len(rel) <= len(s) else s
 
 
 def run_name(path: str | os.PathLike | None) -> str:
@@ -51,12 +52,9 @@ def run_name(path: str | os.PathLike | None) -> str:
 
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
-    """Send everything written to file descriptor 1 (by Python or native code) to the null device
-    for the duration; sys.stdout is flushed before and after."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # a replaced stdout without a descriptor
-        fd = 1
+    """Send everything written to file descriptor 1 (where native libraries write, whatever
+    sys.stdout is) to the null device for the duration; sys.stdout is flushed before and after."""
+    fd = 1
     sys.stdout.flush()
     saved = os.dup(fd)
     null = os.open(os.devnull, os.O_WRONLY)

@@ -36,6 +36,24 @@ def _label_name(ds, label: int) -> str | None:
     return ds.class_names[label] if label < len(ds.class_names) else str(label)
 
 
+def _probabilities(pred, ds, batch_size: int, desc: str):
+    """``pred.probabilities`` over the dataset in chunks, with a progress bar on stderr (on a
+    terminal, for 200 clips or more)."""
+    import numpy as np
+
+    from finetec.data.readers._common import progress_counter
+
+    bar = progress_counter(len(ds), desc)
+    chunk = max(4 * batch_size, 64)
+    out = []
+    for a in range(0, len(ds), chunk):
+        b = min(a + chunk, len(ds))
+        out.append(pred.probabilities([ds[i] for i in range(a, b)], batch_size=batch_size))
+        bar.update(b - a)
+    bar.close()
+    return np.concatenate(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
     from finetec.data.readers import open_with_options, parse_option_args
@@ -66,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     total = correct = labelled = 0
     for spec, ds in datasets:
-        probs = pred.probabilities(ds, batch_size=args.batch_size)
+        probs = _probabilities(pred, ds, args.batch_size, f"predict {spec}" if several else "predict")
         tops = pred.top_k(probs, args.top_k)
         for i, top in enumerate(tops):
             label = _label_name(ds, int(ds.label[i]))

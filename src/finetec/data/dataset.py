@@ -180,7 +180,8 @@ class SkeletonDataset:
         """One line (the arrays are summarised, never printed)."""
         splits = ", ".join(f"{k}: {len(v)}" for k, v in sorted(self.splits.items())) or "none"
         src = f", source {self.source!r}" if self.source else ""
-        return (f"SkeletonDataset({len(self)} clips, {int(self.lengths.sum())} frames, layout {self.layout.name} "
+        n = len(self)
+        return (f"SkeletonDataset({n} clip{'s' * (n != 1)}, {int(self.lengths.sum())} frames, layout {self.layout.name} "
                 f"({self.layout.num_joints} joints, {self.dim}D), {self.num_classes} classes, "
                 f"splits {{{splits}}}{src})")
 

@@ -17,8 +17,8 @@ ambiguity otherwise (x, y, score or x, y, z?); a flat ``keypoints`` list is COCO
 an error when a third value is not a score (outside [0, 1] and not a COCO visibility 0/1/2), since
 that is probably a depth. A z is never read as a score silently.
 
-A clip file is a list of frames or ``{"frames": [...], "layout": NAME, "dim": 2 | 3, "units": TEXT}``
-(all but ``frames`` optional); a list of
+A clip file is a list of frames or ``{"frames": [...], "id": TEXT, "layout": NAME, "dim": 2 | 3,
+"units": TEXT}`` (all but ``frames`` optional; the id defaults to the file name); a list of
 COCO results (``{"image_id", "keypoints", ...}``) is grouped into frames by ``image_id``. A folder holds one
 frame per ``.json`` file, in natural name order (``frame_2`` before ``frame_10``).
 
@@ -239,7 +239,8 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
             want = in_file
         raw = _frames_of_file(data, path)
         frames = [_frame_people(fr, f"frame {t + 1}", path, want) for t, fr in enumerate(raw)]
-        clip_id = path.stem
+        clip_id = data["id"] if isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"] \
+            else path.stem
     if not frames:
         raise FinetecError("clip is empty (0 frames)", path)
     counts = {len(p) for fr in frames for p in fr}
