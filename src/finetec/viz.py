@@ -362,6 +362,12 @@ class _Panel:
             ax.set_box_aspect((1, 1, 1), zoom=1.25)
             ax.view_init(elev=12, azim=-70)
             ax.set_xticklabels([]); ax.set_yticklabels([]); ax.set_zticklabels([])
+            order, signs = _axes_3d(clip)  # which data coordinate each plot axis shows
+            names = [("-" if s < 0 else "") + "xyz"[o] for o, s in zip(order, signs)]
+            fs, pad = (6, -14) if compact else (8, -10)
+            ax.set_xlabel(names[0], fontsize=fs, labelpad=pad)
+            ax.set_ylabel(names[1], fontsize=fs, labelpad=pad)
+            ax.set_zlabel(f"{names[2]} (up)", fontsize=fs, labelpad=pad)
         else:
             ax.set_xlim(*lim[0])
             ax.set_ylim(*(lim[1][::-1] if y_down else lim[1]))

@@ -82,6 +82,7 @@ def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
 def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
     """Plain ``.npz``: keypoint (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of
     equal length, mask, filled, label, id, layout, class_names."""
+    from finetec.data.readers.pose_json import layout_field
     from finetec.errors import FinetecError
     from finetec.fileio import atomic_path
 
@@ -105,7 +106,7 @@ def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> 
     arrays = {
         "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
         "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
-        "id": ds.ids.astype(str), "layout": np.array(ds.layout.name),
+        "id": ds.ids.astype(str), "layout": np.array(layout_field(ds.layout)),
         "class_names": np.array(ds.class_names, dtype=str),
         "completion": np.array(json.dumps(info)),
     }

@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="2D clips: image coordinates with y down, y up, or detect from the "
                         "layout's up axis (default: auto)")
     p.add_argument("--dpi", type=int, default=80, help="resolution (default: 80)")
+    p.add_argument("--layout", metavar="NAME_OR_PATH", default=None,
+                   help="draw the clip(s) under this layout (a built-in name or a layout file) instead "
+                        "of the one the data carries; same as -o layout=NAME_OR_PATH")
     add_reader_arguments(p, "-o layout=coco17")
 
 
@@ -110,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         if not animation.writers.is_available("ffmpeg"):
             raise FinetecError("writing .mp4 needs ffmpeg, which is not installed; write a .gif instead", out)
     options = parse_option_args(args.option)
+    if args.layout is not None:
+        options["layout"] = args.layout
     ds = open_with_options(args.input, args.fmt, options)
     sample = _pick(ds, args.index, args.id, args.input)
     _check_drawable(sample, args.input)

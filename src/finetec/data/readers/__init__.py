@@ -34,7 +34,7 @@ READERS: dict[str, ModuleType] = {
 }
 
 __all__ = ["READERS", "detect_format", "open_with_options", "parse_option_args", "read_dataset",
-           "reader_options"]
+           "reader_options", "relabel"]
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -79,6 +79,7 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
     name = fmt or detect_format(p)
     mod = _reader(name)
     accepted = reader_options(name)
+    relabel_to = options.pop("layout", None) if "layout" not in accepted else None
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise FinetecError(
@@ -87,7 +88,26 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
     ds = mod.read(p, **options)
     if name != "finetec":
         ds.meta.setdefault("source_format", name)
-    return ds
+    return ds if relabel_to is None else relabel(ds, relabel_to)
+
+
+def relabel(ds: SkeletonDataset, layout: Any) -> SkeletonDataset:
+    """``ds`` with another layout of the same joint count (the data are unchanged): how the
+    ``layout`` option applies to formats whose layout is fixed or stored (e.g. a canonical file)."""
+    import dataclasses
+
+    from finetec.layouts import get_layout
+
+    try:
+        new = get_layout(layout)
+    except FinetecError as e:
+        raise FinetecError(f"the layout option: {e}", ds.source) from None
+    if new.num_joints != ds.layout.num_joints:
+        raise FinetecError(f"wrong joint count: the data has {ds.layout.num_joints} joints but layout "
+                           f"{new.name!r} has {new.num_joints}", ds.source)
+    if new == ds.layout:
+        return ds
+    return dataclasses.replace(ds, layout=new, meta={**ds.meta, "relabelled_from": ds.layout.name})
 
 
 def add_reader_arguments(p: "argparse.ArgumentParser", example: str = "-o layout=coco17") -> None:

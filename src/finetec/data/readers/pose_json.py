@@ -252,12 +252,21 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
     if len(dims) > 1:
         raise FinetecError("persons mix 2D and 3D keypoints", path)
     V, C = counts.pop(), dims.pop()
-    lay = choose_layout(layout, V, path, stored=stored)
+    lay = choose_layout(layout, V, path, stored=stored, usual={17: "coco17"})  # COCO keypoints
     kp, mask, score = _assign(frames, max_p, V, C, threshold, path)
     sample = make_sample(kp, mask, score=score, id=clip_id, source=path, meta={"frames": len(frames)})
     units = units or ("pixels" if C == 2 else "unknown")
     return SkeletonDataset.from_samples([sample], lay, [], meta={"dataset": clip_id, "units": units, **extra},
                                         source=str(path))
+
+
+def layout_field(layout: Any) -> str:
+    """What a file records as its layout: a built-in layout's name, else the whole layout as JSON
+    (this reader and the plain ``.npz`` reader take either)."""
+    from finetec.models.registry import layout_to_config
+
+    ref = layout_to_config(layout)
+    return ref if isinstance(ref, str) else layout.to_json()
 
 
 def write(path: str | Path, ds: SkeletonDataset, index: int = 0, filled: np.ndarray | None = None,
@@ -292,6 +301,6 @@ def write(path: str | Path, ds: SkeletonDataset, index: int = 0, filled: np.ndar
                 person["filled"] = [int(v) for v in fl[p, t]]
             people.append(person)
         frames.append({"frame": t, "people": people})
-    doc = {"id": str(ds.ids[index]), "layout": ds.layout.name, "dim": int(C),
+    doc = {"id": str(ds.ids[index]), "layout": layout_field(ds.layout), "dim": int(C),
            "units": str(ds.meta.get("units", "unknown")), **(extra or {}), "frames": frames}
     write_text_atomic(path, json.dumps(doc) + "\n")

@@ -54,6 +54,7 @@ from finetec.fileio import atomic_path
 from finetec.layouts import Layout
 
 NAME = "pyskl"
+USUAL_LAYOUTS = {17: "coco17"}   # PYSKL's 2D files (HRNet keypoints) are COCO-17
 DESCRIPTION = "PYSKL / mmaction2 skeleton pickle (.pkl), incl. the FineTec Gym288 release"
 GYM288_FIELDS = ("keypoint", "kp_w_gt", "kp_wo_gt")
 
@@ -179,7 +180,7 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
     stored = data.get("finetec_layout") if isinstance(data, dict) else None
     lay = choose_layout(layout if layout is not None else
                         (Layout.from_dict(stored, origin=str(path)) if isinstance(stored, dict) else None),
-                        V, path)
+                        V, path, usual=USUAL_LAYOUTS)
     names = _class_names(data, class_names, anns, labels, num_classes, path)
     samples = []
     for (kp, mask, score), lab, cid, meta in zip(clips, labels, ids, metas):
