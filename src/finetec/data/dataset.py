@@ -188,6 +188,25 @@ class SkeletonDataset:
         for i in range(len(self)):
             yield self[i]
 
+    def __repr__(self) -> str:
+        """One line (the arrays are summarised, never printed)."""
+        splits = ", ".join(f"{k}: {len(v)}" for k, v in sorted(self.splits.items())) or "none"
+        src = f", source {self.source!r}" if self.source else ""
+        n = len(self)
+        return (f"SkeletonDataset({n} clip{'s' * (n != 1)}, {int(self.lengths.sum())} frames, layout {self.layout.name} "
+                f"({self.layout.num_joints} joints, {self.dim}D), {self.num_classes} classes, "
+                f"splits {{{splits}}}{src})")
+
+    def index_of(self, clip_id: str) -> int:
+        """Position of the clip with id ``clip_id``; a FinetecError naming the data otherwise."""
+        ids = [str(x) for x in self.ids.tolist()]
+        try:
+            return ids.index(str(clip_id))
+        except ValueError:
+            shown = ", ".join(repr(x) for x in ids[:3]) + (", ..." if len(ids) > 3 else "")
+            raise FinetecError(f"no clip with id {str(clip_id)!r} (of {len(ids)} clip{'s' * (len(ids) != 1)}: "
+                               f"{shown})", self.source) from None
+
     def split_indices(self, name: str) -> np.ndarray:
         if name in ("all", None):
             return np.arange(len(self))

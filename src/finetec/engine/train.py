@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from finetec.console import shown_path
 from finetec.engine.config import Config, load_config, save_config
 from finetec.errors import FinetecError
 
@@ -340,7 +341,7 @@ class Trainer:
         model = self.model
         n_params = sum(p.numel() for p in model.parameters())
         per_rank = -(-cfg.optim.batch_size // env.world_size)
-        self.log(f"data {cfg.data.path}: {len(self.train_idx)} train / {len(self.val_idx)} val clips "
+        self.log(f"data {shown_path(cfg.data.path)}: {len(self.train_idx)} train / {len(self.val_idx)} val clips "
                  f"(split {cfg.data.train_split!r}, val_fraction {cfg.data.val_fraction}), "
                  f"{self.ds.num_classes} classes, layout {self.ds.layout.name}, {self.ds.dim}D")
         self.log(f"model {cfg.model.name}: {n_params / 1e6:.3f} M parameters, in_channels {self.in_channels}; "
