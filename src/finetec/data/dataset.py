@@ -21,8 +21,8 @@ The file is an uncompressed ``.npz`` (``np.load(..., allow_pickle=False)``), suf
 
 The same fields can be stored as a memory-mapped folder ``NAME.finetec/`` (one ``.npy`` part per
 field, see :mod:`finetec.data.store`) for datasets larger than memory: :meth:`SkeletonDataset.save`
-and :meth:`SkeletonDataset.load` choose by the name (a path ending in ``.npz`` is the file, any
-other path the folder).
+and :meth:`SkeletonDataset.load` choose by the name (a path ending in ``.finetec`` is the folder,
+any other path the file) and by what is there (a folder is opened as the memory-mapped form).
 """
 from __future__ import annotations
 
@@ -225,9 +225,9 @@ class SkeletonDataset:
     def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> Path:
         """Write the canonical file atomically; ``extra`` arrays (e.g. a completion's ``filled``
         mask) are stored beside the canonical ones under their own names. A path ending in
-        ``.npz`` is the single file; any other path is written as a memory-mapped folder
-        (:mod:`finetec.data.store`)."""
-        if not str(path).endswith(".npz"):
+        ``.finetec`` is written as a memory-mapped folder (:mod:`finetec.data.store`); any other
+        path as the single ``.npz`` file."""
+        if os.fspath(path).rstrip("/").endswith(".finetec"):
             from finetec.data.store import write_store
 
             return write_store(self, path, extra=extra)
