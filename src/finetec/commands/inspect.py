@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="dataset folder or file, or a synthetic spec")
     add_reader_arguments(p, "-o layout=coco17 -o score_threshold=0.3")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verify", action="store_true",
+                   help="re-check a canonical dataset completely: for a .finetec folder every part's "
+                        "checksum and every clip's content (a .finetec.npz is checked completely on "
+                        "every load)")
     p.add_argument("--layout", metavar="NAME_OR_PATH", default=None,
                    help="read the data under this layout (a built-in name or a layout file), e.g. to "
                         "compare the checks of two candidate layouts")
@@ -107,6 +111,12 @@ def _nothing_observed_rows(e: dict[str, Any], shown: int = 5) -> list[tuple[str,
                       f"{f' ({where})' if where else ''}, refused by training: {ids}")]
 
 
+def _verified_text(v: dict[str, Any]) -> str:
+    if v.get("checked_on_load"):
+        return "yes (read and checked completely on load)"
+    return f"yes ({v['parts']} parts, {v['bytes']} bytes: checksums and every clip's content)"
+
+
 def _check_rows(c: dict[str, Any] | None, shown: int = 3) -> list[tuple[str, str]]:
     """The text rows of the layout checks (none when they were skipped)."""
     if c is None:
@@ -141,6 +151,7 @@ def _print_text(s: dict[str, Any]) -> None:
         ("missing", f"{100 * s['missing_fraction']:.2f} % of joint-frames, "
                     f"{100 * s['missing_frame_fraction']:.2f} % of frames empty"),
         *_nothing_observed_rows(s["nothing_observed"]),
+        *([("verified", _verified_text(s["verified"]))] if "verified" in s else []),
         ("scores", "yes" if s["has_score"] else "no"),
         ("splits", ", ".join(f"{k} ({v})" for k, v in s["splits"].items()) or "none"),
     ]
@@ -166,9 +177,17 @@ def run(args: argparse.Namespace) -> int:
     options = parse_option_args(args.option)
     if args.layout is not None:
         options["layout"] = args.layout
+    verified = None
+    if args.verify:
+        from finetec.data.store import is_store, verify
+
+        if Path(args.path).is_dir() and (is_store(args.path) or args.path.rstrip("/").endswith(".finetec")):
+            verified = verify(args.path)  # FinetecError naming the part or clip when anything is wrong
     ds = open_with_options(args.path, args.fmt, options)
     fmt = args.fmt or (detect_format(args.path) if Path(args.path).exists() else "synthetic")
     summary = summarize(ds, fmt, checks=not args.no_checks)
+    if args.verify:
+        summary["verified"] = verified if verified is not None else {"checked_on_load": True}
     if args.json:
         print(json.dumps(summary))
     else:

@@ -258,3 +258,28 @@ def generic_class_names(num_classes: int) -> list[str]:
 def iter_chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
     for a in range(0, n, size):
         yield a, min(n, a + size)
+
+
+def ordered_map(fn: Any, items: Sequence[Any], workers: int = 1, window: int = 8) -> Iterator[Any]:
+    """``map(fn, items)`` in order, in ``workers`` processes when > 1, with at most
+    ``window * workers`` results in flight: memory stays bounded however many items there are
+    (``fn`` must be a module-level function; its FinetecError reaches the caller)."""
+    if workers <= 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        it = iter(items)
+        for item in it:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            for item in it:
+                pending.append(pool.submit(fn, item))
+                break
+            yield result
