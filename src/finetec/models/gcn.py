@@ -35,7 +35,7 @@ from torch import nn
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
 from finetec.models.layers import (ADAPTIVE_MODES, MSTCN_BRANCHES, CTRGCUnit, GCNBlock, GraphConv, MultiBranchTCN,
-                                   MultiScaleTCN, TemporalConv, _check_branch)
+                                   MultiScaleTCN, TemporalConv, _check_branch, fuse_batchnorm)
 from finetec.models.registry import register_model
 
 KINDS = ("stgcn", "stgcnpp", "ctrgcn")
@@ -99,13 +99,13 @@ class SkeletonGCN(nn.Module):
 
         opts = dict(gcn_adaptive=gcn_adaptive, gcn_with_res=gcn_with_res, tcn_kernel=tcn_kernel,
                     tcn_dilations=tuple(tcn_dilations), tcn_branches=tuple(tcn_branches), rel_reduction=rel_reduction)
-        blocks = [_make_block(kind, c_in, base_channels, A, 1, residual=False, tcn_dropout=0.0, **opts)]
+        blocks = [self.make_block(kind, c_in, base_channels, A, 1, residual=False, tcn_dropout=0.0, **opts)]
         width, inflations = base_channels, 0
         for i in range(2, num_stages + 1):
             inflations += i in inflate_stages
             out = int(base_channels * ch_ratio ** inflations + EPS)
             stride = 2 if i in down_stages else 1
-            blocks.append(_make_block(kind, width, out, A, stride, residual=True, tcn_dropout=tcn_dropout, **opts))
+            blocks.append(self.make_block(kind, width, out, A, stride, residual=True, tcn_dropout=tcn_dropout, **opts))
             width = out
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = width
@@ -113,6 +113,16 @@ class SkeletonGCN(nn.Module):
         self.fc = nn.Linear(width, num_classes)
         nn.init.normal_(self.fc.weight, 0.0, 0.01)
         nn.init.zeros_(self.fc.bias)
+
+    @staticmethod
+    def make_block(kind: str, c_in: int, c_out: int, A: torch.Tensor, stride: int, **options) -> nn.Module:
+        """One block of the stack (``kind``'s spatial and temporal units)."""
+        return _make_block(kind, c_in, c_out, A, stride, **options)
+
+    def fuse(self) -> "SkeletonGCN":
+        """Eval mode with the BatchNorms of the blocks folded into their convolutions (inference
+        only: ``train()`` or loading a state dict undoes it). Returns the model."""
+        return fuse_batchnorm(self)
 
     # -- input ------------------------------------------------------------------------------
     def _prepare(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
