@@ -184,8 +184,11 @@ def _packed_conv(convs: Sequence[nn.Conv2d], **kwargs) -> nn.Conv2d:
 
 def temporal_max_pool(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
     """``nn.MaxPool2d((kernel, 1), (stride, 1), ((kernel - 1) // 2, 0))`` over the frames of x
-    (N, C, T, V), as a maximum of shifted views (no index tensor; several times faster on a CPU)."""
+    (N, C, T, V); without gradients a maximum of shifted views (no index tensor; several times
+    faster on a CPU)."""
     pad = (kernel - 1) // 2
+    if torch.is_grad_enabled() and x.requires_grad:   # max-pool's backward (indices) is the cheaper one
+        return F.max_pool2d(x, (kernel, 1), (stride, 1), (pad, 0))
     t_out = (x.shape[2] + 2 * pad - kernel) // stride + 1
     if pad:
         x = F.pad(x, (0, 0, pad, pad), value=-math.inf)
@@ -201,10 +204,10 @@ def graph_aggregate(y: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     as K accumulated batched matrix products on views of y (no layout copy)."""
     n, kc, t, v = y.shape
     K = A.shape[0]
-    yy = y.view(n, K, kc // K * t, v)
-    out = torch.bmm(yy[:, 0], A[0].expand(n, v, v))
+    yy = y.view(n, K, kc // K * t, v).unbind(1)      # (one gradient op for the K views)
+    out = torch.bmm(yy[0], A[0].expand(n, v, v))
     for k in range(1, K):
-        out = out.baddbmm_(yy[:, k], A[k].expand(n, v, v))
+        out = out.baddbmm_(yy[k], A[k].expand(n, v, v))
     return out.view(n, kc // K, t, v)
 
 
@@ -383,22 +386,24 @@ class MultiBranchTCN(Fusable):
 
     def _branches(self, x, head, temporal, pointwise) -> torch.Tensor:
         """Concatenated branch outputs; head / temporal[i] / pointwise are callables."""
-        h = head(x).relu_() if self.head is not None else None
-        p = pointwise(x) if self.pointwise is not None else None
-        outs, hi, ti, pi = [], 0, 0, 0
-        for spec, c in zip(self.specs, self.widths):
+        heads = iter(self._split(head(x).relu_(), "1x1", True)) if self.head is not None else None
+        points = iter(self._split(pointwise(x), "1x1", False)) if self.pointwise is not None else None
+        outs, ti = [], 0
+        for spec in self.specs:
             if spec == "1x1":
-                outs.append(p[:, pi:pi + c])
-                pi += c
-                continue
-            part = h[:, hi:hi + c]
-            hi += c
-            if spec[0] == "max":
-                outs.append(temporal_max_pool(part, spec[1], self.stride))
+                outs.append(next(points))
+            elif spec[0] == "max":
+                outs.append(temporal_max_pool(next(heads), spec[1], self.stride))
             else:
-                outs.append(temporal[ti](part))
+                outs.append(temporal[ti](next(heads)))
                 ti += 1
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+
+    def _split(self, h: torch.Tensor, kind: str, exclude: bool) -> tuple:
+        """The channel groups of h for the branches that are (not) ``kind``, as one split (whose
+        gradient is one concatenation, not one full-size zero tensor per slice)."""
+        widths = [c for spec, c in zip(self.specs, self.widths) if (spec == kind) != exclude]
+        return torch.split(h, widths, dim=1)
 
     def _fold(self) -> dict:
         # head-BN into the head conv; the transform's BN (before its ReLU) into the last linear map
@@ -429,16 +434,15 @@ class MultiBranchTCN(Fusable):
                                lambda z: self.pointwise(z))
             return self.drop(self.bn(self.transform(y)))
         s = self.stride
-        h = F.conv2d(x, *f["head"]).relu_() if self.head is not None else None
-        p = F.conv2d(x, *f["pointwise"], stride=(s, 1)) if self.pointwise is not None else None
-        outs, hi, ti, pi, mi = [], 0, 0, 0, 0
-        for spec, c in zip(self.specs, self.widths):
+        heads = iter(self._split(F.conv2d(x, *f["head"]).relu_(), "1x1", True)) if self.head is not None else None
+        points = iter(self._split(F.conv2d(x, *f["pointwise"], stride=(s, 1)), "1x1", False)) \
+            if self.pointwise is not None else None
+        outs, ti, mi = [], 0, 0
+        for spec in self.specs:
             if spec == "1x1":
-                outs.append(p[:, pi:pi + c])
-                pi += c
+                outs.append(next(points))
                 continue
-            part = h[:, hi:hi + c]
-            hi += c
+            part = next(heads)
             if spec[0] == "max":
                 a, b = f["max"][mi]
                 mi += 1
@@ -521,11 +525,10 @@ class MultiScaleTCN(Fusable):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.fused
         h = (self.head_bn(self.head(x)) if f is None else F.conv2d(x, *f["head"])).relu_()
-        outs, a = [], 0
-        for i, (t, c) in enumerate(zip(self.temporal, self.widths)):
-            outs.append(t(h[:, a:a + c]) if f is None else t.conv_folded(h[:, a:a + c], f["temporal"][i]))
-            a += c
-        pooled = temporal_max_pool(h[:, a:], 3, self.stride)
+        *parts, to_pool = torch.split(h, self.widths[:-1], dim=1)
+        outs = [t(p) if f is None else t.conv_folded(p, f["temporal"][i])
+                for i, (t, p) in enumerate(zip(self.temporal, parts))]
+        pooled = temporal_max_pool(to_pool, 3, self.stride)
         if f is None:
             outs.append(self.max_bn(pooled))
             outs.append(self.pointwise(x))
@@ -644,8 +647,8 @@ class CTRGCUnit(Fusable):
             w12, b12 = self.rel_weight.flatten(0, 2), self.rel_bias.reshape(-1, 1)
         else:
             w12, b12 = f["w12"], f["b12"]
-        qk = torch.matmul(w12, x.mean(2)).add_(b12).view(n, K, 2, R, v)                  # (N, K, 2, R, V)
-        rel = torch.tanh(qk[:, :, 0].unsqueeze(-1) - qk[:, :, 1].unsqueeze(-2))          # (N, K, R, V, V)
+        q, k = torch.matmul(w12, x.mean(2)).add_(b12).view(n, K, 2, R, v).unbind(2)       # (N, K, R, V)
+        rel = torch.tanh(q.unsqueeze(-1) - k.unsqueeze(-2))                               # (N, K, R, V, V)
         rel = rel.view(n, K * R, v * v)
         if f is None:
             base = self.A.reshape(1, K, v * v).expand(C, K, v * v).reshape(C * K, v * v)
@@ -654,10 +657,10 @@ class CTRGCUnit(Fusable):
         else:
             topo = torch.matmul(f["w4"], rel).add_(f["base"])
             feats = F.conv2d(x, f["w3"], f["b3"])
-        feats, topo = feats.view(n * C, K, t, v), topo.view(n * C, K, v, v)
-        y = torch.bmm(feats[:, 0], topo[:, 0])
+        feats, topo = feats.view(n * C, K, t, v).unbind(1), topo.view(n * C, K, v, v).unbind(1)
+        y = torch.bmm(feats[0], topo[0])
         for k in range(1, K):
-            y = y.baddbmm_(feats[:, k], topo[:, k])
+            y = y.baddbmm_(feats[k], topo[k])
         y = y.view(n, C, t, v)
         y = self.bn(y) if f is None else y.add_(f["shift"])
         if isinstance(self.down, nn.Identity):
