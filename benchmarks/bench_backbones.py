@@ -204,9 +204,22 @@ def peak_train_memory(model: str, setting: str, impl: str) -> float:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
-def memory_worker(model: str, setting: str, impl: str) -> float:
-    from finetec.benchmark.machine import peak_rss_mib
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB): VmHWM, which starts afresh at exec (getrusage's
+    maximum is inherited from the parent process across fork and exec on Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    from finetec.benchmark.machine import peak_rss_mib as getrusage_peak
 
+    return getrusage_peak()
+
+
+def memory_worker(model: str, setting: str, impl: str) -> float:
     plain, current, x, mask, y = build(model, setting)
     net = (plain if impl == "plain" else current).train()
     base = peak_rss_mib()
