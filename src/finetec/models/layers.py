@@ -137,6 +137,14 @@ class Fusable(nn.Module):
             self._fused = None
         return super().train(mode)
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device / dtype): fold again from the moved parameters
+        out = super()._apply(fn, *args, **kwargs)
+        if self._fused is not None:
+            with torch.no_grad():
+                self._fused = self._fold()
+        return out
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self._fused = None
         self._upgrade_state_dict(state_dict, prefix)
