@@ -130,7 +130,8 @@ class Predictor:
     def __repr__(self) -> str:
         kind = "completion" if self.is_completion else f"{len(self.class_names)} classes"
         return (f"Predictor({self.model_name}, layout={self.layout.name}, {kind}, clip_len={self.clip_len}, "
-                f"M={self.max_persons}, C={self.dim}, device={self.device}, backend={self.backend})")
+                f"M={self.max_persons}, C={self.dim}, device={self.device}"
+                + (f", backend={self.backend})" if self.backend != "torch" else ")"))
 
     # -- properties ----------------------------------------------------------------------
     @property
