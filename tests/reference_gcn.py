@@ -8,12 +8,13 @@ package: this is the yardstick, not something to use.
 """
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from finetec.models.gcn import SkeletonGCN
+from finetec.models.gcn import SkeletonGCN, _make_block
 from finetec.models.layers import (ADAPTIVE_MODES, MSTCN_BRANCHES, BranchSpec, Zero, _as_graph, _check_branch,
                                    _split_channels, bn_init, conv_init)
 from finetec.layouts import get_layout
@@ -260,19 +261,8 @@ class GCNBlock(nn.Module):
         return self.act(self.tcn(self.gcn(x)) + self.residual(x))
 
 
-def make_reference_block(kind: str, c_in: int, c_out: int, A: torch.Tensor, stride: int, *, residual: bool,
-                         gcn_adaptive: str, gcn_with_res: bool, tcn_kernel: int, tcn_dilations: tuple,
-                         tcn_branches: tuple, tcn_dropout: float, rel_reduction: int) -> GCNBlock:
-    if kind == "ctrgcn":
-        gcn: nn.Module = CTRGCUnit(c_in, c_out, A, rel_reduction=rel_reduction)
-        tcn: nn.Module = MultiScaleTCN(c_out, c_out, tcn_kernel, stride, tcn_dilations, dropout=tcn_dropout)
-    else:
-        gcn = GraphConv(c_in, c_out, A, adaptive=gcn_adaptive, with_res=gcn_with_res)
-        if kind == "stgcnpp":
-            tcn = MultiBranchTCN(c_out, c_out, stride, tcn_branches, dropout=tcn_dropout)
-        else:
-            tcn = TemporalConv(c_out, c_out, tcn_kernel, stride, dropout=tcn_dropout)
-    return GCNBlock(gcn, tcn, c_in, c_out, stride, residual)
+def make_reference_block(kind: str, c_in: int, c_out: int, A: torch.Tensor, stride: int, **options) -> GCNBlock:
+    return _make_block(kind, c_in, c_out, A, stride, units=sys.modules[__name__], **options)
 
 
 class ReferenceSkeletonGCN(SkeletonGCN):

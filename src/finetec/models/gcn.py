@@ -34,8 +34,8 @@ from torch import nn
 
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.models.layers import (ADAPTIVE_MODES, MSTCN_BRANCHES, CTRGCUnit, GCNBlock, GraphConv, MultiBranchTCN,
-                                   MultiScaleTCN, TemporalConv, _check_branch, fuse_batchnorm)
+from finetec.models import layers as _layers
+from finetec.models.layers import ADAPTIVE_MODES, MSTCN_BRANCHES, GCNBlock, _check_branch, fuse_batchnorm
 from finetec.models.registry import register_model
 
 KINDS = ("stgcn", "stgcnpp", "ctrgcn")
@@ -205,17 +205,20 @@ class SkeletonGCN(nn.Module):
 
 def _make_block(kind: str, c_in: int, c_out: int, A: torch.Tensor, stride: int, *, residual: bool,
                 gcn_adaptive: str, gcn_with_res: bool, tcn_kernel: int, tcn_dilations: tuple, tcn_branches: tuple,
-                tcn_dropout: float, rel_reduction: int) -> GCNBlock:
+                tcn_dropout: float, rel_reduction: int, units: Any = None) -> GCNBlock:
+    """``kind``'s block from the units of ``units`` (a namespace with the classes of
+    :mod:`finetec.models.layers`; default: those)."""
+    u = units if units is not None else _layers
     if kind == "ctrgcn":
-        gcn: nn.Module = CTRGCUnit(c_in, c_out, A, rel_reduction=rel_reduction)
-        tcn: nn.Module = MultiScaleTCN(c_out, c_out, tcn_kernel, stride, tcn_dilations, dropout=tcn_dropout)
+        gcn: nn.Module = u.CTRGCUnit(c_in, c_out, A, rel_reduction=rel_reduction)
+        tcn: nn.Module = u.MultiScaleTCN(c_out, c_out, tcn_kernel, stride, tcn_dilations, dropout=tcn_dropout)
     else:
-        gcn = GraphConv(c_in, c_out, A, adaptive=gcn_adaptive, with_res=gcn_with_res)
+        gcn = u.GraphConv(c_in, c_out, A, adaptive=gcn_adaptive, with_res=gcn_with_res)
         if kind == "stgcnpp":
-            tcn = MultiBranchTCN(c_out, c_out, stride, tcn_branches, dropout=tcn_dropout)
+            tcn = u.MultiBranchTCN(c_out, c_out, stride, tcn_branches, dropout=tcn_dropout)
         else:
-            tcn = TemporalConv(c_out, c_out, tcn_kernel, stride, dropout=tcn_dropout)
-    return GCNBlock(gcn, tcn, c_in, c_out, stride, residual)
+            tcn = u.TemporalConv(c_out, c_out, tcn_kernel, stride, dropout=tcn_dropout)
+    return u.GCNBlock(gcn, tcn, c_in, c_out, stride, residual)
 
 
 def _validate(kind, num_classes, in_channels, base_channels, num_stages, inflate_stages, down_stages, ch_ratio,
