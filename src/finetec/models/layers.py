@@ -215,8 +215,15 @@ def graph_aggregate(y: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     yy = y.view(n, K, kc // K * t, v).unbind(1)      # (one gradient op for the K views)
     out = torch.bmm(yy[0], A[0].expand(n, v, v))
     for k in range(1, K):
-        out = out.baddbmm_(yy[k], A[k].expand(n, v, v))
+        out = _accumulate(out, yy[k], A[k].expand(n, v, v))
     return out.view(n, kc // K, t, v)
+
+
+def _accumulate(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``out + a @ b`` (batched), in place when the dtypes agree (not under bf16 autocast)."""
+    if a.dtype == b.dtype == out.dtype:
+        return out.baddbmm_(a, b)
+    return torch.baddbmm(out, a, b)
 
 
 
@@ -668,7 +675,7 @@ class CTRGCUnit(Fusable):
         feats, topo = feats.view(n * C, K, t, v).unbind(1), topo.view(n * C, K, v, v).unbind(1)
         y = torch.bmm(feats[0], topo[0])
         for k in range(1, K):
-            y = y.baddbmm_(feats[k], topo[k])
+            y = _accumulate(y, feats[k], topo[k])
         y = y.view(n, C, t, v)
         y = self.bn(y) if f is None else y.add_(f["shift"])
         if isinstance(self.down, nn.Identity):
