@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
+    from finetec.console import quiet_stdout
     from finetec.errors import FinetecError
     from finetec.export import INSTALL_HINT, export_onnx, onnx_available
 
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise FinetecError(INSTALL_HINT)
     pred = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     what = args.what or ("completion" if pred.is_completion else "recognizer")
-    report = export_onnx(pred, args.output, what=what, opset=args.opset, check=not args.no_check)
+    with quiet_stdout():  # the ONNX exporter prints whole graphs to stdout when it retries
+        report = export_onnx(pred, args.output, what=what, opset=args.opset, check=not args.no_check)
     if args.json:
         print(json.dumps(report))
         return 0
