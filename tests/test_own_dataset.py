@@ -327,6 +327,15 @@ def test_ragged_plain_npz_bad_inputs(tmp_path: Path) -> None:
         read_dataset(p)
 
 
+def test_synthetic_data_under_another_layout(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    perm = _permuted_layout(tmp_path)
+    rc, out, err = _run(["inspect", "synthetic:ntu25?clips=28&frames=16", "--layout", str(perm), "--json"], capsys)
+    assert rc == 0, err
+    assert json.loads(out)["layout"] == "ntu25_shuffled"
+    rc, _, err = _run(["inspect", "synthetic:ntu25?clips=28", "-o", "colour=red"], capsys)
+    _one_line_error(rc, err, "no reader option 'colour'")
+
+
 def test_title_is_shown_by_inspect(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     p = tmp_path / "t.npz"
     np.savez(p, keypoint=np.ones((4, 25, 3), np.float32), layout="ntu25", title="Kitchen actions")
@@ -344,7 +353,7 @@ def test_3d_panels_name_their_axes(synth3d: SkeletonDataset) -> None:
     ax = Figure().add_subplot(projection="3d")
     _Panel(ax, ClipView(s.keypoint, s.mask, synth3d.layout), show_mask=False, y_down=None,
            reference_mask=None, compact=True)
-    assert ax.get_zlabel() == "y (up)" and {ax.get_xlabel(), ax.get_ylabel()} == {"x", "z"}
+    assert "y (up)" in [t.get_text() for t in ax.texts] and {ax.get_xlabel(), ax.get_ylabel()} == {"x", "z"}
 
 
 def test_completed_plain_files_keep_a_user_layout(tmp_path: Path, synth3d: SkeletonDataset) -> None:
@@ -368,3 +377,56 @@ def test_completed_plain_files_keep_a_user_layout(tmp_path: Path, synth3d: Skele
     out2 = tmp_path / "done.json"
     write_pose_json(out2, ds2, np.zeros(ds2.mask.shape, bool), {"method": "linear"})
     assert read_dataset(out2).layout.name == "my17"
+
+
+def test_format_conventions_choose_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """PYSKL 2D files and pose-estimator JSON with 17 joints are COCO-17 by convention (noted)."""
+    import pickle
+
+    p = tmp_path / "g.pkl"
+    p.write_bytes(pickle.dumps({"annotations": [{"frame_dir": "a", "label": 0,
+                                                 "keypoint": np.ones((1, 4, 17, 2), np.float32),
+                                                 "keypoint_score": np.ones((1, 4, 17), np.float32)}]}))
+    capsys.readouterr()
+    assert read_dataset(p).layout.name == "coco17"
+    assert f"{p}: no layout given; assuming coco17 (this format's usual layout" in capsys.readouterr().err
+    assert read_dataset(p, layout="h36m17").layout.name == "h36m17"
+    assert "assuming" not in capsys.readouterr().err
+    j = tmp_path / "c.json"
+    j.write_text(json.dumps([[{"keypoints": [10.0, 20.0, 1.0] * 17}]] * 3))
+    assert read_dataset(j).layout.name == "coco17" and "assuming coco17" in capsys.readouterr().err
+
+
+def test_predict_and_complete_use_the_models_layout_for_unnamed_files(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """A plain .npz that names no layout, given to a model: read under the model's layout (noted),
+    not refused as ambiguous and not guessed."""
+    from test_api import clip, make_checkpoint
+
+    rng = np.random.default_rng(0)
+    ck = make_checkpoint(tmp_path / "ck", layout="h36m17", clip_len=16)
+    p = tmp_path / "c.npz"
+    np.savez(p, keypoint=clip(rng, T=20)[0])
+    with pytest.raises(FinetecError, match="ambiguous"):
+        read_dataset(p)
+    rc, out, err = _run(["predict", str(ck), str(p), "--top-k", "1"], capsys)
+    assert rc == 0, err
+    assert "using the model's layout h36m17" in err and "ambiguous" not in err
+    rc, out, err = _run(["complete", str(ck), str(p), str(tmp_path / "done.npz"), "--method", "linear"], capsys)
+    assert rc == 0, err
+    assert read_dataset(tmp_path / "done.npz").layout.name == "h36m17"
+    # a file that names another layout is not overridden
+    np.savez(p, keypoint=clip(rng, T=20)[0], layout="coco17")
+    rc, _, err = _run(["predict", str(ck), str(p)], capsys)
+    assert rc == 2 and "coco17" in err and "h36m17" in err
+
+
+def test_builtin_layouts_pass_the_review() -> None:
+    from finetec.layouts import builtin_layouts
+    from finetec.layouts.draw import review_layout, tree_positions
+
+    for name in builtin_layouts():
+        lay = get_layout(name)
+        assert review_layout(lay) == [], name
+        pos = tree_positions(lay)
+        assert len({tuple(p) for p in pos}) == lay.num_joints, name     # no two joints drawn on one spot

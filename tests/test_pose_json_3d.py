@@ -142,6 +142,8 @@ def test_convert_one_clip_to_pose_json_then_predict_and_complete(files3d, capsys
     raw.write_text(json.dumps([{"keypoints": f.tolist()} for f in open_dataset(clip)[0].keypoint[0]]))
     rc, _, err = _run(capsys, "predict", files3d["ckpt"], raw)
     assert rc == 2 and "dim=3" in err
+    rc, _, err = _run(capsys, "predict", files3d["ckpt"], raw, "-o", "dim=2")
+    assert rc == 2 and "expects 3D coordinates, the input has 2D; if it holds x, y, z" in err and "-o dim=3" in err
     rc, out, _ = _run(capsys, "predict", files3d["ckpt"], raw, "-o", "dim=3", "--top-k", "1")
     assert rc == 0 and out.startswith("raw ")  # no "id" field: the file name
 

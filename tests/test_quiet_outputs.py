@@ -198,3 +198,25 @@ def test_plot_titles_and_axis(tmp_path, monkeypatch):
     assert any(lbl.startswith("stgcnpp_severe") for lbl in seen["labels"])
     viz.plot_result_file(_eval_json(tmp_path, [0.85]), tmp_path / "cm.png")
     assert seen["title"] == "stgcnpp_severe: clean / random, top-1 0.850, mean-class 0.850"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_go_to_stderr_on_a_terminal(tiny_run, capsys, monkeypatch):
+    root, cfg = tiny_run
+    run = root / "run"
+    if not (run / "best").exists():
+        assert main(["train", str(cfg), "--out", str(run), *TINY]) == 0
+    data = "synthetic:coco17?clips=210&subjects=3&frames=16"
+    for argv, label in ((["predict", run, data, "--top-k", "1"], "predict"),
+                        (["eval", run, "--data", data, "--split", "all"], "eval clean")):
+        err = _Terminal()
+        monkeypatch.setattr("sys.stderr", err)
+        capsys.readouterr()
+        assert main([str(a) for a in argv]) == 0
+        out = capsys.readouterr().out
+        assert label in err.getvalue() and "/210 [" in err.getvalue()   # the bar, on stderr
+        assert "/210 [" not in out

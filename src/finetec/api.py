@@ -163,7 +163,10 @@ class Predictor:
         """The dataset's layout and coordinate dimension must match the checkpoint."""
         self.check_layout(ds.layout, ds.source)
         if ds.dim != self.dim:
-            raise FinetecError(f"the checkpoint expects {self.dim}D coordinates, the input has {ds.dim}D", ds.source)
+            hint = ("; if it holds x, y, z per joint, read it as 3D with -o dim=3 (see docs/formats.md)"
+                    if ds.dim == 2 and self.dim == 3 and ds.meta.get("source_format") == "pose_json" else "")
+            raise FinetecError(f"the checkpoint expects {self.dim}D coordinates, the input has {ds.dim}D{hint}",
+                               ds.source)
 
     def to_sample(self, keypoint: ArrayLike, mask: ArrayLike | None = None, id: str = "clip") -> Sample:
         """A :class:`Sample` from an array (T, V, C) or (M, T, V, C) (+ optional mask), checked

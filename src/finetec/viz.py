@@ -367,7 +367,7 @@ class _Panel:
             fs, pad = (6, -14) if compact else (8, -10)
             ax.set_xlabel(names[0], fontsize=fs, labelpad=pad)
             ax.set_ylabel(names[1], fontsize=fs, labelpad=pad)
-            ax.set_zlabel(f"{names[2]} (up)", fontsize=fs, labelpad=pad)
+            ax.text2D(0.02, 0.98, f"{names[2]} (up)", transform=ax.transAxes, fontsize=fs, va="top")
         else:
             ax.set_xlim(*lim[0])
             ax.set_ylim(*(lim[1][::-1] if y_down else lim[1]))

@@ -130,6 +130,7 @@ def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
     from finetec.data.readers import open_with_options, parse_option_args
+    from finetec.data.readers._common import layout_fallback
     from finetec.errors import FinetecError
 
     out = Path(args.output)
@@ -139,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     if args.method == "model":
         pred.completion_module()  # fail early with a clear message
-    ds = open_with_options(args.input, args.format, parse_option_args(args.option))
+    with layout_fallback(pred.layout):   # a file that names no layout: the model's
+        ds = open_with_options(args.input, args.format, parse_option_args(args.option))
     if args.split is not None:
         ds = ds.subset(args.split)
     if args.ids:

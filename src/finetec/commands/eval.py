@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 HELP = "evaluate a checkpoint: top-1/top-5/mean-class accuracy per corruption level, score files"
 DESCRIPTION = """Evaluate a trained checkpoint on a test split, corrupted by the fixed protocol
@@ -54,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     model, info = load_model(args.checkpoint, device=str(device))
     ds, data_name = open_eval_data(info, args.data)
-    data_name = shown_path(data_name)  # as the user typed it (the config's path is stored resolved)
+    # score files record the data resolved (comparable from any folder); what is shown, as typed
+    data_key = os.path.abspath(data_name) if os.path.exists(data_name) else data_name
+    data_name = shown_path(data_name)
     levels = list(LEVELS) if args.level == "all" else [args.level]
     completion = info.get("task") == "completion"
     results = []
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             if args.save_scores:
                 save_scores(_score_path(args.save_scores, level, len(levels) > 1), r, info["class_names"],
                             extra={"level": level, "pattern": args.pattern, "seed": args.seed,
-                                   "checkpoint": str(args.checkpoint), "data": data_name, "split": r["split"],
+                                   "checkpoint": str(args.checkpoint), "data": data_key, "split": r["split"],
                                    "clips_per_sample": args.clips})
         results.append(r)
     split = results[0]["split"]

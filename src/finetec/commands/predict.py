@@ -57,6 +57,7 @@ def _probabilities(pred, ds, batch_size: int, desc: str):
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
     from finetec.data.readers import open_with_options, parse_option_args
+    from finetec.data.readers._common import layout_fallback
     from finetec.errors import FinetecError
 
     if args.top_k < 1:
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     datasets = []
     options = parse_option_args(args.option)
     for spec in args.inputs:
-        ds = open_with_options(spec, args.format, options)
+        with layout_fallback(pred.layout):   # a file that names no layout: the model's
+            ds = open_with_options(spec, args.format, options)
         if args.split is not None:
             ds = ds.subset(args.split)
         if args.ids:

@@ -142,7 +142,12 @@ def open_eval_data(info: dict[str, Any], data: Any = None):
     if not spec:
         raise FinetecError("the checkpoint does not record its data; pass --data", info.get("path"))
     fmt = None if data is not None else dcfg.get("format")
-    return open_dataset(os.fspath(spec), fmt=fmt), os.fspath(spec)
+    from finetec.data.readers._common import layout_fallback
+    from finetec.layouts import Layout
+
+    lay = info.get("layout")
+    with layout_fallback(Layout.from_dict(lay, origin="<checkpoint>") if isinstance(lay, dict) else None):
+        return open_dataset(os.fspath(spec), fmt=fmt), os.fspath(spec)
 
 
 def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean", pattern: str = "random", *,

@@ -136,8 +136,9 @@ def _draw_graph(ax: Any, layout: Layout, pts: np.ndarray, *, arrows: bool, obser
         ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=14, color=color, linewidth=2.2,
                                      alpha=0.6, connectionstyle="arc3,rad=0.25" if arrows else "arc3",
                                      zorder=5))
-        ax.annotate(f"{name}_axis", (a + b) / 2, fontsize=fontsize + 1, color=color, fontweight="bold",
-                    ha="center", va="center", zorder=6)
+        ax.annotate(f"{name}_axis", a + 0.35 * (b - a), fontsize=fontsize + 1, color=color, fontweight="bold",
+                    ha="center", va="center", zorder=6,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0})
 
 
 def pose_frame(keypoint: np.ndarray, mask: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray, str]:

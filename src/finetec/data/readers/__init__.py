@@ -179,6 +179,13 @@ def open_with_options(spec: str | os.PathLike, fmt: str | None = None, options: 
     """:func:`finetec.data.open_dataset`, or :func:`read_dataset` when reader options are given."""
     from finetec.data import open_dataset
 
+    s = os.fspath(spec)
+    if options and (s == "synthetic" or s.startswith("synthetic:")) and not Path(s).exists():
+        other = sorted(set(options) - {"layout"})
+        if other:
+            raise FinetecError(f"synthetic data takes no reader option {', '.join(map(repr, other))} "
+                               "(only layout=, to draw or check it under another layout)")
+        return relabel(open_dataset(s, fmt=fmt), options["layout"])
     if options:
         return read_dataset(spec, fmt=fmt, **options)
     return open_dataset(spec, fmt=fmt)

@@ -1,6 +1,8 @@
 """Helpers shared by the readers: option parsing, layout guessing, clip assembly, progress."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 from pathlib import Path
@@ -86,6 +88,20 @@ def as_int(value: Any, name: str, minimum: int | None = None) -> int:
     return v
 
 
+_FALLBACK: "contextvars.ContextVar[Layout | None]" = contextvars.ContextVar("finetec_layout_fallback", default=None)
+
+
+@contextlib.contextmanager
+def layout_fallback(layout: Layout | None) -> Iterator[None]:
+    """Within the block, files that do not name their layout are read under ``layout`` when the
+    joint count fits (e.g. a model's layout for the clips it is asked to classify), with a note."""
+    token = _FALLBACK.set(layout)
+    try:
+        yield
+    finally:
+        _FALLBACK.reset(token)
+
+
 def note(message: str) -> None:
     """A one-line note for the user on stderr (stdout stays for the command's result)."""
     import sys
@@ -99,7 +115,9 @@ def choose_layout(option: str | Layout | None, num_joints: int, source: str | os
     guess from the joint count.
 
     A stored path resolves against the file's folder (an option path against the current folder).
-    The guess is made only when one layout fits: the format's ``usual`` layout for that joint count
+    Inside :func:`layout_fallback` (``predict``, ``complete``, ``eval``), a file that names none
+    is read under the model's layout when the joint count fits. Otherwise the guess is made only
+    when one layout fits: the format's ``usual`` layout for that joint count
     (e.g. ``coco17`` for 17-joint PYSKL 2D files), else the only built-in layout with that many
     joints; it is announced on stderr every time. A joint count shared by several layouts (20:
     ``kinect_v1`` and ``utd_mhad20``, in different joint orders) is an error listing them.
@@ -114,6 +132,9 @@ def choose_layout(option: str | Layout | None, num_joints: int, source: str | os
         except FinetecError as e:
             field = "the layout option" if option is not None else "its layout field"
             raise FinetecError(f"{field}: {e}", source) from None
+    elif (fallback := _FALLBACK.get()) is not None and fallback.num_joints == num_joints:
+        layout = fallback
+        note(f"{os.fspath(source)}: no layout given; using the model's layout {layout.name}")
     else:
         candidates = [usual[num_joints]] if usual and num_joints in usual else layouts_with_joints(num_joints)
         how = "-o layout=NAME_OR_PATH (or a 'layout' field in the file; see docs/layouts.md)"
