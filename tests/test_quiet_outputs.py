@@ -220,3 +220,21 @@ def test_progress_bars_go_to_stderr_on_a_terminal(tiny_run, capsys, monkeypatch)
         out = capsys.readouterr().out
         assert label in err.getvalue() and "/210 [" in err.getvalue()   # the bar, on stderr
         assert "/210 [" not in out
+
+
+def test_render_names_what_compare_draws(tmp_path, capsys, monkeypatch):
+    from finetec import viz
+
+    seen = []
+    monkeypatch.setattr(viz, "contact_sheet", lambda *a, **k: seen.append(k["restored_label"]) or
+                        {"frames": [0], "size": (1, 1), "y_down": [None]})
+    spec = "synthetic:ntu25?clips=4&subjects=2&frames=16"
+    for lv in ("severe", "clean"):
+        assert main(["corrupt", spec, str(tmp_path / f"{lv}.finetec.npz"), "--level", lv]) == 0
+    ck = make_checkpoint(tmp_path / "ck", layout="ntu25", dim=3)
+    assert main(["complete", str(ck), str(tmp_path / "severe.finetec.npz"), str(tmp_path / "done.finetec.npz"),
+                 "--method", "linear"]) == 0
+    sev = str(tmp_path / "severe.finetec.npz")
+    for other, label in (("clean", "clean reference"), ("done", "restored"), ("severe", "observed here only")):
+        assert main(["render", sev, str(tmp_path / "x.png"), "--compare", str(tmp_path / f"{other}.finetec.npz")]) == 0
+        assert seen[-1] == label

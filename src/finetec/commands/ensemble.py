@@ -18,7 +18,7 @@ with --level. Prints top-1 / top-5 / mean-class accuracy of every input and of t
 writes the fused scores with the weights and inputs recorded."""
 
 # what a score file records about its test set (finetec eval --save-scores); fused files must agree
-TEST_SET_KEYS = ("level", "pattern", "seed", "data", "split", "clips_per_sample")
+TEST_SET_KEYS = ("level", "pattern", "seed", "data", "split")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
                    help="reader option, repeatable (e.g. -o dim=3 for a 3D pose JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
 
 
 def _label_name(ds, label: int) -> str | None:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise FinetecError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise FinetecError(f"--batch-size must be at least 1, got {args.batch_size}")
-    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend)
     if pred.is_completion:
         raise FinetecError("this checkpoint is a completion model and does not classify; use finetec complete",
                            args.checkpoint)

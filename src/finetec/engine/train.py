@@ -218,13 +218,13 @@ class Trainer:
 
     # setup ---------------------------------------------------------------------------------
     def _data(self) -> None:
-        from finetec.data import open_dataset
+        from finetec.data.readers import open_with_options
         from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset
         from finetec.engine import sanity
 
         cfg = self.cfg
         sanity.check_pipeline(cfg.task, cfg.pipeline.features, cfg.pipeline.filler)
-        ds = open_dataset(cfg.data.path, fmt=cfg.data.format)
+        ds = open_with_options(cfg.data.path, cfg.data.format, cfg.data.options)
         all_train = ds.split_indices(cfg.data.train_split)
         sanity.check_split(ds, all_train, cfg.data.train_split, cfg.task)
         labels = ds.label[all_train] if cfg.task == "classification" else np.zeros(len(all_train), np.int64)
