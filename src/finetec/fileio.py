@@ -83,10 +83,7 @@ def new_output(path: str | os.PathLike, overwrite: bool = False, suffix: str | N
     process is removed first.
     """
     target = Path(path)
-    if target.is_dir():
-        raise FinetecError("is a folder; give an output file name", target)
-    if not overwrite and (target.exists() or target.is_symlink()):
-        raise FinetecError("already exists (use --overwrite to replace it)", target)
+    check_output(target, overwrite)
     remove_stale_temps(target.parent, target.name)
     with _temporary(target, suffix) as (tmp_path, target):
         yield tmp_path
@@ -104,6 +101,20 @@ def new_output(path: str | os.PathLike, overwrite: bool = False, suffix: str | N
                 raise FinetecError(f"cannot create the output file ({e.strerror or e})", target) from None
             _create_exclusive(tmp_path, target)  # a file system without hard links
         tmp_path.unlink()
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False, source: str | os.PathLike | None = None) -> None:
+    """The quick checks of an output file before any work: not a folder, not the input ``source``,
+    not existing unless ``overwrite`` (FinetecError otherwise). :func:`new_output` checks again
+    when it publishes the file."""
+    target = Path(path)
+    if target.is_dir():
+        raise FinetecError("is a folder; give an output file name", target)
+    exists = target.exists() or target.is_symlink()
+    if exists and source is not None and Path(source).exists() and Path(source).resolve() == target.resolve():
+        raise FinetecError("the output is the input file; choose another name", target)
+    if exists and not overwrite:
+        raise FinetecError("already exists (use --overwrite to replace it)", target)
 
 
 def _create_exclusive(tmp_path: Path, target: Path) -> None:
@@ -256,4 +267,4 @@ def _read_holder(fd: int) -> str:
     return f"process {text[4:]}" if text.startswith("pid ") else "another process"
 
 
-__all__ = ["atomic_path", "new_output", "write_text_atomic", "remove_stale_temps", "staging_dir", "FolderLock"]
+__all__ = ["atomic_path", "new_output", "check_output", "write_text_atomic", "remove_stale_temps", "staging_dir", "FolderLock"]

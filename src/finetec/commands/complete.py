@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default=None, metavar="NAME", help="force the input reader")
     p.add_argument("--split", default=None, metavar="NAME", help="only the clips of this split")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
 
 
 def output_kind(path: str | os.PathLike) -> str:
@@ -143,11 +144,13 @@ def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
     from finetec.data import open_dataset
     from finetec.errors import FinetecError
+    from finetec.fileio import check_output, new_output
 
     out = Path(args.output)
     kind = output_kind(out)
     if Path(args.input).exists() and out.resolve() == Path(args.input).resolve():
         raise FinetecError("the output would overwrite the input; choose another name", out)
+    check_output(out, args.overwrite)
     pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     if args.method == "model":
         pred.completion_module()  # fail early with a clear message
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     done, filled = complete_dataset(pred, ds, args.method)
     info = {"method": args.method, "checkpoint": str(args.checkpoint), "input": str(args.input)}
     writer = {"canonical": write_canonical, "npz": write_npz, "json": write_pose_json}[kind]
-    writer(out, done, filled, info)
+    with new_output(out, args.overwrite) as tmp:
+        writer(tmp, done, filled, info)
     n_missing = int(filled.sum())
     print(f"completed {len(ds)} clip(s) with {args.method}: {n_missing} missing joint entries filled "
           f"-> {out}", file=sys.stderr)

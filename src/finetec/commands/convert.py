@@ -8,7 +8,9 @@ HELP = "convert a dataset to the canonical .finetec.npz file (or, for DST.pkl, a
 DESCRIPTION = (
     "Read SRC (any supported format, detected or given with --format) and write DST: a canonical "
     "finetec dataset file when DST ends in .npz (use the .finetec.npz suffix), a PYSKL pickle when "
-    "DST ends in .pkl. The output is written atomically: on any error no DST file is left behind.")
+    "DST ends in .pkl. The output is written atomically: on any error no DST file is left behind, and "
+    "an existing DST is never replaced without --overwrite (of two conversions to one new DST, "
+    "exactly one succeeds).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,24 +39,20 @@ def run(args: argparse.Namespace) -> int:
 
     from finetec.data.readers import open_with_options, parse_option_args
     from finetec.data.readers.pyskl import write_pyskl
-    from finetec.errors import FinetecError
+    from finetec.fileio import check_output, new_output
 
     kind = output_kind(args.dst)
     dst = Path(args.dst)
-    if dst.is_dir():
-        raise FinetecError("is a folder; give an output file name", dst)
-    if dst.exists() and not args.overwrite:
-        raise FinetecError("already exists (use --overwrite to replace it)", dst)
-    if Path(args.src).exists() and dst.exists() and Path(args.src).resolve() == dst.resolve():
-        raise FinetecError("SRC and DST are the same file", dst)
+    check_output(dst, args.overwrite, args.src)
     ds = open_with_options(args.src, args.fmt, parse_option_args(args.option))
-    if kind == "pyskl":
-        write_pyskl(ds, dst)
-    else:
-        if not dst.name.endswith(".finetec.npz"):
-            print(f"finetec convert: note: {dst}: canonical files are usually named *.finetec.npz",
-                  file=sys.stderr)
-        ds.save(dst)
+    with new_output(dst, args.overwrite) as tmp:
+        if kind == "pyskl":
+            write_pyskl(ds, tmp)
+        else:
+            if not dst.name.endswith(".finetec.npz"):
+                print(f"finetec convert: note: {dst}: canonical files are usually named *.finetec.npz",
+                      file=sys.stderr)
+            ds.save(tmp)
     splits = ", ".join(f"{k} ({len(v)})" for k, v in sorted(ds.splits.items())) or "none"
     n, k = len(ds), ds.num_classes
     print(f"wrote {dst} ({'PYSKL pickle' if kind == 'pyskl' else 'finetec canonical'}): "
