@@ -84,7 +84,10 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
         raise FinetecError(
             f"reader {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"accepted: {', '.join(accepted) or 'none'}", p)
-    ds = mod.read(p, **options)
+    from finetec.data.readers._common import reading
+
+    with reading(p, f"{name} input"):
+        ds = mod.read(p, **options)
     if name != "finetec":
         ds.meta.setdefault("source_format", name)
     return ds

@@ -1,8 +1,11 @@
-"""Helpers shared by the readers: option parsing, layout guessing, clip assembly, progress."""
+"""Helpers shared by the readers: option parsing, layout guessing, clip assembly, progress, and
+bounded reading (size caps checked before anything is allocated; see ``docs/formats.md``)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
@@ -17,6 +20,12 @@ T = TypeVar("T")
 # Layout guessed from the joint count when a file does not say (override with ``layout=``).
 LAYOUT_BY_JOINTS = {13: "penn13", 17: "coco17", 18: "openpose18", 20: "kinect_v1", 25: "ntu25",
                     33: "mediapipe33"}
+
+# Caps of bounded reading (bytes; each can be raised with the environment variable of that name).
+MAX_JSON_BYTES = int(os.environ.get("FINETEC_MAX_JSON_BYTES", 1 << 30))
+MAX_ARRAY_BYTES = int(os.environ.get("FINETEC_MAX_ARRAY_BYTES", 16 << 30))
+# Deflate cannot expand data by more than about 1032:1; a member claiming more is damaged.
+DEFLATE_MAX_RATIO = 1032
 
 # Below this many files a progress bar is just noise.
 PROGRESS_MIN_FILES = 200
@@ -231,3 +240,89 @@ def generic_class_names(num_classes: int) -> list[str]:
 def iter_chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
     for a in range(0, n, size):
         yield a, min(n, a + size)
+
+
+def load_json(path: str | os.PathLike, what: str = "JSON") -> Any:
+    """A JSON file, read with a size cap (:data:`MAX_JSON_BYTES`); too deep a nesting (the parser's
+    recursion limit) and every other problem is a one-line FinetecError naming the file."""
+    from finetec.data.readers.nw_ucla import json_loader
+
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise FinetecError(f"{what} file is larger than the {MAX_JSON_BYTES} bytes accepted "
+                               "(set FINETEC_MAX_JSON_BYTES to raise the limit)", p)
+        data = p.read_bytes()
+    except OSError as e:
+        raise FinetecError(f"cannot read file ({e.strerror or e})", p) from None
+    loads, decode_error = json_loader()
+    try:
+        return loads(data)
+    except (decode_error, ValueError, RecursionError, UnicodeDecodeError) as e:
+        raise FinetecError(f"damaged JSON ({describe(e)[:200]})", p) from None
+
+
+def check_npz(path: str | os.PathLike) -> None:
+    """Check every array of a ``.npz`` archive before any is read: no Python objects, and its
+    header's shape times item size fits in the bytes its archive member holds (so numpy, which
+    allocates from the header, never allocates beyond the file's own size, or 1032 times it for
+    a compressed member, and never beyond :data:`MAX_ARRAY_BYTES`)."""
+    import numpy as np
+
+    p = Path(path)
+    try:
+        total = p.stat().st_size
+        with zipfile.ZipFile(p) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[:-4]
+                if info.compress_size > total:
+                    raise FinetecError(f"array {name!r}: the archive claims more bytes than the file holds", p)
+                limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED \
+                    else DEFLATE_MAX_RATIO * info.compress_size + 1024
+                if info.file_size > min(limit, MAX_ARRAY_BYTES):
+                    raise FinetecError(f"array {name!r}: its size ({info.file_size} bytes) is impossible for "
+                                       f"its {info.compress_size} stored bytes or above the cap of "
+                                       f"{MAX_ARRAY_BYTES} (FINETEC_MAX_ARRAY_BYTES)", p)
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0(f))
+                    header = f.tell()
+                if dtype.hasobject:
+                    raise FinetecError(f"array {name!r} holds Python objects (refused: no pickle)", p)
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                if n * dtype.itemsize > info.file_size - header:
+                    raise FinetecError(f"array {name!r}: its header claims shape {tuple(shape)} of {dtype} "
+                                       f"({n * dtype.itemsize} bytes) but the file holds "
+                                       f"{max(info.file_size - header, 0)} bytes of data", p)
+    except FinetecError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, OverflowError, TypeError,
+            NotImplementedError, RuntimeError) as e:
+        raise FinetecError(f"damaged .npz file ({describe(e)[:200]})", p) from None
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, what: str):
+    """Turn anything a reader raises while interpreting a file's content into a one-line
+    FinetecError naming the file (set FINETEC_DEBUG=1 to see the original exception)."""
+    try:
+        yield
+    except FinetecError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError,
+            RecursionError, zipfile.BadZipFile, EOFError, UnicodeError, LookupError, ZeroDivisionError,
+            NotImplementedError) as e:
+        if os.environ.get("FINETEC_DEBUG"):
+            raise
+        if isinstance(e, MemoryError):
+            raise FinetecError(f"not enough memory to read this {what}", path) from None
+        raise FinetecError(f"cannot read this {what}: unexpected content ({describe(e)[:200]})", path) from None
+    except OSError as e:
+        raise FinetecError(f"cannot read ({e.strerror or describe(e)})"[:300], getattr(e, "filename", None)
+                           or path) from None
