@@ -44,7 +44,7 @@ import numpy as np
 from finetec.data import safe_pickle
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_bool, as_float, as_int, choose_layout, class_names_option, generic_class_names, make_sample,
+    as_bool, as_float, as_int, as_label, choose_layout, class_names_option, generic_class_names, make_sample,
     nonzero_mask, progress, trim_persons,
 )
 from finetec.data.readers.names import NTU120_CLASSES
@@ -163,11 +163,7 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
             skipped.append(str(ann.get("frame_dir", f"clip_{i:06d}")))
             continue
         clips.append(arrays)
-        lab = ann.get("label")
-        try:
-            lab = None if lab is None else int(np.asarray(lab).reshape(-1)[0])
-        except (TypeError, ValueError, IndexError):
-            raise FinetecError(f"annotation {i}: label {lab!r} is not an integer", path) from None
+        lab = as_label(ann.get("label"), f"annotation {i}", path)
         labels.append(None if lab is None or lab < 0 else lab)
         ids.append(str(ann.get("frame_dir", f"clip_{i:06d}")))
         meta = {k: [int(v) for v in np.asarray(ann[k]).ravel()] for k in ("img_shape", "original_shape")
