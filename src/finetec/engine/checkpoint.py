@@ -18,12 +18,14 @@ checkpoint into a temporary folder and renames it into place, keeping the previo
 A folder without any record (written by an older finetec, or by hand) is loaded as it is.
 
 The metadata in ``checkpoint.json`` is checked against the weights before a model is built
-(:func:`check_metadata`): integer sizes within :data:`MAX_MODEL_SIZE`, and the model built on
-PyTorch's ``meta`` device (no memory) must have exactly the tensor names and shapes of the
-weights file.
+(:func:`check_metadata`): its fields have their types, every integer size is within
+:data:`MAX_MODEL_SIZE` and no larger than the largest tensor dimension of the weights (read
+from the file's header), and the class names fit the classifier; the model built must then
+have exactly the tensor names and shapes of the weights before any weight is read.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -280,8 +282,6 @@ def build_model(model_config: dict[str, Any], origin: str | os.PathLike | None =
                 device: str | None = None) -> Any:
     """Rebuild an (untrained) model from its stored ``model.config`` (on ``device``: ``"meta"``
     builds the structure without allocating any memory)."""
-    import contextlib
-
     import torch
 
     from finetec.layouts import Layout
@@ -297,7 +297,7 @@ def build_model(model_config: dict[str, Any], origin: str | os.PathLike | None =
     except FinetecError as e:
         raise FinetecError(f"cannot rebuild the model: {e}", origin) from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError,
-            ZeroDivisionError, NotImplementedError, AssertionError) as e:
+            ZeroDivisionError, NotImplementedError, AssertionError, MemoryError) as e:
         if os.environ.get("FINETEC_DEBUG"):
             raise
         first = str(e).splitlines()[0] if str(e) else ""
@@ -317,28 +317,55 @@ def _weight_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
                            weights) from None
 
 
-def check_metadata(info: dict[str, Any], weights: Path, origin: Path) -> None:
-    """FinetecError unless the model that ``info`` describes has exactly the tensors of ``weights``
-    (names and shapes) and its class names fit the classifier; nothing is allocated."""
+def _ints(x: Any) -> list[int]:
+    if isinstance(x, bool):
+        return []
+    if isinstance(x, int):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in _ints(item)]
+    return []
+
+
+def check_metadata(info: dict[str, Any], weights: Path, origin: Path) -> dict[str, tuple[int, ...]]:
+    """Check checkpoint.json against the weights before a model is built; returns the weights'
+    tensor shapes (read from the file's header, no tensor data).
+
+    Every size in ``model_config`` (an integer option, in lists too; ``seed`` aside) must be at
+    most the largest tensor dimension of the weights (a genuine model's widths, lengths and class
+    counts all appear there), so a checkpoint.json cannot make finetec build a model larger than
+    its own weights describe; the class names must fit the classifier."""
     shapes = _weight_shapes(weights)
-    meta = build_model(info["model_config"], origin, device="meta")
-    expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-    if expected != shapes:
-        missing = sorted(set(expected) - set(shapes))
-        extra = sorted(set(shapes) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
-        if missing:
-            detail = f"missing tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-        elif extra:
-            detail = f"unexpected tensor {extra[0]}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
-        else:
-            k = wrong[0]
-            detail = f"{k} has shape {list(shapes[k])} in the weights but {list(expected[k])} in checkpoint.json"
-        raise FinetecError(f"checkpoint.json does not match the weights: {detail}", weights)
+    largest = max([d for shp in shapes.values() for d in shp] + [64])
+    for key, value in info["model_config"].items():
+        if key == "seed":
+            continue
+        for v in _ints(value):
+            if v > largest:
+                raise FinetecError(f"checkpoint.json does not match the weights: model_config.{key} = {v} but "
+                                   f"no tensor of the weights has a dimension above {largest}", origin)
     names, k = info.get("class_names"), info["model_config"].get("num_classes")
     task = info.get("task") or (info.get("config") or {}).get("task")
     if names and isinstance(k, int) and task != "completion" and len(names) != k:
         raise FinetecError(f"checkpoint.json lists {len(names)} class names for a model with {k} classes", origin)
+    return shapes
+
+
+def _compare(model: Any, shapes: dict[str, tuple[int, ...]], weights: Path) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if expected == shapes:
+        return
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+    if missing:
+        detail = f"missing tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    elif extra:
+        detail = f"unexpected tensor {extra[0]}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+    else:
+        k = wrong[0]
+        detail = f"{k} has shape {list(shapes[k])} in the weights but {list(expected[k])} in checkpoint.json"
+    raise FinetecError(f"checkpoint.json does not match the weights: {detail}", weights)
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -360,13 +387,14 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[
         problem = verify(folder)
         if problem is not None:
             raise FinetecError(f"not a complete checkpoint: {problem}", folder)
-    check_metadata(info, weights, folder / INFO)
+    shapes = check_metadata(info, weights, folder / INFO)
+    model = build_model(info["model_config"], folder / INFO)
+    _compare(model, shapes, weights)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise FinetecError(f"corrupt weights file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
                            weights) from None
-    model = build_model(info["model_config"], folder / INFO)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
