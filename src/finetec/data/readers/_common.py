@@ -404,15 +404,15 @@ def check_mat(data: bytes, source: str | os.PathLike) -> None:
     import zlib
 
     if len(data) < 128:
-        raise FinetecError("not a MATLAB 5 file (shorter than its 128-byte header)", source)
+        raise FinetecError("cannot read MATLAB file: not a MATLAB 5 file (shorter than its 128-byte header)", source)
     mark = bytes(data[126:128])
     if mark not in (b"IM", b"MI"):
-        raise FinetecError("not a MATLAB 5 file (no MI/IM endian mark in the header; MATLAB 4 files are "
-                           "not read)", source)
+        raise FinetecError("cannot read MATLAB file: not a MATLAB 5 file (no MI/IM endian mark in the header; "
+                           "MATLAB 4 files are not read)", source)
     order = "<" if mark == b"IM" else ">"
 
     def fail(what: str) -> None:
-        raise FinetecError(f"damaged MATLAB file: {what}", source)
+        raise FinetecError(f"cannot read MATLAB file: damaged ({what})", source)
 
     def elements(buf: bytes | memoryview, start: int, end: int):
         pos = start
