@@ -266,20 +266,25 @@ def iter_chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
         yield a, min(n, a + size)
 
 
+def read_capped(path: Path, cap: int, what: str, variable: str) -> bytes:
+    """The bytes of a file of at most ``cap`` bytes (the environment variable ``variable`` sets the
+    cap); FinetecError otherwise or when it cannot be read."""
+    try:
+        if path.stat().st_size > cap:
+            raise FinetecError(f"{what} file is larger than the {cap} bytes accepted "
+                               f"(set {variable} to raise the limit)", path)
+        return path.read_bytes()
+    except OSError as e:
+        raise FinetecError(f"cannot read file ({e.strerror or e})", path) from None
+
+
 def load_json(path: str | os.PathLike, what: str = "JSON") -> Any:
     """A JSON file, read with a size cap (:data:`MAX_JSON_BYTES`); too deep a nesting (the parser's
     recursion limit) and every other problem is a one-line FinetecError naming the file."""
     from finetec.data.readers.nw_ucla import json_loader
 
     p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise FinetecError(f"{what} file is larger than the {MAX_JSON_BYTES} bytes accepted "
-                               "(set FINETEC_MAX_JSON_BYTES to raise the limit)", p)
-        data = p.read_bytes()
-    except OSError as e:
-        raise FinetecError(f"cannot read file ({e.strerror or e})", p) from None
+    data = read_capped(p, MAX_JSON_BYTES, what, "FINETEC_MAX_JSON_BYTES")
     loads, decode_error = json_loader()
     try:
         return loads(data)
@@ -379,14 +384,7 @@ def load_mat(path: str | os.PathLike, variable_names: tuple[str, ...]) -> dict[s
     import scipy.io
 
     p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_MAT_BYTES:
-            raise FinetecError(f"MATLAB file is larger than the {MAX_MAT_BYTES} bytes accepted "
-                               "(set FINETEC_MAX_MAT_BYTES to raise the limit)", p)
-        data = p.read_bytes()
-    except OSError as e:
-        raise FinetecError(f"cannot read file ({e.strerror or e})", p) from None
+    data = read_capped(p, MAX_MAT_BYTES, "MATLAB", "FINETEC_MAX_MAT_BYTES")
     check_mat(data, p)
     try:
         return scipy.io.loadmat(io.BytesIO(data), variable_names=variable_names)
