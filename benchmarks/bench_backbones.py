@@ -1,197 +1,320 @@
-"""Throughput, peak memory and achieved GFLOP/s of the GCN backbones.
+"""Throughput of the GCN backbones against their plain formulation, in one process.
 
-Two settings:
+For each model, the current units (:mod:`finetec.models.layers`) and the plain formulation they
+replaced (``tests/reference_gcn.py``: one module per branch, the graph einsum, CTRGC on every frame,
+out-of-place operations, BatchNorm as a separate op; the reference implementations' structure)
+get the same weights and the same batch, and are timed **alternately** in the same process, round
+after round, so that a machine shared with other jobs slows both alike:
 
-* ``reference``: the PYSKL reference batch N=16, M=2, T=100, V=25 (ntu25), C=3, 60 classes, at the
-  published default width (``stgcn``, ``stgcnpp``, ``ctrgcn``);
-* ``small``: the recommended CPU variant (``*_small`` presets: base width 32, 7 blocks) at
-  N=32, M=1, T=64, V=20 (kinect_v1), C=3, 27 classes.
+* ``infer``: eval-mode forward under ``torch.no_grad``; the current model with its BatchNorms
+  folded (``model.fuse()``, what the inference paths use);
+* ``train``: forward, cross entropy, backward, SGD step (the current model unfolded).
 
-Each (model, setting, mode) runs in its own subprocess so that the peak memory is its own: on CPU
-the increase of the process's maximum resident set size (``getrusage``) over the value after the
-model and the batch were built; on CUDA ``torch.cuda.max_memory_allocated``. ``infer`` times
-``model(x, mask)`` under ``torch.no_grad`` in eval mode; ``train`` times forward, cross
-entropy, backward and an SGD step. FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``
-(convolutions, matmuls and einsums; element-wise ops, BN and pooling are not counted) on one
-iteration; achieved GFLOP/s = FLOPs per iteration / seconds per iteration.
+A square fp32 matrix product is timed in every round too (the matmul peak of this process, now);
+the achieved share of it = forward FLOPs (``torch.utils.flop_counter`` on the plain formulation:
+convolutions, matmuls, einsums) / forward seconds / peak. Peak training memory: the increase of
+the maximum resident set size over the built model and batch during one training step, each
+formulation in its own subprocess. Numbers are medians over the rounds; the ratio column is the
+median (min-max) of the per-round ratios.
 
-Usage::
+Options that are measured, not defaults: ``--allocator`` (keep freed memory for reuse, see
+:mod:`finetec.cpu`; applies to both formulations), ``--compile`` (``torch.compile`` of the current
+model; compile time reported), ``--bf16`` (bf16 autocast; only with native
+bf16; max |logit difference| to fp32 reported).
 
-    python benchmarks/bench_backbones.py                       # all models, both settings, CPU
-    python benchmarks/bench_backbones.py --iters 3 --out docs/bench_backbones.md
-    python benchmarks/bench_backbones.py --models stgcnpp --settings small --device cuda
+Usage (the reference shape of the issue: N=16, M=2, T=100, V=25, C=3, 60 classes, 1 thread)::
+
+    python benchmarks/bench_backbones.py --models stgcnpp,ctrgcn --rounds 3
+    python benchmarks/bench_backbones.py --setting small --allocator
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
-from finetec.benchmark.machine import cpu_name, peak_rss_mib
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the plain formulation
 
 SETTINGS = {
     "reference": dict(N=16, M=2, T=100, layout="ntu25", C=3, K=60, suffix=""),
     "small": dict(N=32, M=1, T=64, layout="kinect_v1", C=3, K=27, suffix="_small"),
+    "stream": dict(N=1, M=1, T=64, layout="ntu25", C=3, K=60, suffix=""),
 }
 MODELS = ("stgcn", "stgcnpp", "ctrgcn")
-MODES = ("infer", "train")
+IMPLS = ("plain", "current")
 
 
+def build(model: str, setting: str, seed: int = 0):
+    """(plain model, current model with the same weights, x, mask, labels)."""
+    import torch
+
+    from finetec.models.registry import create_model
+    from reference_gcn import reference_model
+
+    s = SETTINGS[setting]
+    name = model + s["suffix"]
+    kw = dict(num_classes=s["K"], layout=s["layout"], in_channels=s["C"])
+    torch.manual_seed(seed)
+    plain = reference_model(name, **kw)
+    current = create_model(name, **kw)
+    current.load_state_dict(plain.state_dict())
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(s["N"], s["M"], s["T"], current.num_joints, s["C"], generator=g)
+    mask = torch.ones(x.shape[:4], dtype=torch.bool)
+    y = torch.randint(0, s["K"], (s["N"],), generator=g)
+    return plain, current, x, mask, y
 
 
+def matmul_peak(n: int = 1024, reps: int = 3) -> float:
+    """GFLOP/s of the fastest of ``reps`` fp32 (n x n) @ (n x n) products."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
 
 
-def measure(model_name: str, setting: str, mode: str, iters: int, warmup: int, device: str) -> dict:
-    """Run one measurement in this process and return its numbers."""
+def forward_flops(model, x, mask) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from finetec.models.layers import count_parameters
-    from finetec.models.registry import create_model
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, mask)
+    return float(counter.get_total_flops())
 
-    s = SETTINGS[setting]
-    name = model_name + s["suffix"]
-    dev = torch.device(device)
-    g = torch.Generator().manual_seed(0)
-    model = create_model(name, num_classes=s["K"], layout=s["layout"], in_channels=s["C"]).to(dev)
-    V = model.num_joints
-    x = torch.randn(s["N"], s["M"], s["T"], V, s["C"], generator=g).to(dev)
-    mask = torch.ones(s["N"], s["M"], s["T"], V, dtype=torch.bool, device=dev)
-    y = torch.randint(0, s["K"], (s["N"],), generator=g).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
 
-    def step() -> None:
-        if mode == "infer":
-            with torch.no_grad():   # (FlopCounterMode's module tracker fails under inference_mode)
-                model(x, mask)
+def steps(model, x, mask, y, mode: str, autocast: bool = False):
+    """A callable running one step of ``mode`` on ``model``."""
+    import torch
+
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if mode == "train" else None
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else None
+
+    def infer():
+        with torch.no_grad():
+            if ctx:
+                with ctx():
+                    return model(x, mask)
+            return model(x, mask)
+
+    def train():
+        opt.zero_grad(set_to_none=True)
+        if ctx:
+            with ctx():
+                loss = torch.nn.functional.cross_entropy(model(x, mask).float(), y)
         else:
-            opt.zero_grad(set_to_none=True)
             loss = torch.nn.functional.cross_entropy(model(x, mask), y)
-            loss.backward()
-            opt.step()
+        loss.backward()
+        opt.step()
+    return infer if mode == "infer" else train
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
 
-    model.train(mode == "train")
-    load_before = os.getloadavg()[0]
-    sync()
-    base_rss = peak_rss_mib()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-        base_cuda = torch.cuda.memory_allocated(dev)
-    for _ in range(warmup):
-        step()
-    sync()
-    t0 = time.perf_counter()
+def timed(fn, iters: int) -> float:
+    t = time.perf_counter()
     for _ in range(iters):
-        step()
-    sync()
-    sec = (time.perf_counter() - t0) / iters
-    if dev.type == "cuda":
-        peak_mib = (torch.cuda.max_memory_allocated(dev) - base_cuda) / 2**20
+        fn()
+    return (time.perf_counter() - t) / iters
+
+
+def compare(model: str, setting: str, rounds: int, iters: int, modes: list[str], variant: dict) -> dict:
+    """Alternated timings of the plain and current formulations of one model."""
+    import torch
+
+    plain, current, x, mask, y = build(model, setting)
+    N = x.shape[0]
+    flops = forward_flops(plain, x, mask)
+    out: dict = {"model": model + SETTINGS[setting]["suffix"], "setting": setting,
+                 "shape": list(x.shape), "gflop_fwd": flops / 1e9, "variant": variant}
+    # the current model's inference path: BN folded (+ the measured variants)
+    infer_model = build(model, setting)[1]
+    infer_model.load_state_dict(plain.state_dict())
+    infer_model.fuse()
+    if variant.get("compile"):
+        t0 = time.perf_counter()
+        infer_model = torch.compile(infer_model)
+        with torch.no_grad():
+            infer_model(x, mask)
+        out["compile_s_infer"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        current_c = torch.compile(current)
+        steps(current_c.train(), x, mask, y, "train")()
+        out["compile_s_train"] = time.perf_counter() - t0
+        current = current_c
+    bf16 = bool(variant.get("bf16"))
+    if bf16:
+        with torch.no_grad():
+            ref32 = plain.eval()(x, mask)
+            got = steps(infer_model, x, mask, y, "infer", autocast=True)()
+        out["bf16_max_abs_logit_diff"] = float((got.float() - ref32).abs().max())
+        out["bf16_top1_agreement"] = float((got.argmax(1) == ref32.argmax(1)).float().mean())
     else:
-        peak_mib = peak_rss_mib() - base_rss
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = counter.get_total_flops()
-    return {
-        "model": name, "setting": setting, "mode": mode, "device": device,
-        "shape": [s["N"], s["M"], s["T"], V, s["C"]], "params": count_parameters(model),
-        "sec_per_iter": sec, "samples_per_s": s["N"] / sec, "gflop_per_iter": flops / 1e9,
-        "gflops_achieved": flops / 1e9 / sec, "peak_mib": peak_mib, "threads": torch.get_num_threads(),
-        "iters": iters, "load_avg_1min": [load_before, os.getloadavg()[0]],
-    }
+        with torch.no_grad():
+            out["max_abs_logit_diff"] = float((infer_model(x, mask) - plain.eval()(x, mask)).abs().max())
+    fns = {}
+    for mode in modes:
+        plain.train(mode == "train")
+        current.train(mode == "train")
+        fns[("plain", mode)] = steps(plain, x, mask, y, mode)
+        fns[("current", mode)] = steps(infer_model if mode == "infer" else current, x, mask, y, mode,
+                                       autocast=bf16)
+    for fn in fns.values():   # warm-up
+        fn()
+    sec: dict = {k: [] for k in fns}
+    peaks = []
+    for r in range(rounds):
+        peaks.append(matmul_peak())
+        for mode in modes:
+            order = IMPLS if r % 2 == 0 else IMPLS[::-1]
+            for impl in order:
+                sec[(impl, mode)].append(timed(fns[(impl, mode)], iters))
+        print(f"  {out['model']} round {r + 1}/{rounds}: " + ", ".join(
+            f"{i}/{m} {N / sec[(i, m)][-1]:.2f}" for (i, m) in sec) + f" samples/s; matmul {peaks[-1]:.0f} GFLOP/s",
+            file=sys.stderr, flush=True)
+    out["matmul_peak_gflops"] = statistics.median(peaks)
+    for (impl, mode), s in sec.items():
+        out[f"{impl}_{mode}_samples_per_s"] = N / statistics.median(s)
+        if mode == "infer":
+            share = [flops / t / 1e9 / p for t, p in zip(s, peaks)]
+            out[f"{impl}_infer_gflops"] = flops / statistics.median(s) / 1e9
+            out[f"{impl}_infer_peak_share"] = statistics.median(share)
+    for mode in modes:
+        ratios = [a / b for a, b in zip(sec[("plain", mode)], sec[("current", mode)])]
+        out[f"{mode}_speedup"] = [statistics.median(ratios), min(ratios), max(ratios)]
+    return out
 
 
-def run_subprocess(model: str, setting: str, mode: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", model, setting, mode,
-           "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
+def peak_train_memory(model: str, setting: str, impl: str) -> float:
+    """Max-RSS increase (MiB) of one training step, in a fresh subprocess."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-worker", model, setting, impl]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"{model}/{setting}/{mode} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"memory worker {model}/{impl} failed:\n{proc.stderr[-2000:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
 
 
-def table(rows: list[dict], header: str) -> str:
-    by_key: dict[tuple[str, str], dict[str, dict]] = {}
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB): VmHWM, which starts afresh at exec (getrusage's
+    maximum is inherited from the parent process across fork and exec on Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    from finetec.benchmark.machine import peak_rss_mib as getrusage_peak
+
+    return getrusage_peak()
+
+
+def memory_worker(model: str, setting: str, impl: str) -> float:
+    plain, current, x, mask, y = build(model, setting)
+    net = (plain if impl == "plain" else current).train()
+    base = peak_rss_mib()
+    steps(net, x, mask, y, "train")()
+    return peak_rss_mib() - base
+
+
+def table(rows: list[dict], modes: list[str]) -> str:
+    head = ["model", "input (N,M,T,V,C)", "GFLOP fwd"]
+    if "infer" in modes:
+        head += ["infer plain", "infer current", "infer speed-up", "share of matmul peak plain / current"]
+    if "train" in modes:
+        head += ["train plain", "train current", "train speed-up", "peak train MiB plain / current"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        by_key.setdefault((r["setting"], r["model"]), {})[r["mode"]] = r
-    lines = [header, "",
-             "| model | setting | input (N,M,T,V,C) | params | GFLOP/iter fwd | infer samples/s | infer GFLOP/s "
-             "| infer peak MiB | GFLOP/iter train | train samples/s | train GFLOP/s | train peak MiB |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for (setting, model), modes in by_key.items():
-        i, t = modes.get("infer"), modes.get("train")
-        any_r = i or t
-        cells = [model, setting, "(" + ",".join(map(str, any_r["shape"])) + ")", f"{any_r['params'] / 1e6:.3f} M"]
-        for r in (i, t):
-            if r is None:
-                cells += ["-"] * 4
+        cells = [r["model"], "(" + ",".join(map(str, r["shape"])) + ")", f"{r['gflop_fwd']:.1f}"]
+        for mode in modes:
+            sp = r[f"{mode}_speedup"]
+            cells += [f"{r[f'plain_{mode}_samples_per_s']:.2f}", f"{r[f'current_{mode}_samples_per_s']:.2f}",
+                      f"{sp[0]:.2f}× ({sp[1]:.2f}-{sp[2]:.2f})"]
+            if mode == "infer":
+                cells.append(f"{100 * r['plain_infer_peak_share']:.0f} % / {100 * r['current_infer_peak_share']:.0f} %")
             else:
-                cells += [f"{r['gflop_per_iter']:.1f}", f"{r['samples_per_s']:.1f}", f"{r['gflops_achieved']:.1f}",
-                          f"{r['peak_mib']:.0f}"]
+                mem = r.get("peak_train_mib")
+                cells.append(f"{mem['plain']:.0f} / {mem['current']:.0f}" if mem else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated: stgcn,stgcnpp,ctrgcn")
-    p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: reference,small")
-    p.add_argument("--modes", default=",".join(MODES), help="comma-separated: infer,train")
-    p.add_argument("--iters", type=int, default=3, help="timed iterations per measurement")
-    p.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--models", default="stgcnpp,ctrgcn,stgcn", help="comma-separated: stgcn,stgcnpp,ctrgcn")
+    p.add_argument("--setting", default="reference", choices=sorted(SETTINGS))
+    p.add_argument("--modes", default="infer,train", help="comma-separated: infer,train")
+    p.add_argument("--rounds", type=int, default=3, help="alternated rounds (medians reported)")
+    p.add_argument("--iters", type=int, default=1, help="steps per timing")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--allocator", action="store_true", help="keep freed memory for reuse (finetec.cpu)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the current model")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the current model (native bf16 only)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak training memory subprocesses")
     p.add_argument("--out", help="also write the Markdown table (and a .json of the raw numbers) here")
-    p.add_argument("--worker", nargs=3, metavar=("MODEL", "SETTING", "MODE"), help=argparse.SUPPRESS)
+    p.add_argument("--memory-worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if args.worker:
-        print(json.dumps(measure(*args.worker, iters=args.iters, warmup=args.warmup, device=args.device)))
-        return 0
-
-    models = [m for m in args.models.split(",") if m]
-    settings = [s for s in args.settings.split(",") if s]
-    modes = [m for m in args.modes.split(",") if m]
-    bad = [m for m in models if m not in MODELS] + [s for s in settings if s not in SETTINGS] + \
-          [m for m in modes if m not in MODES]
-    if bad:
-        p.error(f"unknown model/setting/mode: {', '.join(bad)}")
-    rows = []
-    for setting in settings:
-        for model in models:
-            for mode in modes:
-                r = run_subprocess(model, setting, mode, args)
-                print(f"{r['model']:>14} {setting:>9} {mode:>5}: {r['samples_per_s']:8.1f} samples/s "
-                      f"{r['gflops_achieved']:7.1f} GFLOP/s peak {r['peak_mib']:7.0f} MiB", file=sys.stderr)
-                rows.append(r)
     import torch
 
-    dev = args.device if args.device != "cuda" else f"cuda ({torch.cuda.get_device_name(0)})"
-    header = (f"Backbone benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: device {dev}, CPU {cpu_name()} "
-              f"({os.cpu_count()} logical cores, {rows[0]['threads'] if rows else '?'} torch threads), "
-              f"torch {torch.__version__}, {args.iters} timed iterations after {args.warmup} warm-up. "
-              f"Peak memory: {'max-RSS increase' if args.device == 'cpu' else 'max CUDA allocation increase'} "
-              f"over the built model and batch.")
-    loads = [v for r in rows for v in r["load_avg_1min"]]
-    if loads:
-        header += f" 1-minute load average during the runs: {min(loads):.1f}-{max(loads):.1f}"
-        header += (" (above the core count: the machine was shared, timings are pessimistic)."
-                   if max(loads) > (os.cpu_count() or 1) else ".")
-    md = table(rows, header)
+    torch.set_num_threads(args.threads)
+    if args.allocator:
+        from finetec.cpu import keep_freed_memory
+
+        keep_freed_memory()
+    if args.memory_worker:
+        print(memory_worker(*args.memory_worker))
+        return 0
+    if args.bf16:
+        from finetec.cpu import require_native_bf16
+        from finetec.errors import FinetecError
+
+        try:
+            require_native_bf16("--bf16")
+        except FinetecError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    models = [m for m in args.models.split(",") if m]
+    modes = [m for m in args.modes.split(",") if m]
+    bad = [m for m in models if m not in MODELS] + [m for m in modes if m not in ("infer", "train")]
+    if bad:
+        p.error(f"unknown model/mode: {', '.join(bad)}")
+    variant = {k: True for k in ("allocator", "compile", "bf16") if getattr(args, k)}
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    rows = []
+    for model in models:
+        r = compare(model, args.setting, args.rounds, args.iters, modes, variant)
+        if "train" in modes and not args.no_memory:
+            r["peak_train_mib"] = {impl: peak_train_memory(model, args.setting, impl) for impl in IMPLS}
+        rows.append(r)
+    from finetec.benchmark.machine import cpu_name
+
+    load1 = os.getloadavg()[0]
+    peaks = ", ".join(f"{r['model']} {r['matmul_peak_gflops']:.0f}" for r in rows)
+    header = (f"Backbone benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+              f"`python benchmarks/bench_backbones.py {' '.join(argv if argv is not None else sys.argv[1:])}`: "
+              f"{cpu_name()} ({os.cpu_count()} logical cores), {args.threads} torch thread(s), torch {torch.__version__}, "
+              f"fp32{', ' + ', '.join(variant) if variant else ''}; {args.rounds} alternated rounds of {args.iters} "
+              f"step(s); {time.perf_counter() - t0:.0f} s; 1-minute load average {load0:.1f} -> {load1:.1f}"
+              f"{' (above the core count: the machine was shared)' if max(load0, load1) > (os.cpu_count() or 1) else ''}. "
+              f"Samples/s (clips of N); matmul peak (median) "
+              f"{peaks} GFLOP/s.")
+    md = header + "\n\n" + table(rows, modes)
+    extra = [f"{r['model']}: " + ", ".join(f"{k} {v:.3g}" for k, v in r.items()
+                                            if k.startswith(("compile_s", "bf16_", "max_abs")))
+             for r in rows]
+    md += "\n" + "\n".join(f"* {e}" for e in extra) + "\n"
     print(md)
     if args.out:
         from finetec.fileio import write_text_atomic

@@ -30,10 +30,10 @@ def inputs(N=2, M=1, T=8, V=25, C=3, p_missing=0.3, seed=0):
     return x, mask
 
 
-def first_feature_conv(model: SkeletonGCN) -> torch.nn.Conv2d:
-    """The 1x1 conv that first transforms the input features (not CTR-GCN's relation convs)."""
+def first_feature_weight(model: SkeletonGCN) -> torch.nn.Parameter:
+    """The 1x1 conv weight that first transforms the input features (not CTR-GCN's relation convs)."""
     gcn = model.blocks[0].gcn
-    return gcn.convs[0].conv3 if isinstance(gcn, CTRGCUnit) else gcn.conv
+    return gcn.feat_weight if isinstance(gcn, CTRGCUnit) else gcn.conv.weight
 
 
 def test_registered_names():
@@ -70,7 +70,7 @@ def test_backward_reaches_every_parameter(name, C):
         assert p.grad is not None, pname
         assert torch.isfinite(p.grad).all(), pname
     assert model.fc.weight.grad.abs().sum() > 0
-    assert first_feature_conv(model).weight.grad.abs().sum() > 0
+    assert first_feature_weight(model).grad.abs().sum() > 0
 
 
 # Published parameter counts at NTU-60 3D input (C=3, V=25, K=60), head included.
@@ -113,7 +113,8 @@ def test_masked_values_do_not_matter(name, train):
 @pytest.mark.parametrize("name", BACKBONES)
 def test_mask_channel_makes_the_mask_visible(name):
     model = tiny(name, "penn13", 2, mask_channel=True).eval()
-    assert first_feature_conv(model).in_channels == 3
+    w = first_feature_weight(model)               # conv (out, in, 1, 1) or CTR-GCN's (K, out, in)
+    assert (w.shape[1] if w.dim() == 4 else w.shape[-1]) == 3    # 2 coordinates + the mask
     x = torch.zeros(2, 1, 8, 13, 2)
     m1 = torch.ones(2, 1, 8, 13, dtype=torch.bool)
     m2 = m1.clone()
@@ -263,8 +264,8 @@ def test_temporal_conv_mixes_only_along_time():
 
 def test_multibranch_channel_split_uses_every_channel():
     unit = MultiBranchTCN(8, 14, branches=((3, 1), ("max", 3), "1x1"))
-    widths = [b.out_channels if isinstance(b, torch.nn.Conv2d) else b[0].out_channels for b in unit.branches]
-    assert widths == [6, 4, 4]
+    assert unit.widths == [6, 4, 4]
+    assert unit.head.out_channels == 10 and unit.pointwise.out_channels == 4
 
 
 def test_ctrgc_with_zero_alpha_is_a_plain_graph_conv():
@@ -272,7 +273,8 @@ def test_ctrgc_with_zero_alpha_is_a_plain_graph_conv():
     unit = CTRGCUnit(4, 4, A).eval()
     x = torch.randn(2, 4, 6, 13)
     with torch.no_grad():
-        y = sum(torch.einsum("nctv,vw->nctw", conv.conv3(x), A[k]) for k, conv in enumerate(unit.convs))
+        feats = torch.einsum("koc,nctv->knotv", unit.feat_weight, x) + unit.feat_bias[:, None, :, None, None]
+        y = sum(torch.einsum("nctv,vw->nctw", feats[k], A[k]) for k in range(A.shape[0]))
         expected = torch.relu(unit.bn(y) + x)
         assert torch.allclose(unit(x), expected, atol=1e-6)
         unit.alpha.fill_(1.0)

@@ -26,7 +26,7 @@ def _npz(tmp_path: Path) -> Path:
     mask[1, 1, 0] = False                         # a frame where the second person is absent
     p = tmp_path / "clips.npz"
     np.savez(p, keypoint=kp, mask=mask, label=np.array([1, 0]), class_names=np.array(["walk", "run"]),
-             split__train=np.array([0]), split__test=np.array([1]))
+             layout="coco17", split__train=np.array([0]), split__test=np.array([1]))
     return p
 
 

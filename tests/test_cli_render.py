@@ -37,7 +37,7 @@ def test_render_gif_frame_count_matches_clip(tmp_path, capsys):
 def test_render_by_id_contact_sheet(tmp_path, capsys):
     out = tmp_path / "sheet.png"
     rc, stdout, _ = run_cli(capsys, "render", SPEC, str(out), "--id", "syn00000", "--sheet", "4", "--dpi", "40")
-    assert rc == 0 and "frames 0, 2, 5, 7" in stdout
+    assert rc == 0 and "frames 1, 3, 6, 8 of 8 (--sheet indices 0,2,5,7)" in stdout  # numbered as the cells
     assert Image.open(out).size == viz.sheet_size_px(4, 1, 40) == (320, 130)
     rc, stdout, _ = run_cli(capsys, "render", SPEC, str(out), "--sheet", "0,3,", "--dpi", "40")
     assert rc == 0 and Image.open(out).size == (160, 130)

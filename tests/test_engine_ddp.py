@@ -1,6 +1,9 @@
 """DDP with two CPU processes (gloo, launched by torchrun) follows the same loss curve and
 reaches the same weights as one process on the same global batch.
 
+The DDP run reads a memory-mapped ``.finetec`` folder through one DataLoader worker per process;
+the single-process run reads the same clips from the in-memory synthetic dataset without workers.
+
 BatchNorm is frozen (``runtime.freeze_bn``) for the comparison: with batch statistics each rank
 would normalise by its own half batch, which legitimately differs from the single-process run
 (on GPUs ``runtime.sync_bn`` makes the statistics global instead).
@@ -42,12 +45,16 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path):
+    from finetec.data import open_dataset
+
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
+    folder = open_dataset(OVERRIDES[0].partition("=")[2]).save(tmp_path / "data.finetec")
+    ddp_overrides = [f"data.path={folder}", *OVERRIDES[1:], "runtime.num_workers=1"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(script), json.dumps(OVERRIDES), str(tmp_path / "ddp")]
+           f"--master_port={free_port()}", str(script), json.dumps(ddp_overrides), str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     torch.set_num_threads(1)

@@ -105,6 +105,16 @@ def test_short_run_batchnorm_statistics_are_the_data_s(tiny_data, tmp_path):
     assert float(rv.median()) < 0.05
 
 
+def assert_same_run(dir_a, res_a, dir_b, res_b) -> None:
+    """Two runs ended with the same last weights and the same metrics (except times)."""
+    wa = load_model(dir_a / "last")[0].state_dict()
+    wb = load_model(dir_b / "last")[0].state_dict()
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6), k
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert strip(res_a["history"]) == strip(res_b["history"])
+
+
 def test_resume_reaches_the_same_weights(tiny_data, tmp_path):
     extra = ("optim.epochs=4", "optim.batch_size=4", "data.val_fraction=0.25", "pipeline.level=moderate",
              "pipeline.augment=true", "model.dropout=0.3", "optim.warmup_epochs=1")
@@ -116,12 +126,7 @@ def test_resume_reaches_the_same_weights(tiny_data, tmp_path):
     with pytest.raises(FinetecError, match="differs .* in seed"):
         train(cfg_for(tiny_data, *extra, "seed=5"), tmp_path / "b", resume=True)
     resumed = train(cfg_for(tiny_data, *extra), tmp_path / "b", resume=True)
-    wa = load_model(tmp_path / "a" / "last")[0].state_dict()
-    wb = load_model(tmp_path / "b" / "last")[0].state_dict()
-    for k in wa:
-        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6), k
-    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
-    assert strip(straight["history"]) == strip(resumed["history"])
+    assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3, 4]
     # Best is chosen on validation: the best/ checkpoint's epoch has the best val_top1.
@@ -129,6 +134,7 @@ def test_resume_reaches_the_same_weights(tiny_data, tmp_path):
     assert load_model(tmp_path / "a")[1]["epoch"] == best["epoch"]
     # A different seed gives different weights (the comparison above is not vacuous).
     train(cfg_for(tiny_data, *extra, "seed=1"), tmp_path / "c")
+    wa = load_model(tmp_path / "a" / "last")[0].state_dict()
     wc = load_model(tmp_path / "c" / "last")[0].state_dict()
     assert not all(torch.allclose(wa[k].float(), wc[k].float()) for k in wa)
 

@@ -335,7 +335,10 @@ def test_simple_npz_forms(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     one = tmp_path / "one.npz"
     np.savez(one, keypoint=rng.normal(size=(7, 17, 2)).astype(np.float32), label=np.array(2))
-    ds = read_dataset(one)
+    with pytest.raises(FinetecError, match="ambiguous: 17 joints fit coco17, h36m17") as e:
+        read_dataset(one)                      # no silent guess between layouts of one joint count
+    assert str(one) in str(e.value) and "-o layout=" in str(e.value)
+    ds = read_dataset(one, layout="coco17")
     assert ds.meta["source_format"] == "npz" and ds[0].keypoint.shape == (1, 7, 17, 2) and ds[0].label == 2
     assert ds.class_names == ["class_0", "class_1", "class_2"]
     kp = rng.normal(size=(3, 2, 9, 25, 3)).astype(np.float32)

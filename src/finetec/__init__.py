@@ -12,8 +12,9 @@ from finetec.errors import FinetecError
 __all__ = ["__version__", "FinetecError", "load"]
 
 
-def load(checkpoint: str, device: str = "cpu"):
-    """Load a trained checkpoint and return a :class:`finetec.api.Predictor`."""
+def load(checkpoint: str, device: str = "cpu", backend: str = "torch"):
+    """Load a trained checkpoint and return a :class:`finetec.api.Predictor` (``backend``:
+    ``"torch"`` or ``"onnxruntime"``)."""
     from finetec.api import Predictor
 
-    return Predictor.from_checkpoint(checkpoint, device=device)
+    return Predictor.from_checkpoint(checkpoint, device=device, backend=backend)

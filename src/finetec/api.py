@@ -59,12 +59,20 @@ class Predictor:
         max_persons:  persons per model input (M); clips are padded / cut to it.
     """
 
-    def __init__(self, model: Any, info: dict[str, Any], device: str = "cpu") -> None:
+    def __init__(self, model: Any, info: dict[str, Any], device: str = "cpu", backend: str = "torch") -> None:
         from finetec.data.pipeline import PipelineConfig
+        from finetec.export import BACKENDS
+        from finetec.models.layers import fuse_batchnorm
 
-        self.model = model
+        if backend not in BACKENDS:
+            raise FinetecError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend != "torch" and str(device) != "cpu":
+            raise FinetecError(f"--backend {backend} runs on the CPU; use --device cpu, or --backend torch for {device}")
+        self.model = fuse_batchnorm(model)   # eval mode, BatchNorms folded into the convolutions
         self.info = dict(info)
         self.device = device
+        self.backend = backend
+        self._onnx: Any = None
         self.path = self.info.get("path")
         cfg = self.info.get("config") or {}
         mcfg = self.info.get("model_config") or getattr(model, "config", {}) or {}
@@ -102,18 +110,28 @@ class Predictor:
 
     # -- construction --------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "Predictor":
-        """Load a checkpoint folder (or its ``model.safetensors``, or a training output folder)."""
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", backend: str = "torch") -> "Predictor":
+        """Load a checkpoint folder (or its ``model.safetensors``, or a training output folder).
+
+        ``backend``: ``"torch"`` (default) or ``"onnxruntime"`` (classification runs the recognizer
+        exported to ONNX in onnxruntime, checked against PyTorch within 1e-4 when loading; needs the
+        ``onnx`` extra; CPU only; completion stays on PyTorch)."""
         from finetec.engine.checkpoint import load_model
 
         device = _resolve_device(device)
         model, info = load_model(path, device=device)
-        return cls(model, info, device=device)
+        pred = cls(model, info, device=device, backend=backend)
+        if backend == "onnxruntime" and not pred.is_completion:
+            from finetec.export import OnnxRecognizer
+
+            pred._onnx = OnnxRecognizer(pred)
+        return pred
 
     def __repr__(self) -> str:
         kind = "completion" if self.is_completion else f"{len(self.class_names)} classes"
         return (f"Predictor({self.model_name}, layout={self.layout.name}, {kind}, clip_len={self.clip_len}, "
-                f"M={self.max_persons}, C={self.dim}, device={self.device})")
+                f"M={self.max_persons}, C={self.dim}, device={self.device}"
+                + (f", backend={self.backend})" if self.backend != "torch" else ")"))
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -163,7 +181,10 @@ class Predictor:
         """The dataset's layout and coordinate dimension must match the checkpoint."""
         self.check_layout(ds.layout, ds.source)
         if ds.dim != self.dim:
-            raise FinetecError(f"the checkpoint expects {self.dim}D coordinates, the input has {ds.dim}D", ds.source)
+            hint = ("; if it holds x, y, z per joint, read it as 3D with -o dim=3 (see docs/formats.md)"
+                    if ds.dim == 2 and self.dim == 3 and ds.meta.get("source_format") == "pose_json" else "")
+            raise FinetecError(f"the checkpoint expects {self.dim}D coordinates, the input has {ds.dim}D{hint}",
+                               ds.source)
 
     def to_sample(self, keypoint: ArrayLike, mask: ArrayLike | None = None, id: str = "clip") -> Sample:
         """A :class:`Sample` from an array (T, V, C) or (M, T, V, C) (+ optional mask), checked
@@ -263,10 +284,13 @@ class Predictor:
 
     def logits(self, keypoint: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Run the classifier on model inputs (see :meth:`preprocess`): keypoint (N, M, T, V, C_in) and
-        mask (N, M, T, V) -> (N, K) logits (bf16 autocast on CUDA, as in evaluation)."""
+        mask (N, M, T, V) -> (N, K) logits (bf16 autocast on CUDA, as in evaluation; onnxruntime with
+        ``backend="onnxruntime"``)."""
         import torch
 
         self._require_classifier()
+        if self._onnx is not None:
+            return self._onnx(keypoint, mask).astype(np.float32, copy=False)
         from finetec.engine.tasks import autocast
 
         with torch.inference_mode(), autocast(torch.device(self.device), True):

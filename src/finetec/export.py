@@ -36,7 +36,9 @@ from finetec.fileio import atomic_path
 WHAT = ("recognizer", "completion")
 INSTALL_HINT = "ONNX export needs the optional packages onnx and onnxruntime: pip install finetec[onnx]"
 
-__all__ = ["WHAT", "export_onnx", "onnx_available", "example_inputs"]
+BACKENDS = ("torch", "onnxruntime")
+
+__all__ = ["BACKENDS", "OnnxRecognizer", "WHAT", "export_onnx", "onnx_available", "example_inputs"]
 
 
 def onnx_available() -> bool:
@@ -264,3 +266,49 @@ def compare_with_onnxruntime(net: Any, path: str | os.PathLike, predictor: Any, 
     if got.shape != ref.shape:
         raise FinetecError(f"onnxruntime output shape {got.shape} differs from PyTorch {ref.shape}", path)
     return float(np.max(np.abs(got - ref)))
+
+
+class OnnxRecognizer:
+    """A predictor's recognizer exported to ONNX and run by onnxruntime (the ``onnxruntime``
+    inference backend of :class:`finetec.api.Predictor`).
+
+    Built once per predictor: the graph is exported to a temporary file (checked against PyTorch
+    on an example input, which must agree within 1e-4) and loaded into an
+    ``onnxruntime.InferenceSession`` with as many intra-op threads as torch uses. Calling it maps
+    model inputs (keypoint (N, M, T, V, C_in), mask (N, M, T, V)) to logits (N, K); a graph whose
+    batch axis is fixed at 1 is run clip by clip.
+    """
+
+    TOLERANCE = 1e-4
+
+    def __init__(self, predictor: Any) -> None:
+        import tempfile
+
+        if importlib.util.find_spec("onnxruntime") is None or not onnx_available():
+            raise FinetecError("--backend onnxruntime needs the optional packages onnx and onnxruntime "
+                               "(pip install finetec[onnx]); or use --backend torch")
+        import onnxruntime as ort
+        import torch
+
+        with tempfile.TemporaryDirectory(prefix="finetec-onnx-") as tmp:
+            path = Path(tmp) / "recognizer.onnx"
+            report = export_onnx(predictor, path, what="recognizer")
+            diff = report["max_abs_diff"]
+            if diff is None or not diff <= self.TOLERANCE:
+                raise FinetecError(f"--backend onnxruntime: the exported recognizer differs from PyTorch by {diff} "
+                                   f"(more than {self.TOLERANCE}); use --backend torch", predictor.path)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = max(1, torch.get_num_threads())
+            opts.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.fixed_batch = report["inputs"]["keypoint"][0] == 1
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.max_abs_diff = diff
+
+    def __call__(self, keypoint: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feeds = {"keypoint": np.ascontiguousarray(keypoint, dtype=np.float32),
+                 "mask": np.ascontiguousarray(mask, dtype=bool)}
+        if not self.fixed_batch or feeds["keypoint"].shape[0] == 1:
+            return self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
+        return np.concatenate([self.session.run(None, {k: feeds[k][i:i + 1] for k in self.inputs})[0]
+                               for i in range(feeds["keypoint"].shape[0])])

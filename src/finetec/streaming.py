@@ -20,6 +20,11 @@ frame array; it accepts
 - ``{"people": [{"keypoints": [...]} | {"pose_keypoints_2d": [...]}, ...]}`` (OpenPose style).
 
 Joints with a non-finite coordinate, or a score ``<= min_score``, are missing.
+
+Every prediction runs the whole window (preprocessing and network); the predictor's network has
+its BatchNorms folded. Reusing the previous window's activations exactly is not possible with the
+GCN backbones (per-window normalisation, zero padding at both window edges, stride-2 phases; see
+``docs/models.md``, "Streaming and incremental computation").
 """
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from finetec.console import run_name
 from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
 from finetec.layouts import REGION_NAMES, Layout, get_layout
@@ -361,6 +362,12 @@ class _Panel:
             ax.set_box_aspect((1, 1, 1), zoom=1.25)
             ax.view_init(elev=12, azim=-70)
             ax.set_xticklabels([]); ax.set_yticklabels([]); ax.set_zticklabels([])
+            order, signs = _axes_3d(clip)  # which data coordinate each plot axis shows
+            names = [("-" if s < 0 else "") + "xyz"[o] for o, s in zip(order, signs)]
+            fs, pad = (6, -14) if compact else (8, -10)
+            ax.set_xlabel(names[0], fontsize=fs, labelpad=pad)
+            ax.set_ylabel(names[1], fontsize=fs, labelpad=pad)
+            ax.text2D(0.02, 0.98, f"{names[2]} (up)", transform=ax.transAxes, fontsize=fs, va="top")
         else:
             ax.set_xlim(*lim[0])
             ax.set_ylim(*(lim[1][::-1] if y_down else lim[1]))
@@ -430,11 +437,16 @@ def _timeline(ax: Any, states: np.ndarray) -> None:
     ax.set_xticks([]); ax.set_yticks([])
 
 
-def _legend(fig: Any, width_in: float, states: Sequence[int]) -> None:
+def _state_name(state: int, restored_label: str = "restored") -> str:
+    return restored_label if state == RESTORED else STATE_NAMES[state]
+
+
+def _legend(fig: Any, width_in: float, states: Sequence[int], restored_label: str = "restored") -> None:
     from matplotlib.patches import Patch
 
     handles = [Patch(color=REGION_COLORS[r], label=r.replace("_", " ")) for r in REGION_NAMES]
-    handles += [Patch(color=STATE_COLORS[s], label=f"{STATE_NAMES[s]} frame") for s in sorted(set(states))]
+    handles += [Patch(color=STATE_COLORS[s], label=f"{_state_name(s, restored_label)} frame")
+                for s in sorted(set(states))]
     ncol = len(handles) if width_in >= 1.1 * len(handles) else math.ceil(len(handles) / 2)
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=6.5, frameon=False,
                handlelength=1.0, columnspacing=0.8, borderaxespad=0.1)
@@ -475,6 +487,7 @@ def render_clip(
     y_down: bool | None = None,
     max_frames: int = DEFAULT_MAX_FRAMES,
     dpi: int = DEFAULT_DPI,
+    restored_label: str = "restored",
 ) -> dict[str, Any]:
     """Animate one clip, or several side by side, to ``.gif`` (Pillow) or ``.mp4`` (ffmpeg).
 
@@ -483,6 +496,8 @@ def render_clip(
     and joints are measured against). layout: one layout, or one per clip. y_down: ``None`` detects
     image coordinates per 2D clip. The animation shows :func:`animation_frames` of the longest clip;
     shorter clips hold their last frame. ``.png`` output is a :func:`contact_sheet`.
+    restored_label: the legend's name for frames missing in the first clip and observed in a later
+    one ("restored" for a completion, "clean reference" for the clean clip).
 
     Returns ``{"path", "frames" (number of frames written), "size" (width, height), "y_down"
     (per clip: True for 2D image coordinates drawn flipped upright, False for 2D y-up, None for 3D)}``.
@@ -490,7 +505,8 @@ def render_clip(
     out = Path(path)
     suffix = _check_suffix(out, SKELETON_SUFFIXES)
     if suffix == ".png":
-        return contact_sheet(clips, layout, out, titles=titles, show_mask=show_mask, y_down=y_down, dpi=dpi)
+        return contact_sheet(clips, layout, out, titles=titles, show_mask=show_mask, y_down=y_down, dpi=dpi,
+                             restored_label=restored_label)
     if not fps > 0:
         raise FinetecError(f"fps must be positive, got {fps}")
     import matplotlib.animation as animation
@@ -520,7 +536,7 @@ def render_clip(
                             (PANEL_IN - 0.3) / (n * PANEL_IN), (STRIP_IN - 0.07) / H])
         _timeline(sax, states)
         cursors.append(sax.axvline(0.5, color="black", linewidth=1.5))
-    _legend(fig, n * PANEL_IN, all_states)
+    _legend(fig, n * PANEL_IN, all_states, restored_label)
     writer = (animation.PillowWriter(fps=fps) if suffix == ".gif"
               else animation.FFMpegWriter(fps=fps, codec="h264", extra_args=[
                   "-pix_fmt", "yuv420p", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2"]))  # h264: even sizes
@@ -546,11 +562,13 @@ def contact_sheet(
     show_mask: bool = False,
     y_down: bool | None = None,
     dpi: int = DEFAULT_DPI,
+    restored_label: str = "restored",
 ) -> dict[str, Any]:
     """A grid of key frames: one row per clip, one column per frame (:func:`sheet_frames` of the
     first clip; shorter clips show their last frame). Each row has a timeline strip with the
     chosen frames ticked. Image size: :func:`sheet_size_px`. Output format by suffix (``.png``,
-    ``.pdf``, ``.svg``).
+    ``.pdf``, ``.svg``). Cells number frames from 1 (index t is "frame t+1/T"); restored_label as
+    in :func:`render_clip`.
 
     Returns ``{"path", "frames" (the frame indices), "size" (width, height), "y_down" (per clip, as
     in :func:`render_clip`)}``.
@@ -585,7 +603,7 @@ def contact_sheet(
             shown = panel.draw(int(t))
             label = f"frame {shown + 1}/{v.num_frames}"
             if states[shown] != OBSERVED:
-                label += f" ({STATE_NAMES[states[shown]]})"
+                label += f" ({_state_name(states[shown], restored_label)})"
             fig.text((c * CELL_IN + CELL_IN / 2) / W, (cell_bottom + CELL_IN + CELL_LABEL_IN / 2) / H, label,
                      ha="center", va="center", fontsize=7,
                      color=MISSING_COLOR if states[shown] == MISSING else "black")
@@ -594,7 +612,7 @@ def contact_sheet(
         _timeline(sax, states)
         for t in idx:
             sax.axvline(min(int(t), v.num_frames - 1) + 0.5, color="black", linewidth=1.0)
-    _legend(fig, W, all_states)
+    _legend(fig, W, all_states, restored_label)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi, format=out.suffix.lower().lstrip("."))
     return {"path": out, "frames": [int(t) for t in idx], "size": sheet_size_px(cols, rows, dpi),
@@ -724,6 +742,7 @@ def plot_accuracy_vs_level(cells: Sequence[Mapping[str, Any]], path: str | os.Pa
         _plot_series(ax, series, colours, notes)
         _level_axis(ax, {lv: pos[lv] for lv in {str(c["level"]) for _, c in rows}})
         ax.set_title(ds, fontsize=10)
+        ax.set_ylim(0.0, 1.0 if max(max(v.values()) for v in series.values()) <= 1.0 else None)  # from 0: no zoom
         ax.set_ylabel(metric.replace("_", "-") + (" accuracy" if metric in ("top1", "top5") else ""), fontsize=8)
         ax.legend(fontsize=7)
     if title:
@@ -820,7 +839,8 @@ def plot_confusion(matrix: Any, class_names: Sequence[str] | None, path: str | o
                     ax.text(j, i, f"{100 * cm[i, j]:.0f}", ha="center", va="center", fontsize=fs * 0.85,
                             color="white" if cm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    ax.set_title(title or f"confusion (row-normalised), mean diagonal {np.mean(np.diag(cm)):.3f}", fontsize=10)
+    ax.set_title(title or f"confusion (row-normalised), mean diagonal (mean-class accuracy) "
+                          f"{np.mean(np.diag(cm)):.3f}", fontsize=10)
     fig.tight_layout()
     return _save_figure(fig, path, dpi)
 
@@ -856,9 +876,7 @@ def eval_cells(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Eval JSON results as benchmark-style cells (dataset = data, method = checkpoint, regime = pattern)."""
     results = data["results"]
     _require(results, ["level"], "results")
-    ckpt = str(data.get("checkpoint") or "model")
-    name = Path(ckpt).name if Path(ckpt).name not in ("best", "last", "model.safetensors") else \
-        "/".join(Path(ckpt).parts[-2:])
+    name = run_name(data.get("checkpoint"))
     return [{**r, "dataset": str(data.get("data") or "data") + (f" ({data['split']})" if data.get("split") else ""),
              "method": name, "regime": str(r.get("pattern", ""))} for r in results]
 
@@ -897,9 +915,9 @@ def plot_result_file(src: str | os.PathLike, out: str | os.PathLike, *, kind: st
             if kind == "levels":
                 return kind, plot_accuracy_vs_level(eval_cells(data), out, metric=metric, dpi=dpi)
             r = _pick_result(data, level, pattern)
-            title = f"{Path(str(data.get('checkpoint', ''))).name or 'model'}: {r.get('level')} / {r.get('pattern')}"
-            if "top1" in r:
-                title += f", top-1 {float(r['top1']):.3f}"
+            title = f"{run_name(data.get('checkpoint'))}: {r.get('level')} / {r.get('pattern')}"
+            title += "".join(f", {label} {float(r[k]):.3f}" for k, label in (("top1", "top-1"), ("mean_class", "mean-class"))
+                             if k in r)
             return kind, plot_confusion(r["confusion"], data.get("class_names"), out, title=title, dpi=dpi)
         cells, completion = data.get("cells") or [], data.get("completion") or []
         if kind == "auto":

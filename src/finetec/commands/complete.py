@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=METHODS, default="model", help="completion method (default model)")
     p.add_argument("--format", default=None, metavar="NAME", help="force the input reader")
     p.add_argument("--split", default=None, metavar="NAME", help="only the clips of this split")
+    p.add_argument("--id", dest="ids", action="append", default=None, metavar="ID",
+                   help="only the clip with this id (repeatable); one clip for a .json OUTPUT")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
+                   help="reader option, repeatable (e.g. -o dim=3 for a 3D pose JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
 
@@ -79,6 +83,7 @@ def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
 def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
     """Plain ``.npz``: keypoint (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of
     equal length, mask, filled, label, id, layout, class_names."""
+    from finetec.data.readers.pose_json import layout_field
     from finetec.errors import FinetecError
     from finetec.fileio import atomic_path
 
@@ -102,7 +107,7 @@ def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> 
     arrays = {
         "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
         "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
-        "id": ds.ids.astype(str), "layout": np.array(ds.layout.name),
+        "id": ds.ids.astype(str), "layout": np.array(layout_field(ds.layout)),
         "class_names": np.array(ds.class_names, dtype=str),
         "completion": np.array(json.dumps(info)),
     }
@@ -112,37 +117,21 @@ def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> 
 
 
 def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
-    """Pose JSON, one 2D clip, readable by the ``pose_json`` reader: ``{"id", "layout", "completion",
-    "frames": [{"frame": t, "people": [{"keypoints": [x, y, s, ...], "filled": [0/1 per joint]}]}]}``;
-    ``s`` is 1 for an observed or filled joint, 0 for a joint still missing."""
+    """Pose JSON of one clip (2D or 3D), readable by the ``pose_json`` reader, with the completion
+    recorded and a per-joint ``filled`` list for each person (:func:`finetec.data.readers.pose_json.write`)."""
+    from finetec.data.readers import pose_json
     from finetec.errors import FinetecError
-    from finetec.fileio import write_text_atomic
 
     if len(ds) != 1:
         raise FinetecError(f"pose JSON output holds one clip, the input has {len(ds)}; "
-                           "write a .finetec.npz instead", path)
-    kp, mk, fl = _clip_arrays(ds, filled, 0)
-    M, T, V, C = kp.shape
-    if C != 2:
-        raise FinetecError(f"pose JSON holds 2D keypoints, the clip is {C}D; write a .npz or .finetec.npz instead",
-                           path)
-    frames = []
-    for t in range(T):
-        people = []
-        for m in range(M):
-            if not mk[m, t].any():
-                continue
-            flat = np.concatenate([kp[m, t], mk[m, t, :, None].astype(np.float32)], axis=1).reshape(-1)
-            people.append({"keypoints": [round(float(v), 6) for v in flat],
-                           "filled": [int(v) for v in fl[m, t]]})
-        frames.append({"frame": t, "people": people})
-    doc = {"id": str(ds.ids[0]), "layout": ds.layout.name, "completion": info, "frames": frames}
-    write_text_atomic(path, json.dumps(doc) + "\n")
+                           "write a .finetec.npz instead (or pick one clip with --id)", path)
+    pose_json.write(path, ds, 0, filled=_clip_arrays(ds, filled, 0)[2], extra={"completion": info})
 
 
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
-    from finetec.data import open_dataset
+    from finetec.data.readers import open_with_options, parse_option_args
+    from finetec.data.readers._common import layout_fallback
     from finetec.errors import FinetecError
     from finetec.fileio import check_output, new_output
 
@@ -154,9 +143,12 @@ def run(args: argparse.Namespace) -> int:
     pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     if args.method == "model":
         pred.completion_module()  # fail early with a clear message
-    ds = open_dataset(args.input, fmt=args.format)
+    with layout_fallback(pred.layout):   # a file that names no layout: the model's
+        ds = open_with_options(args.input, args.format, parse_option_args(args.option))
     if args.split is not None:
         ds = ds.subset(args.split)
+    if args.ids:
+        ds = ds.subset([ds.index_of(i) for i in args.ids])
     if len(ds) == 0:
         raise FinetecError("no clips to complete", args.input)
     pred.check_dataset(ds)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 HELP = "evaluate a checkpoint: top-1/top-5/mean-class accuracy per corruption level, score files"
 DESCRIPTION = """Evaluate a trained checkpoint on a test split, corrupted by the fixed protocol
@@ -36,6 +37,7 @@ def _score_path(path: str, level: str, many: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from finetec.console import shown_path
     from finetec.data.corruption import LEVELS
     from finetec.engine.checkpoint import load_model
     from finetec.engine.distributed import select_device
@@ -53,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     model, info = load_model(args.checkpoint, device=str(device))
     ds, data_name = open_eval_data(info, args.data)
+    # score files record the data resolved (comparable from any folder); what is shown, as typed
+    data_key = os.path.abspath(data_name) if os.path.exists(data_name) else data_name
+    data_name = shown_path(data_name)
     levels = list(LEVELS) if args.level == "all" else [args.level]
     completion = info.get("task") == "completion"
     results = []
@@ -62,11 +67,12 @@ def run(args: argparse.Namespace) -> int:
                                     batch_size=args.batch_size, device=device)
         else:
             r = evaluate(model, info, ds, level, args.pattern, seed=args.seed, split=args.split, clips=args.clips,
-                         batch_size=args.batch_size, device=device)
+                         batch_size=args.batch_size, device=device, progress=True)
             if args.save_scores:
                 save_scores(_score_path(args.save_scores, level, len(levels) > 1), r, info["class_names"],
                             extra={"level": level, "pattern": args.pattern, "seed": args.seed,
-                                   "checkpoint": str(info["path"])})
+                                   "checkpoint": str(args.checkpoint), "data": data_key, "split": r["split"],
+                                   "clips_per_sample": args.clips})
         results.append(r)
     split = results[0]["split"]
     if completion:
@@ -75,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
         rows = [{"level": r["level"], "pattern": r["pattern"], "num_clips": r["num_clips"], "top1": r["top1"],
                  "top5": r["top5"], "mean_class": r["mean_class"], "confusion": r["confusion"]} for r in results]
     if args.json:
-        print(json.dumps({"checkpoint": str(info["path"]), "data": data_name, "split": split,
+        print(json.dumps({"checkpoint": str(args.checkpoint), "data": data_name, "split": split,
                           "class_names": list(info.get("class_names", [])), "results": rows}))
         return 0
     n = len(ds.split_indices(split))
-    print(f"checkpoint {info['path']} | data {data_name} | split {split} ({n} clips) | test seed {args.seed}")
+    print(f"checkpoint {args.checkpoint} | data {data_name} | split {split} ({n} clips) | test seed {args.seed}")
     if completion:
         print(f"{'level':<10} {'pattern':<9} {'MPJPE':>9} {'N-MPJPE':>9} {'MPJVE':>9}")
         for r in rows:

@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
+    from finetec.console import quiet_stdout
     from finetec.errors import FinetecError
     from finetec.export import INSTALL_HINT, export_onnx, onnx_available
     from finetec.fileio import check_output, new_output
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, args.overwrite)
     pred = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     what = args.what or ("completion" if pred.is_completion else "recognizer")
-    with new_output(args.output, args.overwrite) as tmp:
+    with quiet_stdout(), new_output(args.output, args.overwrite) as tmp:
+        # quiet: the ONNX exporter prints whole graphs to stdout when it retries
         report = export_onnx(pred, tmp, what=what, opset=args.opset, check=not args.no_check)
     report["path"] = str(args.output)
     if args.json:

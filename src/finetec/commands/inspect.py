@@ -20,9 +20,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="dataset folder or file, or a synthetic spec")
     add_reader_arguments(p, "-o layout=coco17 -o score_threshold=0.3")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verify", action="store_true",
+                   help="re-check a canonical dataset completely: for a .finetec folder every part's "
+                        "checksum and every clip's content (a .finetec.npz is checked completely on "
+                        "every load)")
+    p.add_argument("--layout", metavar="NAME_OR_PATH", default=None,
+                   help="read the data under this layout (a built-in name or a layout file), e.g. to "
+                        "compare the checks of two candidate layouts")
+    p.add_argument("--no-checks", action="store_true",
+                   help="skip the layout checks (per-joint missing, bone stretch, vertical axis)")
 
 
-def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
+def summarize(ds: Any, fmt: str | None = None, checks: bool = True) -> dict[str, Any]:
     """Statistics of a :class:`~finetec.data.dataset.SkeletonDataset` as a JSON-ready dict.
 
     ``missing_fraction`` is the fraction of joint-frames that are unobserved, counted over the
@@ -30,10 +39,12 @@ def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
     ``missing_frame_fraction`` the fraction of frames in which no joint of any person is observed.
     ``nothing_observed`` counts the clips without a single observed joint (``clips``, the first
     :data:`MAX_IDS` ``ids``, and ``splits``: how many of each split): they are valid samples,
-    e.g. left by ``finetec corrupt``, but training refuses them.
+    e.g. left by ``finetec corrupt``, but training refuses them. ``checks`` (unless
+    ``checks=False``): whether the layout fits the data, see :mod:`finetec.data.checks`.
     """
     import numpy as np
 
+    from finetec.data.checks import layout_checks
     from finetec.engine.sanity import nothing_observed
 
     n = len(ds)
@@ -84,6 +95,8 @@ def summarize(ds: Any, fmt: str | None = None) -> dict[str, Any]:
         "has_score": ds.score is not None,
         "coords": {"min": lo.round(4).tolist(), "max": hi.round(4).tolist()} if np.isfinite(lo).all() else None,
         "meta": meta,
+        "title": ds.meta.get("title"),
+        "checks": layout_checks(ds) if checks else None,
     }
 
 
@@ -96,6 +109,32 @@ def _nothing_observed_rows(e: dict[str, Any], shown: int = 5) -> list[tuple[str,
     where = ", ".join(f"{k} {v}" for k, v in e["splits"].items() if v)
     return [("empty", f"{n} clip{'s' if n != 1 else ''} with nothing observed"
                       f"{f' ({where})' if where else ''}, refused by training: {ids}")]
+
+
+def _verified_text(v: dict[str, Any]) -> str:
+    if v.get("checked_on_load"):
+        return "yes (read and checked completely on load)"
+    return f"yes ({v['parts']} parts, {v['bytes']} bytes: checksums and every clip's content)"
+
+
+def _check_rows(c: dict[str, Any] | None, shown: int = 3) -> list[tuple[str, str]]:
+    """The text rows of the layout checks (none when they were skipped)."""
+    if c is None:
+        return []
+    miss = c["missing_by_joint"]
+    worst = ", ".join(f"{j} {100 * miss[j]:.0f} %" for j in c["most_missing"][:5]) or "none missing"
+    rows = [("by joint", f"most missing: {worst}")]
+    if c["bones"]:
+        top = ", ".join(f"{b['child']}->{b['parent']} {b['length']:.2f} / {b['stretch']:.3f}"
+                        for b in c["bones"][:shown])
+        rows.append(("bones", f"length / std over frames, relative to body size: most stretching "
+                              f"{top}; typical std {c['bone_stretch_typical']:.3f} ({c['clips_checked']} clips)"))
+    v = c["vertical"]
+    if v["data_axis"] is not None:
+        rows.append(("vertical", f"data extends most along {v['data_axis']}; layout up_axis "
+                                 f"{v['layout_up'] or 'not set'}"))
+    rows += [("warning", w) for w in c["warnings"]]
+    return rows
 
 
 def _print_text(s: dict[str, Any]) -> None:
@@ -112,9 +151,13 @@ def _print_text(s: dict[str, Any]) -> None:
         ("missing", f"{100 * s['missing_fraction']:.2f} % of joint-frames, "
                     f"{100 * s['missing_frame_fraction']:.2f} % of frames empty"),
         *_nothing_observed_rows(s["nothing_observed"]),
+        *([("verified", _verified_text(s["verified"]))] if "verified" in s else []),
         ("scores", "yes" if s["has_score"] else "no"),
         ("splits", ", ".join(f"{k} ({v})" for k, v in s["splits"].items()) or "none"),
     ]
+    if s.get("title"):
+        rows.insert(1, ("title", s["title"]))
+    rows += _check_rows(s["checks"])
     for k, v in rows:
         print(f"{k:>9}: {v}")
     if s["class_names"]:
@@ -131,9 +174,20 @@ def run(args: argparse.Namespace) -> int:
 
     from finetec.data.readers import detect_format
 
-    ds = open_with_options(args.path, args.fmt, parse_option_args(args.option))
+    options = parse_option_args(args.option)
+    if args.layout is not None:
+        options["layout"] = args.layout
+    verified = None
+    if args.verify:
+        from finetec.data.store import is_store, verify
+
+        if Path(args.path).is_dir() and (is_store(args.path) or args.path.rstrip("/").endswith(".finetec")):
+            verified = verify(args.path)  # FinetecError naming the part or clip when anything is wrong
+    ds = open_with_options(args.path, args.fmt, options)
     fmt = args.fmt or (detect_format(args.path) if Path(args.path).exists() else "synthetic")
-    summary = summarize(ds, fmt)
+    summary = summarize(ds, fmt, checks=not args.no_checks)
+    if args.verify:
+        summary["verified"] = verified if verified is not None else {"checked_on_load": True}
     if args.json:
         print(json.dumps(summary))
     else:

@@ -23,7 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="clips per forward pass (default 32)")
     p.add_argument("--format", default=None, metavar="NAME", help="force the input reader (see finetec inspect)")
     p.add_argument("--split", default=None, metavar="NAME", help="only the clips of this split (e.g. test)")
+    p.add_argument("--id", dest="ids", action="append", default=None, metavar="ID",
+                   help="only the clip with this id (repeatable), e.g. one clip of a dataset file")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
+                   help="reader option, repeatable (e.g. -o dim=3 for a 3D pose JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
 
 
 def _label_name(ds, label: int) -> str | None:
@@ -32,25 +38,48 @@ def _label_name(ds, label: int) -> str | None:
     return ds.class_names[label] if label < len(ds.class_names) else str(label)
 
 
+def _probabilities(pred, ds, batch_size: int, desc: str):
+    """``pred.probabilities`` over the dataset in chunks, with a progress bar on stderr (on a
+    terminal, for 200 clips or more)."""
+    import numpy as np
+
+    from finetec.data.readers._common import progress_counter
+
+    bar = progress_counter(len(ds), desc)
+    chunk = max(4 * batch_size, 64)
+    out = []
+    for a in range(0, len(ds), chunk):
+        b = min(a + chunk, len(ds))
+        out.append(pred.probabilities([ds[i] for i in range(a, b)], batch_size=batch_size))
+        bar.update(b - a)
+    bar.close()
+    return np.concatenate(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from finetec.api import Predictor
-    from finetec.data import open_dataset
+    from finetec.data.readers import open_with_options, parse_option_args
+    from finetec.data.readers._common import layout_fallback
     from finetec.errors import FinetecError
 
     if args.top_k < 1:
         raise FinetecError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise FinetecError(f"--batch-size must be at least 1, got {args.batch_size}")
-    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend)
     if pred.is_completion:
         raise FinetecError("this checkpoint is a completion model and does not classify; use finetec complete",
                            args.checkpoint)
     # read and check every input before printing anything
     datasets = []
+    options = parse_option_args(args.option)
     for spec in args.inputs:
-        ds = open_dataset(spec, fmt=args.format)
+        with layout_fallback(pred.layout):   # a file that names no layout: the model's
+            ds = open_with_options(spec, args.format, options)
         if args.split is not None:
             ds = ds.subset(args.split)
+        if args.ids:
+            ds = ds.subset([ds.index_of(i) for i in args.ids])
         if len(ds) == 0:
             raise FinetecError("no clips to classify", spec)
         pred.check_dataset(ds)
@@ -59,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     total = correct = labelled = 0
     for spec, ds in datasets:
-        probs = pred.probabilities(ds, batch_size=args.batch_size)
+        probs = _probabilities(pred, ds, args.batch_size, f"predict {spec}" if several else "predict")
         tops = pred.top_k(probs, args.top_k)
         for i, top in enumerate(tops):
             label = _label_name(ds, int(ds.label[i]))

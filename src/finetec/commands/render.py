@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="2D clips: image coordinates with y down, y up, or detect from the "
                         "layout's up axis (default: auto)")
     p.add_argument("--dpi", type=int, default=80, help="resolution (default: 80)")
+    p.add_argument("--layout", metavar="NAME_OR_PATH", default=None,
+                   help="draw the clip(s) under this layout (a built-in name or a layout file) instead "
+                        "of the one the data carries; same as -o layout=NAME_OR_PATH")
     add_reader_arguments(p, "-o layout=coco17")
 
 
@@ -63,10 +66,10 @@ def _pick(ds, index: int | None, clip_id: str | None, where: str):
 
     n = len(ds)
     if clip_id is not None:
-        hits = [i for i, x in enumerate(ds.ids.tolist()) if str(x) == clip_id]
-        if not hits:
-            raise FinetecError(f"no clip with id {clip_id!r} (of {n} clips)", where)
-        return ds[hits[0]]
+        try:
+            return ds[ds.index_of(clip_id)]
+        except FinetecError as e:
+            raise FinetecError(e.problem, where) from None
     i = 0 if index is None else index
     if not -n <= i < n:
         raise FinetecError(f"clip index {i} is out of range: the dataset has {n} clip(s)", where)
@@ -110,10 +113,13 @@ def run(args: argparse.Namespace) -> int:
         if not animation.writers.is_available("ffmpeg"):
             raise FinetecError("writing .mp4 needs ffmpeg, which is not installed; write a .gif instead", out)
     options = parse_option_args(args.option)
+    if args.layout is not None:
+        options["layout"] = args.layout
     ds = open_with_options(args.input, args.fmt, options)
     sample = _pick(ds, args.index, args.id, args.input)
     _check_drawable(sample, args.input)
     clips, layouts = [sample], [ds.layout]
+    restored_label = "restored"
     titles = [_title(args.input, sample)]
     if args.compare is not None:
         other = open_with_options(args.compare, args.fmt, options)
@@ -126,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
             raise FinetecError(f"no clip with id {sample.id!r} to compare with (of {len(other)} clips)",
                                args.compare)
         _check_drawable(second, args.compare)
+        # what the second panel's frames missing in the first are: a completion's output, or a reference
+        restored_label = ("restored" if "completion" in other.meta
+                          else "clean reference" if second.mask.all() else "observed here only")
         clips.append(second)
         layouts.append(other.layout)
         titles.append(_title(args.compare, second))
@@ -136,11 +145,14 @@ def run(args: argparse.Namespace) -> int:
     y_down = {"auto": None, "down": True, "up": False}[args.y_axis]
     if suffix == ".png":
         res = viz.contact_sheet(clips, layouts, out, frames=frames, titles=titles, show_mask=args.mask,
-                                y_down=y_down, dpi=args.dpi)
-        what = f"contact sheet of frames {', '.join(str(t) for t in res['frames'])}"
+                                y_down=y_down, dpi=args.dpi, restored_label=restored_label)
+        # numbered from 1 as in the cells' labels; --sheet takes 0-based indices
+        what = (f"contact sheet of frames {', '.join(str(t + 1) for t in res['frames'])} of {sample.num_frames} "
+                f"(--sheet indices {','.join(str(t) for t in res['frames'])})")
     else:
         res = viz.render_clip(clips, layouts, out, titles=titles, fps=args.fps, show_mask=args.mask,
-                              y_down=y_down, max_frames=args.max_frames, dpi=args.dpi)
+                              y_down=y_down, max_frames=args.max_frames, dpi=args.dpi,
+                              restored_label=restored_label)
         what = f"{res['frames']} frames at {args.fps:g} fps"
     w, h = res["size"]
     if any(res["y_down"]):

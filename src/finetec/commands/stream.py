@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-line-bytes", type=int, default=MAX_LINE_CHARS, metavar="N",
                    help=f"longest accepted line (characters; default {MAX_LINE_CHARS}); a longer one is "
                         "skipped without being held in memory and counts as a lost frame")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 often gives steadier latency)")
 
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)  # a process-wide setting, by request
-    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend)
     if pred.is_completion:
         raise FinetecError("this checkpoint is a completion model and does not classify", args.checkpoint)
     window = args.window if args.window is not None else pred.clip_len

@@ -4,7 +4,8 @@
 
 - ``synthetic`` / ``synthetic:coco17`` / ``synthetic:ntu25?clips=600&seed=3``: the built-in
   procedural dataset (see :mod:`finetec.data.synthetic`);
-- a canonical ``.finetec.npz`` file (see :mod:`finetec.data.dataset`);
+- a canonical ``.finetec.npz`` file (see :mod:`finetec.data.dataset`) or memory-mapped
+  ``.finetec`` folder (see :mod:`finetec.data.store`);
 - anything a reader understands (see :mod:`finetec.data.readers`), with ``fmt`` to force one.
 """
 from __future__ import annotations
@@ -35,6 +36,11 @@ def open_dataset(spec: str | os.PathLike, fmt: str | None = None) -> SkeletonDat
     p = Path(s)
     if not p.exists():
         raise FinetecError("no such file or folder", p)
+    if fmt in (None, "finetec") and p.is_dir():
+        from finetec.data.store import is_store
+
+        if is_store(p) or fmt == "finetec" or p.name.endswith(".finetec"):
+            return SkeletonDataset.load(p)
     if fmt in (None, "finetec") and p.is_file() and p.name.endswith(".npz"):
         import numpy as np
 

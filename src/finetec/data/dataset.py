@@ -16,7 +16,13 @@ and loads in one read, with no pickle anywhere:
     meta      str     JSON: dataset-level metadata; per-clip metadata under "clips" (optional)
 
 The file is an uncompressed ``.npz`` (``np.load(..., allow_pickle=False)``), suffix
-``.finetec.npz`` by convention.
+``.finetec.npz`` by convention. It is read whole into memory and checked completely on load
+(the checks of a freshly read dataset).
+
+The same fields can be stored as a memory-mapped folder ``NAME.finetec/`` (one ``.npy`` part per
+field, see :mod:`finetec.data.store`) for datasets larger than memory: :meth:`SkeletonDataset.save`
+and :meth:`SkeletonDataset.load` choose by the name (a path ending in ``.finetec`` is the folder,
+any other path the file) and by what is there (a folder is opened as the memory-mapped form).
 """
 from __future__ import annotations
 
@@ -53,8 +59,10 @@ class SkeletonDataset:
     splits: dict[str, np.ndarray] = field(default_factory=dict)
     score: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    clip_meta: list[dict[str, Any]] | None = None
+    clip_meta: Sequence[dict[str, Any]] | None = None
     source: str | None = None
+    # set by finetec.data.store.open_store: positioned reads of one clip; not copied by replace()
+    store: Any = field(default=None, init=False, repr=False, compare=False)
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -109,31 +117,26 @@ class SkeletonDataset:
         return ds
 
     def validate(self) -> None:
-        n = len(self)
+        """The structural checks (O(clips)): offsets, per-clip arrays, labels, ids, splits, layout."""
+        from finetec.data.store import check_index
+
         src = self.source
-        if self.offsets.ndim != 1 or self.offsets[0] != 0 or np.any(np.diff(self.offsets) < 0):
-            raise FinetecError("offsets are not a non-decreasing sequence from 0", src)
-        if self.offsets[-1] != self.keypoint.shape[0]:
-            raise FinetecError("offsets do not match the number of frames", src)
-        for name, arr in (("persons", self.persons), ("label", self.label), ("id", self.ids)):
-            if len(arr) != n:
-                raise FinetecError(f"{name} has {len(arr)} entries for {n} clips", src)
-        if self.keypoint.shape[2] != self.layout.num_joints:
+        if self.keypoint.ndim != 4 or self.keypoint.shape[2] != self.layout.num_joints:
             raise FinetecError(
-                f"keypoints have {self.keypoint.shape[2]} joints but layout {self.layout.name!r} has "
-                f"{self.layout.num_joints}", src)
+                f"keypoints of shape {self.keypoint.shape} do not have the {self.layout.num_joints} joints "
+                f"of layout {self.layout.name!r}", src)
         if self.mask.shape != self.keypoint.shape[:3]:
             raise FinetecError("mask shape does not match keypoints", src)
-        K = len(self.class_names)
-        bad = (self.label >= K) | (self.label < -1)
-        if K and bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise FinetecError(f"clip {self.ids[i]!r}: label {self.label[i]} outside 0..{K - 1}", src)
-        for name, idx in self.splits.items():
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise FinetecError(f"split {name!r} refers to clips outside 0..{n - 1}", src)
-        if len(set(self.ids.tolist())) != n:
-            raise FinetecError("clip ids are not unique", src)
+        check_index(self, src)
+
+    def validate_content(self) -> None:
+        """Every check of a freshly read dataset, on the stored arrays (in chunks of frames):
+        :meth:`validate`, then dtypes, person counts within 1..M, nothing observed in padding
+        persons, no NaN/Inf at observed joints or in scores."""
+        from finetec.data.store import check_arrays
+
+        self.validate()
+        check_arrays(self)
 
     # -- access ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -160,21 +163,49 @@ class SkeletonDataset:
             raise IndexError(i)
         i = i % len(self)
         a, b, m = int(self.offsets[i]), int(self.offsets[i + 1]), int(self.persons[i])
+        if self.store is not None:  # memory-mapped folder: checked when written; read only this clip
+            F = self.keypoint.shape[0]
+            if not 0 <= a < b <= F or not 1 <= m <= self.max_persons:
+                raise FinetecError(f"part offsets.npy/persons.npy: clip {i} points to frames {a}:{b} with "
+                                   f"{m} person(s), outside the data ({F} frames, M={self.max_persons})",
+                                   self.source)
+            kp = self.store.rows("keypoint.npy", a, b)[:, :m].transpose(1, 0, 2, 3)
+            mk = self.store.rows("mask.npy", a, b)[:, :m].transpose(1, 0, 2)
+            sc = None if self.score is None else self.store.rows("score.npy", a, b)[:, :m].transpose(1, 0, 2)
+        else:
+            kp = np.asarray(self.keypoint[a:b, :m], dtype=np.float32).transpose(1, 0, 2, 3)
+            mk = self.mask[a:b, :m].transpose(1, 0, 2)
+            sc = None if self.score is None else np.asarray(self.score[a:b, :m], np.float32).transpose(1, 0, 2)
         lab = int(self.label[i])
-        return Sample(
-            keypoint=self.keypoint[a:b, :m].transpose(1, 0, 2, 3),
-            mask=self.mask[a:b, :m].transpose(1, 0, 2),
-            score=None if self.score is None else self.score[a:b, :m].transpose(1, 0, 2),
-            label=None if lab < 0 else lab,
-            id=str(self.ids[i]),
-            meta=self.clip_meta[i] if self.clip_meta else {},
-            num_classes=self.num_classes or None,
-            source=self.source,
+        # the dataset was checked as a whole (on load, or when written): no per-clip re-validation
+        return Sample.trusted(
+            keypoint=kp, mask=mk, score=sc, label=lab, id=str(self.ids[i]),
+            meta=self.clip_meta[i] if self.clip_meta is not None else {},
+            num_classes=self.num_classes or None, source=self.source,
         )
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):
             yield self[i]
+
+    def __repr__(self) -> str:
+        """One line (the arrays are summarised, never printed)."""
+        splits = ", ".join(f"{k}: {len(v)}" for k, v in sorted(self.splits.items())) or "none"
+        src = f", source {self.source!r}" if self.source else ""
+        n = len(self)
+        return (f"SkeletonDataset({n} clip{'s' * (n != 1)}, {int(self.lengths.sum())} frames, layout {self.layout.name} "
+                f"({self.layout.num_joints} joints, {self.dim}D), {self.num_classes} classes, "
+                f"splits {{{splits}}}{src})")
+
+    def index_of(self, clip_id: str) -> int:
+        """Position of the clip with id ``clip_id``; a FinetecError naming the data otherwise."""
+        ids = [str(x) for x in self.ids.tolist()]
+        try:
+            return ids.index(str(clip_id))
+        except ValueError:
+            shown = ", ".join(repr(x) for x in ids[:3]) + (", ..." if len(ids) > 3 else "")
+            raise FinetecError(f"no clip with id {str(clip_id)!r} (of {len(ids)} clip{'s' * (len(ids) != 1)}: "
+                               f"{shown})", self.source) from None
 
     def split_indices(self, name: str) -> np.ndarray:
         if name in ("all", None):
@@ -193,14 +224,21 @@ class SkeletonDataset:
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> Path:
         """Write the canonical file atomically; ``extra`` arrays (e.g. a completion's ``filled``
-        mask) are stored beside the canonical ones under their own names."""
+        mask) are stored beside the canonical ones under their own names. A path ending in
+        ``.finetec`` is written as a memory-mapped folder (:mod:`finetec.data.store`); any other
+        path as the single ``.npz`` file."""
+        if os.fspath(path).rstrip("/").endswith(".finetec"):
+            from finetec.data.store import write_store
+
+            return write_store(self, path, extra=extra)
+        clip_meta = None if self.clip_meta is None else list(self.clip_meta)
         arrays: dict[str, np.ndarray] = {
             "format_version": np.array(FORMAT_VERSION),
             "keypoint": self.keypoint, "mask": self.mask, "offsets": self.offsets,
             "persons": self.persons, "label": self.label, "id": self.ids.astype(str),
             "class_names": np.array(self.class_names, dtype=str),
             "layout": np.array(self.layout.to_json()),
-            "meta": np.array(json.dumps({**self.meta, "clips": self.clip_meta}, sort_keys=True)),
+            "meta": np.array(json.dumps({**self.meta, "clips": clip_meta}, sort_keys=True)),
         }
         if self.score is not None:
             arrays["score"] = self.score
@@ -217,7 +255,13 @@ class SkeletonDataset:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SkeletonDataset":
+        """Open a canonical dataset: a memory-mapped folder (O(1), see :mod:`finetec.data.store`)
+        or a ``.npz`` file (read whole and checked completely, as a freshly read dataset)."""
         p = Path(path)
+        if p.is_dir():
+            from finetec.data.store import open_store
+
+            return open_store(p)
         try:
             with np.load(p, allow_pickle=False) as z:
                 files = set(z.files)
@@ -230,17 +274,52 @@ class SkeletonDataset:
             raise
         except FileNotFoundError:
             raise FinetecError("file not found", p) from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError) as e:
             raise FinetecError(f"cannot read dataset file ({type(e).__name__}: {e})", p) from None
-        meta = json.loads(str(d["meta"])) if "meta" in d else {}
+        meta = _json_field(d, "meta", p, dict) if "meta" in d else {}
         clip_meta = meta.pop("clips", None)
+        if clip_meta is not None and not (isinstance(clip_meta, list) and all(isinstance(c, dict) for c in clip_meta)):
+            raise FinetecError("field meta: 'clips' must be a list of objects, one per clip", p)
+        for key in ("offsets", "persons", "label", "split__"):
+            for k in d:
+                if k == key or (key == "split__" and k.startswith(key)):
+                    if d[k].ndim != 1 or not np.issubdtype(d[k].dtype, np.integer):
+                        raise FinetecError(f"field {k} must be a 1-D integer array, got {d[k].dtype} "
+                                           f"{d[k].shape}", p)
+        for key in ("id", "class_names"):
+            if d[key].ndim != 1 or d[key].dtype.kind != "U":
+                raise FinetecError(f"field {key} must be a 1-D array of strings, got {d[key].dtype}", p)
+        if d["keypoint"].ndim != 4:
+            raise FinetecError(f"field keypoint must be (F, M, V, C), got shape {d['keypoint'].shape}", p)
         ds = cls(
             keypoint=d["keypoint"], mask=d["mask"], offsets=d["offsets"].astype(np.int64),
             persons=d["persons"], label=d["label"].astype(np.int64), ids=d["id"],
-            layout=Layout.from_json(str(d["layout"]), origin=str(p)),
+            layout=Layout.from_dict(_json_field(d, "layout", p, dict), origin=str(p)),
             class_names=[str(c) for c in d["class_names"]],
             splits={k[len("split__"):]: d[k].astype(np.int64) for k in d if k.startswith("split__")},
             score=d.get("score"), meta=meta, clip_meta=clip_meta, source=str(p),
         )
-        ds.validate()
+        ds.validate_content()
         return ds
+
+    def __reduce_ex__(self, protocol):
+        # a memory-mapped dataset travels to worker processes as its path, never as its data
+        if self.store is not None:
+            from finetec.data.store import open_store
+
+            return (open_store, (self.source,))
+        return super().__reduce_ex__(protocol)
+
+
+def _json_field(d: dict[str, np.ndarray], key: str, path: Path, kind: type) -> Any:
+    """A JSON string field of the ``.npz`` file, parsed and type-checked (FinetecError otherwise)."""
+    arr = d[key]
+    if arr.ndim != 0 or arr.dtype.kind != "U":
+        raise FinetecError(f"field {key} must be one JSON string", path)
+    try:
+        value = json.loads(str(arr))
+    except (ValueError, RecursionError):
+        raise FinetecError(f"field {key} is not valid JSON", path) from None
+    if not isinstance(value, kind):
+        raise FinetecError(f"field {key} must be a JSON {kind.__name__}", path)
+    return value

@@ -53,6 +53,19 @@ class Sample:
                 self.label = None
         self.validate()
 
+    @classmethod
+    def trusted(cls, keypoint: np.ndarray, mask: np.ndarray, score: np.ndarray | None = None,
+                label: int | None = None, id: str = "", meta: dict[str, Any] | None = None,
+                num_classes: int | None = None, source: str | None = None) -> "Sample":
+        """A Sample from arrays already checked (a validated dataset's clip): no conversion and
+        no validation, so that reading a clip costs only the read. The arrays must already have
+        the documented dtypes and shapes."""
+        s = cls.__new__(cls)
+        s.keypoint, s.mask, s.score = keypoint, mask, score
+        s.label = None if label is None or label < 0 else int(label)
+        s.id, s.meta, s.num_classes, s.source = id, meta if meta is not None else {}, num_classes, source
+        return s
+
     def _fail(self, problem: str) -> None:
         where = f"clip {self.id!r}: " if self.id else ""
         raise FinetecError(where + problem, self.source)
@@ -72,7 +85,7 @@ class Sample:
             self._fail(f"mask shape {m.shape} does not match keypoint shape {kp.shape}")
         if self.score is not None and self.score.shape != (M, T, V):
             self._fail(f"score shape {self.score.shape} does not match keypoint shape {kp.shape}")
-        if not np.isfinite(kp[m]).all():
+        if not np.isfinite(kp).all() and not np.isfinite(kp[m]).all():  # the cheap test first
             self._fail("NaN or Inf in observed keypoints")
         if self.label is not None and self.num_classes is not None and not 0 <= self.label < self.num_classes:
             self._fail(f"label {self.label} outside 0..{self.num_classes - 1}")

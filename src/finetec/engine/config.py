@@ -12,7 +12,7 @@ A config file holds any subset of these sections (everything else takes its defa
     optim:    {name, lr, momentum, nesterov, weight_decay, epochs, warmup_epochs, batch_size,
                label_smoothing, grad_clip}
     runtime:  {device, num_workers, amp, log_every, eval_every, tensorboard, sync_bn, freeze_bn,
-               threads}
+               threads, checkpoint_every}
 
 Command-line overrides are ``key.sub=value`` strings; each value is parsed with
 ``yaml.safe_load`` (so ``optim.lr=0.05`` is a float, ``pipeline.features=[joint,bone]`` a list).
@@ -48,6 +48,7 @@ class DataConfig:
 
     path: str = "synthetic:coco17"   # anything finetec.data.open_dataset accepts
     format: str | None = None        # force a reader format
+    options: dict[str, Any] = field(default_factory=dict)   # reader options, as -o KEY=VALUE (layout: ...)
     train_split: str = "train"
     test_split: str = "test"
     val_fraction: float = 0.1        # carved from train_split, stratified by class, from seed
@@ -104,6 +105,7 @@ class RuntimeConfig:
     sync_bn: bool = True             # SyncBatchNorm under multi-GPU DDP
     freeze_bn: bool = False          # BatchNorm layers in eval mode while training (fixed statistics)
     threads: int = 0                 # torch CPU threads of this process (0: torch's default)
+    checkpoint_every: int = 0        # also save last/ every N steps inside an epoch (0: at epoch ends only)
 
 
 @dataclass
@@ -181,6 +183,7 @@ class Config:
             (len(self.pipeline.features) >= 1, "pipeline.features must not be empty"),
             (self.runtime.num_workers >= 0, "runtime.num_workers must be >= 0"),
             (self.runtime.threads >= 0, "runtime.threads must be >= 0"),
+            (self.runtime.checkpoint_every >= 0, "runtime.checkpoint_every must be >= 0"),
             (self.runtime.log_every >= 1, "runtime.log_every must be >= 1"),
             (self.runtime.eval_every >= 1, "runtime.eval_every must be >= 1"),
             (bool(self.model.name), "model.name must be given"),

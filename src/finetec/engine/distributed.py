@@ -113,6 +113,9 @@ class ShardedBatches:
     rank ``r`` yields part ``r``. A final global batch with fewer clips than ranks is dropped
     (``drop_last`` drops every incomplete final batch). ``global_sizes`` lists ``b`` per step so
     that losses can be normalised by the global batch (see :func:`loss_weight`).
+    ``set_epoch(e, start=k)`` skips the epoch's first ``k`` batches (resuming mid-epoch: the
+    order depends only on ``(seed, epoch)``, so the remaining batches are those an uninterrupted
+    run would have drawn).
     """
 
     def __init__(self, n: int, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0,
@@ -122,9 +125,10 @@ class ShardedBatches:
         self.n, self.batch_size, self.world_size, self.rank = n, batch_size, world_size, rank
         self.seed, self.shuffle, self.drop_last = seed, shuffle, drop_last
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start)
 
     def global_batches(self) -> list[np.ndarray]:
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle
@@ -139,10 +143,11 @@ class ShardedBatches:
         return [len(b) for b in self.global_batches()]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for b in self.global_batches():
+        for b in self.global_batches()[self.start:]:
             yield np.array_split(b, self.world_size)[self.rank].tolist()
 
     def __len__(self) -> int:
+        """Batches of a whole epoch (the same whatever ``start``)."""
         return len(self.global_batches())
 
 

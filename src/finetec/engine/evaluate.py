@@ -65,16 +65,21 @@ def make_loader(dataset, batch_size: int, num_workers: int = 0, batch_sampler=No
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
 
 
-def run_scores(model, loader, device, amp: bool, filler: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits (N, K) float64, labels (N,), dataset indices (N,) for every item of ``loader``."""
+def run_scores(model, loader, device, amp: bool, filler: str, progress: str | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits (N, K) float64, labels (N,), dataset indices (N,) for every item of ``loader``.
+    ``progress``: the label of a progress bar on stderr (shown on a terminal for 200 items or more)."""
     import torch
 
+    from finetec.data.readers._common import progress_counter
     from finetec.engine.tasks import autocast, model_mask
 
     model.eval()
     scores, labels, index = [], [], []
+    bar = progress_counter(len(loader.dataset), progress, enabled=False if progress is None else None)
     with torch.no_grad():
         for batch in loader:
+            bar.update(len(batch["index"]))
             x = batch["keypoint"].to(device, non_blocking=True)
             m = model_mask({"mask": batch["mask"].to(device)}, filler)
             with autocast(device, amp):
@@ -83,6 +88,7 @@ def run_scores(model, loader, device, amp: bool, filler: str) -> tuple[np.ndarra
             scores.append(logits.float().cpu().numpy().astype(np.float64))
             labels.append(batch["label"].numpy())
             index.append(batch["index"].numpy())
+    bar.close()
     if not scores:
         return np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(scores), np.concatenate(labels), np.concatenate(index)
@@ -127,7 +133,7 @@ def check_compatible(ds, info: dict[str, Any], data_name: str) -> None:
 
 def open_eval_data(info: dict[str, Any], data: Any = None):
     """(dataset, its name): ``data`` may be a SkeletonDataset, a spec, or None (training data)."""
-    from finetec.data import SkeletonDataset, open_dataset
+    from finetec.data import SkeletonDataset
 
     if isinstance(data, SkeletonDataset):
         return data, data.source or "<dataset>"
@@ -136,12 +142,20 @@ def open_eval_data(info: dict[str, Any], data: Any = None):
     if not spec:
         raise FinetecError("the checkpoint does not record its data; pass --data", info.get("path"))
     fmt = None if data is not None else dcfg.get("format")
-    return open_dataset(os.fspath(spec), fmt=fmt), os.fspath(spec)
+    from finetec.data.readers._common import layout_fallback
+    from finetec.layouts import Layout
+
+    lay = info.get("layout")
+    from finetec.data.readers import open_with_options
+
+    options = {} if data is not None else dict(dcfg.get("options") or {})
+    with layout_fallback(Layout.from_dict(lay, origin="<checkpoint>") if isinstance(lay, dict) else None):
+        return open_with_options(os.fspath(spec), fmt, options), os.fspath(spec)
 
 
 def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean", pattern: str = "random", *,
              seed: int = 0, split: str | None = None, clips: int = 1, batch_size: int = 64, device: Any = None,
-             num_workers: int = 0, amp: bool = True) -> dict[str, Any]:
+             num_workers: int = 0, amp: bool = True, progress: bool = False) -> dict[str, Any]:
     """Top-1, top-5, mean-class accuracy and confusion matrix at one corruption level.
 
     Args:
@@ -151,6 +165,7 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
         seed: seed of the fixed corrupted test set (``test_rng``); 0 is the benchmark's.
         split: split name (default: the config's ``data.test_split``; ``all`` for every clip).
         clips: number of temporal clips per sample (logits averaged).
+        progress: a progress bar on stderr (on a terminal, for 200 clips or more).
     Returns:
         {"level", "pattern", "num_clips" (test clips), "clips_per_sample", "split", "top1", "top5",
         "mean_class", "confusion"
@@ -181,7 +196,7 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
     pipe = eval_pipeline(info, level, pattern, seed, ds.layout)
     filler = pipe.cfg.filler
     loader = make_loader(MultiClipDataset(ds, idx, pipe, clips), batch_size, num_workers)
-    scores, lab, _ = run_scores(model, loader, device, amp, filler)
+    scores, lab, _ = run_scores(model, loader, device, amp, filler, progress=f"eval {level}" if progress else None)
     K = scores.shape[1]
     scores = scores.reshape(len(idx), clips, K).mean(axis=1)
     lab = lab.reshape(len(idx), clips)[:, 0]

@@ -6,7 +6,8 @@
     train.log          the log lines (environment, seed, effective batch, progress)
     metrics.jsonl      one JSON object per epoch: epoch, step, lr, loss, train_top1, val_*, time
     best/              checkpoint with the best VALIDATION metric (model.safetensors + checkpoint.json)
-    last/              checkpoint after the latest epoch, plus train_state.pt for --resume
+    last/              checkpoint after the latest epoch (or, with ``runtime.checkpoint_every=N``,
+                       after the latest N steps inside an epoch), plus train_state.pt for --resume
     previous/          the complete ``last/`` before it (``--resume`` falls back to it)
     tb/                TensorBoard events (when the tensorboard package is installed)
 
@@ -20,8 +21,10 @@ Determinism: every random choice derives from ``config.seed``: model initialisat
 torch RNG seeded with the seed), the validation carve-out (stratified, ``default_rng(seed)``), the
 epoch's clip order (``default_rng([seed, epoch])``), the pipeline's per-clip randomness
 (``(seed, epoch, index)``) and the model's own randomness such as dropout (a forked torch RNG
-seeded from ``(seed, epoch, rank)`` for each epoch). Resuming from ``last/`` therefore reaches
-the same weights as an uninterrupted run.
+seeded from ``(seed, epoch, batch, rank)`` for each batch). Resuming from ``last/``, after an epoch
+or mid-epoch, therefore reaches the same weights as an uninterrupted run: a mid-epoch checkpoint
+records how many batches of the epoch were done and the epoch's running loss sums, and the
+resumed run skips those batches of the epoch's order.
 
 Optimisation: SGD with Nesterov momentum (or Adam / AdamW), weight decay, per-step learning
 rate with linear warm-up then cosine decay to zero, optional label smoothing and gradient
@@ -42,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from finetec.console import shown_path
 from finetec.engine.config import Config, load_config, save_config
 from finetec.errors import FinetecError
 
@@ -81,9 +85,9 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
     return 0.5 * peak * (1.0 + math.cos(math.pi * progress))
 
 
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """The torch seed of the model's own randomness (dropout, perturbations) in one epoch."""
-    return int(np.random.SeedSequence([seed, epoch, rank, 0x5EED]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, rank: int, batch: int = 0) -> int:
+    """The torch seed of the model's own randomness (dropout, perturbations) in one batch."""
+    return int(np.random.SeedSequence([seed, epoch, rank, 0x5EED, batch]).generate_state(1)[0])
 
 
 class BatchNormWarmStart:
@@ -216,16 +220,18 @@ class Trainer:
     def __init__(self, cfg: Config, out_dir: Path, env):
         self.cfg, self.out, self.env = cfg, out_dir, env
         self.log = RunLog(out_dir, env.is_main)
+        self._resume_batch, self._resume_sums = 0, None   # where a mid-epoch --resume continues
+        self._best, self._history = None, []
 
     # setup ---------------------------------------------------------------------------------
     def _data(self) -> None:
-        from finetec.data import open_dataset
+        from finetec.data.readers import open_with_options
         from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset
         from finetec.engine import sanity
 
         cfg = self.cfg
         sanity.check_pipeline(cfg.task, cfg.pipeline.features, cfg.pipeline.filler)
-        ds = open_dataset(cfg.data.path, fmt=cfg.data.format)
+        ds = open_with_options(cfg.data.path, cfg.data.format, cfg.data.options)
         all_train = ds.split_indices(cfg.data.train_split)
         sanity.check_split(ds, all_train, cfg.data.train_split, cfg.task)
         labels = ds.label[all_train] if cfg.task == "classification" else np.zeros(len(all_train), np.int64)
@@ -338,7 +344,7 @@ class Trainer:
         model = self.model
         n_params = sum(p.numel() for p in model.parameters())
         per_rank = -(-cfg.optim.batch_size // env.world_size)
-        self.log(f"data {cfg.data.path}: {len(self.train_idx)} train / {len(self.val_idx)} val clips "
+        self.log(f"data {shown_path(cfg.data.path)}: {len(self.train_idx)} train / {len(self.val_idx)} val clips "
                  f"(split {cfg.data.train_split!r}, val_fraction {cfg.data.val_fraction}), "
                  f"{self.ds.num_classes} classes, layout {self.ds.layout.name}, {self.ds.dim}D")
         self.log(f"model {cfg.model.name}: {n_params / 1e6:.3f} M parameters, in_channels {self.in_channels}; "
@@ -370,7 +376,10 @@ class Trainer:
                 raise FinetecError(f"cannot resume: the optimizer state does not fit this model "
                                    f"({type(e).__name__})", source / ck.TRAIN_STATE) from None
             start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
-            self.log(f"resumed from {source} after epoch {start_epoch} (step {step})")
+            self._resume_batch, self._resume_sums = state["batch"], state["sums"]
+            where = (f"at step {self._resume_batch} of epoch {start_epoch + 1}" if self._resume_batch
+                     else f"after epoch {start_epoch}")
+            self.log(f"resumed from {source} {where} (step {step})")
         if env.is_main:
             out.mkdir(parents=True, exist_ok=True)
             self.log.start()
@@ -382,6 +391,7 @@ class Trainer:
                 if stop_after is not None and epoch >= stop_after:
                     self.log(f"stopping after epoch {epoch} as requested (continue with --resume)")
                     break
+                self._best, self._history = best, history
                 row, step = self._epoch(ddp, model, opt, epoch, step, total, warmup)
                 improved = self._is_better(row, best)
                 if improved and len(self.val_idx):
@@ -418,7 +428,8 @@ class Trainer:
         from finetec.engine.tasks import autocast
 
         cfg, env = self.cfg, self.env
-        self.sampler.set_epoch(epoch)
+        start, self._resume_batch = self._resume_batch, 0
+        self.sampler.set_epoch(epoch, start=start)
         self.train_set.set_epoch(epoch)
         sizes = self.sampler.global_sizes
         ddp.train()
@@ -427,13 +438,19 @@ class Trainer:
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
         sums = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+        if self._resume_sums is not None and env.is_main:  # the global sums of the batches done
+            sums.update({k: float(self._resume_sums[k]) for k in sums})
+        self._resume_sums = None
         t0 = time.time()
         lr = opt.param_groups[0]["lr"]
         devices = [env.device.index or 0] if env.device.type == "cuda" else []
         bar = self._bar(epoch)
+        if bar is not None and start:
+            bar.update(start)
+        every = cfg.runtime.checkpoint_every
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(epoch_seed(cfg.seed, epoch, env.rank))
-            for i, batch in enumerate(self.train_loader):
+            for i, batch in enumerate(self.train_loader, start):
+                torch.manual_seed(epoch_seed(cfg.seed, epoch, env.rank, i))
                 lr = lr_at(step, total, warmup, cfg.optim.lr)
                 for g in opt.param_groups:
                     g["lr"] = lr
@@ -458,6 +475,8 @@ class Trainer:
                     rate = sums["count"] * env.world_size / max(time.time() - t0, 1e-9)
                     self.log(f"epoch {epoch + 1} step {i + 1}/{len(self.sampler)} loss "
                              f"{sums['loss_sum'] / max(sums['count'], 1):.4f} lr {lr:.4g} {rate:.1f} clips/s")
+                if every and (i + 1) % every == 0 and i + 1 < len(sizes):
+                    self._save_mid_epoch(model, opt, epoch, i + 1, step, sums)
         if bar is not None:
             bar.close()
         loss_sum, correct, count = all_reduce_sum([sums["loss_sum"], sums["correct"], sums["count"]], env)
@@ -469,6 +488,25 @@ class Trainer:
             row.update(self.task.validate(model, self.val_loader, env.device, cfg.runtime.amp))
         row["time"] = time.time() - t0
         return row, step
+
+    def _save_mid_epoch(self, model, opt, epoch: int, batch: int, step: int, sums: dict[str, float]) -> None:
+        """``last/`` after ``batch`` batches of ``epoch`` (0-based), with the epoch's global loss
+        sums so far, so that ``--resume`` continues inside the epoch."""
+        from finetec.engine import checkpoint as ck
+        from finetec.engine.distributed import all_reduce_sum, barrier
+
+        keys = sorted(sums)
+        total = dict(zip(keys, all_reduce_sum([sums[k] for k in keys], self.env)))
+        if self.env.is_main:
+            last = self.out / "last"
+            ck.save_run_checkpoint(
+                last, model, self._info(epoch, self._history[-1] if self._history else {}), step=step,
+                previous=self.out / "previous", train_state={
+                    "optimizer": opt.state_dict(), "epoch": epoch, "batch": batch, "step": step, "best": self._best,
+                    "history": json.dumps(self._history), "sums": json.dumps(total),
+                    "config": json.dumps(self.cfg.to_dict())})
+            self.log(f"saved {last} at step {batch}/{len(self.sampler)} of epoch {epoch + 1}")
+        barrier(self.env)
 
     def _bar(self, epoch: int):
         if not self.env.is_main:
@@ -531,9 +569,11 @@ class Trainer:
             state = {"optimizer": raw["optimizer"], "epoch": int(raw["epoch"]), "step": int(raw["step"]),
                      "best": None if raw.get("best") is None else float(raw["best"]),
                      "history": [dict(h) for h in json.loads(raw["history"])],
-                     "config": json.loads(raw.get("config", "{}"))}
+                     "config": json.loads(raw.get("config", "{}")), "batch": int(raw.get("batch", 0)),
+                     "sums": json.loads(raw["sums"]) if raw.get("sums") else None}
             if not isinstance(state["optimizer"], dict) or not isinstance(state["config"], dict) \
-                    or not 0 <= state["epoch"] <= self.cfg.optim.epochs or state["step"] < 0:
+                    or not 0 <= state["epoch"] <= self.cfg.optim.epochs or state["step"] < 0 \
+                    or state["batch"] < 0 or not (state["sums"] is None or isinstance(state["sums"], dict)):
                 raise ValueError("out of range")
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
             raise FinetecError(f"cannot resume: damaged training state ({type(e).__name__})", where) from None

@@ -6,7 +6,8 @@ one), the left/right flip pairs and, optionally, the joint groups that define th
 across directions (used to align 3D views).
 
 Built-in layouts are JSON files in this folder; a user layout is a JSON or YAML file with the same
-fields (joints may be referred to by index or by name). ``get_layout(name_or_path)`` returns either.
+fields (joints may be referred to by index or by name). ``get_layout(name_or_path)`` returns either;
+``docs/layouts.md`` is the guide to writing one.
 """
 from __future__ import annotations
 
@@ -126,37 +127,56 @@ class Layout:
         missing = [k for k in ("name", "joints", "edges", "center", "regions") if k not in d]
         if missing:
             raise FinetecError(f"layout is missing field(s): {', '.join(missing)}", origin)
+        if not isinstance(d["joints"], (list, tuple)):
+            raise FinetecError("joints: must be a list of joint names", origin)
         joints = tuple(str(j) for j in d["joints"])
+        if len(set(joints)) != len(joints):
+            dup = sorted({j for j in joints if joints.count(j) > 1})
+            raise FinetecError(f"joints: names are not unique ({', '.join(dup)})", origin)
 
-        def idx(j: Any) -> int:
+        def idx(j: Any, where: str) -> int:
             if isinstance(j, str):
                 if j not in joints:
-                    raise FinetecError(f"unknown joint name {j!r}", origin)
+                    raise FinetecError(f"{where}: unknown joint name {j!r}", origin)
                 return joints.index(j)
             if isinstance(j, bool) or not isinstance(j, int):
-                raise FinetecError(f"joint reference {j!r} is neither an index nor a name", origin)
+                raise FinetecError(f"{where}: joint reference {j!r} is neither an index nor a name", origin)
             return j
 
-        def group(g: Any) -> tuple[int, ...]:
-            return tuple(idx(j) for j in (g if isinstance(g, (list, tuple)) else [g]))
+        def group(g: Any, where: str) -> tuple[int, ...]:
+            return tuple(idx(j, where) for j in (g if isinstance(g, (list, tuple)) else [g]))
 
-        def axis(a: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        def pairs(items: Any, where: str) -> tuple[tuple[int, int], ...]:
+            if not isinstance(items, (list, tuple)):
+                raise FinetecError(f"{where}: must be a list of [joint, joint] pairs", origin)
+            out = []
+            for item in items:
+                if not isinstance(item, (list, tuple)) or len(item) != 2:
+                    raise FinetecError(f"{where}: {item!r} is not a [joint, joint] pair", origin)
+                out.append((idx(item[0], where), idx(item[1], where)))
+            return tuple(out)
+
+        def axis(a: Any, where: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
             if a is None:
                 return None
             if not isinstance(a, (list, tuple)) or len(a) != 2:
-                raise FinetecError("an axis must be [from-joints, to-joints]", origin)
-            return (group(a[0]), group(a[1]))
+                raise FinetecError(f"{where}: an axis must be [from-joints, to-joints]", origin)
+            return (group(a[0], where), group(a[1], where))
 
+        regions = d["regions"]
+        if not isinstance(regions, dict):
+            raise FinetecError(f"regions: must be a mapping {{region name: joints}} with the names "
+                               f"{', '.join(REGION_NAMES)}", origin)
         try:
             return cls(
                 name=str(d["name"]),
                 joints=joints,
-                edges=tuple((idx(c), idx(p)) for c, p in d["edges"]),
-                center=group(d["center"]),
-                regions={str(k): group(v) for k, v in dict(d["regions"]).items()},
-                flip_pairs=tuple((idx(a), idx(b)) for a, b in d.get("flip_pairs") or []),
-                up_axis=axis(d.get("up_axis")),
-                across_axis=axis(d.get("across_axis")),
+                edges=pairs(d["edges"], "edges"),
+                center=group(d["center"], "center"),
+                regions={str(k): group(v, f"regions.{k}") for k, v in regions.items()},
+                flip_pairs=pairs(d.get("flip_pairs") or [], "flip_pairs"),
+                up_axis=axis(d.get("up_axis"), "up_axis"),
+                across_axis=axis(d.get("across_axis"), "across_axis"),
                 description=str(d.get("description", "")),
                 source=str(d.get("source", "")),
             )
@@ -176,55 +196,75 @@ def _normalise_columns(A: np.ndarray) -> np.ndarray:
 
 
 def _validate(layout: Layout) -> None:
+    """FinetecError naming the field at fault (``edges: ...``) when ``layout`` is not usable."""
     V = len(layout.joints)
     where = f"layout {layout.name!r}"
     if V < 2:
-        raise FinetecError(f"{where}: needs at least 2 joints")
+        raise FinetecError(f"{where}: joints: needs at least 2 joints")
     if len(set(layout.joints)) != V:
-        raise FinetecError(f"{where}: joint names are not unique")
+        dup = sorted({j for j in layout.joints if layout.joints.count(j) > 1})
+        raise FinetecError(f"{where}: joints: names are not unique ({', '.join(dup)})")
 
     def check(j: int, what: str) -> None:
         if not 0 <= j < V:
-            raise FinetecError(f"{where}: {what} refers to joint {j}, outside 0..{V - 1}")
+            raise FinetecError(f"{where}: {what}: refers to joint {j}, outside 0..{V - 1}")
 
     children = [c for c, _ in layout.edges]
     for c, p in layout.edges:
-        check(c, "an edge")
-        check(p, "an edge")
+        check(c, "edges")
+        check(p, "edges")
         if c == p:
-            raise FinetecError(f"{where}: edge ({c}, {p}) is a self-loop")
-    if len(set(children)) != len(children) or len(layout.edges) != V - 1:
-        raise FinetecError(f"{where}: edges must form a tree (V-1 edges, one parent per joint)")
+            raise FinetecError(f"{where}: edges: ({c}, {p}) is a self-loop")
+    if len(set(children)) != len(children):
+        twice = sorted({layout.joints[c] for c in children if children.count(c) > 1})
+        raise FinetecError(f"{where}: edges: must form a tree (one parent per joint; "
+                           f"{', '.join(twice)} has more than one)")
+    if len(layout.edges) != V - 1:
+        raise FinetecError(f"{where}: edges: must form a tree ({V - 1} child -> parent edges for {V} "
+                           f"joints, got {len(layout.edges)})")
     parents = dict(layout.edges)
     for v in range(V):  # every joint reaches the root without a cycle
         seen, u = set(), v
         while u in parents:
             if u in seen:
-                raise FinetecError(f"{where}: edges contain a cycle through joint {v}")
+                raise FinetecError(f"{where}: edges: must form a tree, they contain a cycle through "
+                                   f"joint {layout.joints[v]!r}")
             seen.add(u)
             u = parents[u]
     if not layout.center:
-        raise FinetecError(f"{where}: center needs at least one joint")
+        raise FinetecError(f"{where}: center: needs at least one joint")
     for j in layout.center:
         check(j, "center")
     if set(layout.regions) != set(REGION_NAMES):
-        raise FinetecError(f"{where}: regions must be exactly {', '.join(REGION_NAMES)}")
+        odd = sorted(set(layout.regions) ^ set(REGION_NAMES))
+        raise FinetecError(f"{where}: regions: must be exactly {', '.join(REGION_NAMES)} "
+                           f"(wrong or missing: {', '.join(odd)})")
     members = [j for r in REGION_NAMES for j in layout.regions[r]]
-    for j in members:
-        check(j, "a region")
-    if sorted(members) != list(range(V)):
-        raise FinetecError(f"{where}: every joint must be in exactly one region")
+    for r in REGION_NAMES:
+        for j in layout.regions[r]:
+            check(j, f"regions.{r}")
     if any(len(layout.regions[r]) == 0 for r in REGION_NAMES):
-        raise FinetecError(f"{where}: every region needs at least one joint")
+        empty = [r for r in REGION_NAMES if not layout.regions[r]]
+        raise FinetecError(f"{where}: regions: every region needs at least one joint ({', '.join(empty)} "
+                           "is empty)")
+    if sorted(members) != list(range(V)):
+        bad = sorted({layout.joints[j] for j in range(V) if members.count(j) != 1})
+        raise FinetecError(f"{where}: regions: every joint must be in exactly one region "
+                           f"(not so for {', '.join(bad)})")
     flat = [j for p in layout.flip_pairs for j in p]
     for j in flat:
-        check(j, "a flip pair")
+        check(j, "flip_pairs")
     if len(set(flat)) != len(flat):
-        raise FinetecError(f"{where}: a joint appears in more than one flip pair")
-    for ax in (layout.up_axis, layout.across_axis):
+        raise FinetecError(f"{where}: flip_pairs: a joint appears in more than one flip pair")
+    for name, ax in (("up_axis", layout.up_axis), ("across_axis", layout.across_axis)):
         if ax is not None:
+            if not ax[0] or not ax[1]:
+                raise FinetecError(f"{where}: {name}: needs at least one joint on each end")
             for j in ax[0] + ax[1]:
-                check(j, "an axis")
+                check(j, name)
+            if set(ax[0]) == set(ax[1]):
+                raise FinetecError(f"{where}: {name}: goes from and to the same joint(s), so it has no "
+                                   "direction")
 
 
 def builtin_layouts() -> list[str]:
@@ -257,16 +297,36 @@ def load_layout_file(path: str | Path) -> Layout:
     return Layout.from_dict(data, origin=str(p))
 
 
-def get_layout(name_or_path: "str | Path | Layout") -> Layout:
-    """A built-in layout by name, or a user layout from a ``.json`` / ``.yaml`` path."""
+def _looks_like_path(s: str) -> bool:
+    return s.lower().endswith((".json", ".yaml", ".yml")) or "/" in s or "\\" in s
+
+
+def get_layout(name_or_path: "str | Path | Layout", relative_to: "str | Path | None" = None) -> Layout:
+    """A built-in layout by name, or a user layout from a ``.json`` / ``.yaml`` path.
+
+    ``relative_to``: the data file that names the layout; a relative path is resolved against its
+    folder (not the current one), so a dataset and its layout file can move together.
+    """
     if isinstance(name_or_path, Layout):
         return name_or_path
     s = str(name_or_path)
     if s in builtin_layouts():
         return _builtin(s)
-    if s.lower().endswith((".json", ".yaml", ".yml")) and Path(s).exists():
-        return load_layout_file(s)
-    raise FinetecError(f"unknown layout {s!r}; built-in layouts: {', '.join(builtin_layouts())}")
+    if _looks_like_path(s):
+        p = Path(s).expanduser()
+        if relative_to is not None and not p.is_absolute():
+            p = Path(relative_to).parent / p
+        if not p.is_file():
+            where = f" (looked for {p})" if str(p) != s else ""
+            raise FinetecError(f"layout file {s!r} not found{where}")
+        return load_layout_file(p)
+    raise FinetecError(f"unknown layout {s!r}: not a built-in layout ({', '.join(builtin_layouts())}) "
+                       "nor a path to a .json / .yaml layout file")
 
 
-__all__ = ["Layout", "REGION_NAMES", "builtin_layouts", "get_layout", "load_layout_file"]
+def layouts_with_joints(num_joints: int) -> list[str]:
+    """The built-in layouts with ``num_joints`` joints (the candidates when a file does not say)."""
+    return [n for n in builtin_layouts() if _builtin(n).num_joints == num_joints]
+
+
+__all__ = ["Layout", "REGION_NAMES", "builtin_layouts", "get_layout", "layouts_with_joints", "load_layout_file"]

@@ -34,8 +34,8 @@ from torch import nn
 
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.models.layers import (ADAPTIVE_MODES, MSTCN_BRANCHES, CTRGCUnit, GCNBlock, GraphConv, MultiBranchTCN,
-                                   MultiScaleTCN, TemporalConv, _check_branch)
+from finetec.models import layers as _layers
+from finetec.models.layers import ADAPTIVE_MODES, MSTCN_BRANCHES, GCNBlock, _check_branch, fuse_batchnorm
 from finetec.models.registry import register_model
 
 KINDS = ("stgcn", "stgcnpp", "ctrgcn")
@@ -99,13 +99,13 @@ class SkeletonGCN(nn.Module):
 
         opts = dict(gcn_adaptive=gcn_adaptive, gcn_with_res=gcn_with_res, tcn_kernel=tcn_kernel,
                     tcn_dilations=tuple(tcn_dilations), tcn_branches=tuple(tcn_branches), rel_reduction=rel_reduction)
-        blocks = [_make_block(kind, c_in, base_channels, A, 1, residual=False, tcn_dropout=0.0, **opts)]
+        blocks = [self.make_block(kind, c_in, base_channels, A, 1, residual=False, tcn_dropout=0.0, **opts)]
         width, inflations = base_channels, 0
         for i in range(2, num_stages + 1):
             inflations += i in inflate_stages
             out = int(base_channels * ch_ratio ** inflations + EPS)
             stride = 2 if i in down_stages else 1
-            blocks.append(_make_block(kind, width, out, A, stride, residual=True, tcn_dropout=tcn_dropout, **opts))
+            blocks.append(self.make_block(kind, width, out, A, stride, residual=True, tcn_dropout=tcn_dropout, **opts))
             width = out
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = width
@@ -113,6 +113,16 @@ class SkeletonGCN(nn.Module):
         self.fc = nn.Linear(width, num_classes)
         nn.init.normal_(self.fc.weight, 0.0, 0.01)
         nn.init.zeros_(self.fc.bias)
+
+    @staticmethod
+    def make_block(kind: str, c_in: int, c_out: int, A: torch.Tensor, stride: int, **options) -> nn.Module:
+        """One block of the stack (``kind``'s spatial and temporal units)."""
+        return _make_block(kind, c_in, c_out, A, stride, **options)
+
+    def fuse(self) -> "SkeletonGCN":
+        """Eval mode with the BatchNorms of the blocks folded into their convolutions (inference
+        only: ``train()`` or loading a state dict undoes it). Returns the model."""
+        return fuse_batchnorm(self)
 
     # -- input ------------------------------------------------------------------------------
     def _prepare(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -195,17 +205,20 @@ class SkeletonGCN(nn.Module):
 
 def _make_block(kind: str, c_in: int, c_out: int, A: torch.Tensor, stride: int, *, residual: bool,
                 gcn_adaptive: str, gcn_with_res: bool, tcn_kernel: int, tcn_dilations: tuple, tcn_branches: tuple,
-                tcn_dropout: float, rel_reduction: int) -> GCNBlock:
+                tcn_dropout: float, rel_reduction: int, units: Any = None) -> GCNBlock:
+    """``kind``'s block from the units of ``units`` (a namespace with the classes of
+    :mod:`finetec.models.layers`; default: those)."""
+    u = units if units is not None else _layers
     if kind == "ctrgcn":
-        gcn: nn.Module = CTRGCUnit(c_in, c_out, A, rel_reduction=rel_reduction)
-        tcn: nn.Module = MultiScaleTCN(c_out, c_out, tcn_kernel, stride, tcn_dilations, dropout=tcn_dropout)
+        gcn: nn.Module = u.CTRGCUnit(c_in, c_out, A, rel_reduction=rel_reduction)
+        tcn: nn.Module = u.MultiScaleTCN(c_out, c_out, tcn_kernel, stride, tcn_dilations, dropout=tcn_dropout)
     else:
-        gcn = GraphConv(c_in, c_out, A, adaptive=gcn_adaptive, with_res=gcn_with_res)
+        gcn = u.GraphConv(c_in, c_out, A, adaptive=gcn_adaptive, with_res=gcn_with_res)
         if kind == "stgcnpp":
-            tcn = MultiBranchTCN(c_out, c_out, stride, tcn_branches, dropout=tcn_dropout)
+            tcn = u.MultiBranchTCN(c_out, c_out, stride, tcn_branches, dropout=tcn_dropout)
         else:
-            tcn = TemporalConv(c_out, c_out, tcn_kernel, stride, dropout=tcn_dropout)
-    return GCNBlock(gcn, tcn, c_in, c_out, stride, residual)
+            tcn = u.TemporalConv(c_out, c_out, tcn_kernel, stride, dropout=tcn_dropout)
+    return u.GCNBlock(gcn, tcn, c_in, c_out, stride, residual)
 
 
 def _validate(kind, num_classes, in_channels, base_channels, num_stages, inflate_stages, down_stages, ch_ratio,

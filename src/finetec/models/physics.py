@@ -26,8 +26,10 @@ the dense parts), so every row of M^-1 and C has an L1 norm of at most 1 (2 for 
 """
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,13 +60,21 @@ def pseudo_acceleration(q: torch.Tensor) -> torch.Tensor:
     return torch.cat([inner[:, :1], inner, inner[:, -1:]], dim=1)
 
 
+@functools.lru_cache(maxsize=None)
+def _symmetric_index(n: int) -> np.ndarray:
+    """(n * n,) position in the row-major upper triangle (``triu_indices`` order) of each (i, j)."""
+    rows, cols = np.triu_indices(n)
+    pos = np.empty((n, n), dtype=np.int64)
+    pos[rows, cols] = np.arange(rows.size)
+    pos[cols, rows] = np.arange(rows.size)
+    return pos.reshape(-1)
+
+
 def _symmetric_from_upper(values: torch.Tensor, n: int) -> torch.Tensor:
-    """(..., n(n+1)/2) upper-triangle entries -> (..., n, n) symmetric matrices."""
-    iu = torch.triu_indices(n, n, device=values.device)
-    out = values.new_zeros(values.shape[:-1] + (n, n))
-    out[..., iu[0], iu[1]] = values
-    diag = torch.diagonal(out, dim1=-2, dim2=-1)
-    return out + out.transpose(-1, -2) - torch.diag_embed(diag)
+    """(..., n(n+1)/2) upper-triangle entries -> (..., n, n) symmetric matrices (one gather with a
+    constant index, which also exports to ONNX)."""
+    idx = torch.from_numpy(_symmetric_index(n)).to(values.device)
+    return values.index_select(-1, idx).view(values.shape[:-1] + (n, n))
 
 
 class LagrangianAcceleration(nn.Module):

@@ -1,7 +1,9 @@
 """Readers: every supported skeleton file format -> :class:`~finetec.data.dataset.SkeletonDataset`.
 
 Each format is one module with ``NAME``, ``DESCRIPTION``, ``sniff(path) -> bool`` and
-``read(path, **options) -> SkeletonDataset``. ``read_dataset(path)`` detects the format with the
+``read(path, **options) -> SkeletonDataset``; a reader of large datasets also has
+``stream(path, **options) -> ClipStream`` (its options are then read from ``stream``), which
+hands clips over one at a time so that ``finetec convert`` writes them in bounded memory. ``read_dataset(path)`` detects the format with the
 ``sniff`` functions (in the order of :data:`READERS`) unless ``fmt`` names one.
 
     >>> ds = read_dataset("../shared/data/penn_action")        # doctest: +SKIP
@@ -22,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from finetec.data.dataset import SkeletonDataset
+from finetec.data.store import ClipStream
 from finetec.errors import FinetecError
 from finetec.data.readers import (
     canonical, ctrgcn, npz, ntu, nw_ucla, penn_action, pose_json, pyskl, utd_mhad,
@@ -34,7 +37,7 @@ READERS: dict[str, ModuleType] = {
 }
 
 __all__ = ["READERS", "detect_format", "open_with_options", "parse_option_args", "read_dataset",
-           "reader_options"]
+           "reader_options", "relabel", "stream_dataset"]
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -56,7 +59,7 @@ def detect_format(path: str | os.PathLike) -> str:
 def reader_options(fmt: str) -> dict[str, Any]:
     """The options (keyword arguments with defaults) the reader ``fmt`` accepts."""
     mod = _reader(fmt)
-    sig = inspect.signature(mod.read)
+    sig = inspect.signature(getattr(mod, "stream", mod.read))
     return {k: v.default for k, v in sig.parameters.items()
             if v.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -78,19 +81,80 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
         raise FinetecError("no such file or folder", p)
     name = fmt or detect_format(p)
     mod = _reader(name)
-    accepted = reader_options(name)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise FinetecError(
-            f"reader {name!r} has no option {', '.join(map(repr, unknown))}; "
-            f"accepted: {', '.join(accepted) or 'none'}", p)
+    relabel_to = _check_options(name, options, p)
     from finetec.data.readers._common import reading
 
     with reading(p, f"{name} input"):
         ds = mod.read(p, **options)
     if name != "finetec":
         ds.meta.setdefault("source_format", name)
-    return ds
+    return ds if relabel_to is None else relabel(ds, relabel_to)
+
+
+def stream_dataset(spec: str | os.PathLike, fmt: str | None = None, options: dict[str, Any] | None = None
+                   ) -> ClipStream:
+    """The clips of ``spec`` one at a time (:class:`~finetec.data.store.ClipStream`): streamed by
+    readers that can (``ntu``, ``pyskl``), otherwise read whole (see :func:`open_with_options`)."""
+    p = Path(spec)
+    name = fmt or (detect_format(p) if p.exists() else None)
+    mod = READERS.get(name) if name else None
+    if mod is None or not hasattr(mod, "stream"):
+        return ClipStream.of_dataset(open_with_options(spec, fmt, options))
+    options = dict(options or {})
+    relabel_to = _check_options(name, options, p)
+    clips = mod.stream(p, **options)
+    if relabel_to is not None:
+        clips.layout = _relabel_layout(clips.layout, relabel_to, p)
+    finish = clips.finish
+
+    def finish_with_source() -> tuple[dict[str, Any], dict[str, Any]]:
+        splits, meta = finish()
+        return splits, {**meta, "source_format": meta.get("source_format", name)}
+
+    clips.finish = finish_with_source
+    return clips
+
+
+def _check_options(name: str, options: dict[str, Any], p: Path) -> Any:
+    """FinetecError for an option the reader ``name`` does not take (a misspelling is an error).
+    A ``layout`` option for a reader without one is removed from ``options`` and returned (the
+    data are relabelled, see :func:`relabel`); None otherwise."""
+    accepted = reader_options(name)
+    relabel_to = options.pop("layout", None) if "layout" not in accepted else None
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise FinetecError(
+            f"reader {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"accepted: {', '.join(accepted) or 'none'}", p)
+    return relabel_to
+
+
+def relabel(ds: SkeletonDataset, layout: Any) -> SkeletonDataset:
+    """``ds`` with another layout of the same joint count (the data are unchanged): how the
+    ``layout`` option applies to formats whose layout is fixed or stored (e.g. a canonical file)."""
+    import dataclasses
+
+    new = _relabel_layout(ds.layout, layout, ds.source)
+    if new == ds.layout:
+        return ds
+    out = dataclasses.replace(ds, layout=new, meta={**ds.meta, "relabelled_from": ds.layout.name})
+    out.store = ds.store  # the same arrays: a memory-mapped dataset keeps its clip reader
+    return out
+
+
+def _relabel_layout(old: Any, layout: Any, source: Any) -> Any:
+    """The layout named by a ``layout`` option, with the joint count of ``old``."""
+    from finetec.layouts import get_layout
+
+    old = get_layout(old)
+    try:
+        new = get_layout(layout)
+    except FinetecError as e:
+        raise FinetecError(f"the layout option: {e}", source) from None
+    if new.num_joints != old.num_joints:
+        raise FinetecError(f"wrong joint count: the data has {old.num_joints} joints but layout "
+                           f"{new.name!r} has {new.num_joints}", source)
+    return new
 
 
 def add_reader_arguments(p: "argparse.ArgumentParser", example: str = "-o layout=coco17") -> None:
@@ -118,6 +182,13 @@ def open_with_options(spec: str | os.PathLike, fmt: str | None = None, options: 
     """:func:`finetec.data.open_dataset`, or :func:`read_dataset` when reader options are given."""
     from finetec.data import open_dataset
 
+    s = os.fspath(spec)
+    if options and (s == "synthetic" or s.startswith("synthetic:")) and not Path(s).exists():
+        other = sorted(set(options) - {"layout"})
+        if other:
+            raise FinetecError(f"synthetic data takes no reader option {', '.join(map(repr, other))} "
+                               "(only layout=, to draw or check it under another layout)")
+        return relabel(open_dataset(s, fmt=fmt), options["layout"])
     if options:
         return read_dataset(spec, fmt=fmt, **options)
     return open_dataset(spec, fmt=fmt)

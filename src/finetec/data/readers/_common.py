@@ -3,6 +3,7 @@ bounded reading (size caps checked before anything is allocated; see ``docs/form
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import zipfile
@@ -13,13 +14,9 @@ import numpy as np
 
 from finetec.data.sample import Sample
 from finetec.errors import FinetecError
-from finetec.layouts import Layout, get_layout
+from finetec.layouts import Layout, builtin_layouts, get_layout, layouts_with_joints
 
 T = TypeVar("T")
-
-# Layout guessed from the joint count when a file does not say (override with ``layout=``).
-LAYOUT_BY_JOINTS = {13: "penn13", 17: "coco17", 18: "openpose18", 20: "kinect_v1", 25: "ntu25",
-                    33: "mediapipe33"}
 
 # Caps of bounded reading (bytes; each can be raised with the environment variable of that name).
 MAX_JSON_BYTES = int(os.environ.get("FINETEC_MAX_JSON_BYTES", 1 << 30))
@@ -120,19 +117,69 @@ def as_int(value: Any, name: str, minimum: int | None = None) -> int:
     return v
 
 
+_FALLBACK: "contextvars.ContextVar[Layout | None]" = contextvars.ContextVar("finetec_layout_fallback", default=None)
+
+
+@contextlib.contextmanager
+def layout_fallback(layout: Layout | None) -> Iterator[None]:
+    """Within the block, files that do not name their layout are read under ``layout`` when the
+    joint count fits (e.g. a model's layout for the clips it is asked to classify), with a note."""
+    token = _FALLBACK.set(layout)
+    try:
+        yield
+    finally:
+        _FALLBACK.reset(token)
+
+
+def note(message: str) -> None:
+    """A one-line note for the user on stderr (stdout stays for the command's result)."""
+    import sys
+
+    print(f"finetec: note: {message}", file=sys.stderr)
+
+
 def choose_layout(option: str | Layout | None, num_joints: int, source: str | os.PathLike,
-                  stored: str | None = None) -> Layout:
-    """The layout from the ``layout`` option, else a name stored in the file, else by joint count."""
+                  stored: str | Layout | None = None, usual: dict[int, str] | None = None) -> Layout:
+    """The layout of a data file: the ``layout`` option, else the one stored in the file, else a
+    guess from the joint count.
+
+    A stored path resolves against the file's folder (an option path against the current folder).
+    Inside :func:`layout_fallback` (``predict``, ``complete``, ``eval``), a file that names none
+    is read under the model's layout when the joint count fits. Otherwise the guess is made only
+    when one layout fits: the format's ``usual`` layout for that joint count
+    (e.g. ``coco17`` for 17-joint PYSKL 2D files), else the only built-in layout with that many
+    joints; it is announced on stderr every time. A joint count shared by several layouts (20:
+    ``kinect_v1`` and ``utd_mhad20``, in different joint orders) is an error listing them.
+    """
     name = option if option is not None else stored
     if name is not None:
-        layout = get_layout(name)
-    elif num_joints in LAYOUT_BY_JOINTS:
-        layout = get_layout(LAYOUT_BY_JOINTS[num_joints])
+        try:
+            if isinstance(name, str) and name.lstrip().startswith("{"):   # a layout stored as JSON
+                layout = Layout.from_json(name, origin=os.fspath(source))
+            else:
+                layout = get_layout(name, relative_to=source if option is None else None)
+        except FinetecError as e:
+            field = "the layout option" if option is not None else "its layout field"
+            raise FinetecError(f"{field}: {e}", source) from None
+    elif (fallback := _FALLBACK.get()) is not None and fallback.num_joints == num_joints:
+        layout = fallback
+        note(f"{os.fspath(source)}: no layout given; using the model's layout {layout.name}")
     else:
-        known = ", ".join(f"{v} ({k} joints)" for k, v in sorted(LAYOUT_BY_JOINTS.items()))
-        raise FinetecError(
-            f"cannot guess the skeleton layout for {num_joints} joints (known: {known}); "
-            "pass the layout option (a built-in name or a layout file)", source)
+        candidates = [usual[num_joints]] if usual and num_joints in usual else layouts_with_joints(num_joints)
+        how = "-o layout=NAME_OR_PATH (or a 'layout' field in the file; see docs/layouts.md)"
+        if not candidates:
+            known = ", ".join(f"{n} ({get_layout(n).num_joints})" for n in builtin_layouts())
+            raise FinetecError(
+                f"cannot guess the skeleton layout for {num_joints} joints: no built-in layout has "
+                f"{num_joints} (built-in: {known}); write a layout file and pass {how}", source)
+        if len(candidates) > 1:
+            raise FinetecError(
+                f"the skeleton layout is ambiguous: {num_joints} joints fit {', '.join(candidates)} "
+                f"(different joint orders); pass {how}", source)
+        layout = get_layout(candidates[0])
+        why = "this format's usual layout" if usual and num_joints in usual else "the only built-in layout"
+        note(f"{os.fspath(source)}: no layout given; assuming {layout.name} ({why} with {num_joints} joints); "
+             "pass -o layout=NAME_OR_PATH if that is wrong")
     if layout.num_joints != num_joints:
         raise FinetecError(
             f"wrong joint count: the data has {num_joints} joints but layout {layout.name!r} has "
@@ -486,3 +533,28 @@ def check_mat(data: bytes, source: str | os.PathLike) -> None:
                 matrix(buf, a, b, 1)
 
     top(memoryview(data), 128, len(data), True)
+
+
+def ordered_map(fn: Any, items: Sequence[Any], workers: int = 1, window: int = 8) -> Iterator[Any]:
+    """``map(fn, items)`` in order, in ``workers`` processes when > 1, with at most
+    ``window * workers`` results in flight: memory stays bounded however many items there are
+    (``fn`` must be a module-level function; its FinetecError reaches the caller)."""
+    if workers <= 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        it = iter(items)
+        for item in it:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            for item in it:
+                pending.append(pool.submit(fn, item))
+                break
+            yield result

@@ -1,16 +1,22 @@
-"""The canonical ``.finetec.npz`` file, so that every entry point can read it by detection."""
+"""The canonical dataset, so that every entry point can read it by detection: the single file
+``NAME.finetec.npz`` or the memory-mapped folder ``NAME.finetec/`` (see
+:mod:`finetec.data.dataset` and :mod:`finetec.data.store`)."""
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 
 from finetec.data.dataset import SkeletonDataset
+from finetec.data.store import is_store
 
 NAME = "finetec"
-DESCRIPTION = "finetec canonical dataset file (.finetec.npz)"
+DESCRIPTION = "finetec canonical dataset: a .finetec.npz file or a memory-mapped .finetec folder"
 
 
 def sniff(path: Path) -> bool:
+    if path.is_dir():
+        # a damaged folder named *.finetec is still ours: the loader says which part is wrong
+        return is_store(path) or path.name.endswith(".finetec")
     if not (path.is_file() and path.name.endswith(".npz")):
         return False
     try:
@@ -22,5 +28,5 @@ def sniff(path: Path) -> bool:
 
 
 def read(path: Path) -> SkeletonDataset:
-    """Load a canonical dataset file (see :mod:`finetec.data.dataset`)."""
+    """Open a canonical dataset (a memory-mapped folder opens in O(1); a file is read whole)."""
     return SkeletonDataset.load(path)

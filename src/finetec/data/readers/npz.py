@@ -11,8 +11,17 @@ Arrays (only ``keypoint`` is required):
 - ``label`` int: a scalar for one clip, (N,) for N; -1 = unlabelled.
 - ``class_names`` str (K,); ``id`` str (N,); ``lengths`` int (N,) valid frames per clip (the
   rest is padding; without it trailing frames with nothing observed are cut).
-- ``layout`` str: a built-in layout name (else the ``layout`` option, else guessed from V).
+- Clips of different lengths without padding: ``keypoint`` (T, V, C) or (M, T, V, C) holding the
+  clips back to back along T, and ``lengths`` (N,) summing to T (clip i is the next lengths[i]
+  frames); ``mask`` / ``score`` likewise.
+- ``layout`` str: a built-in layout name, a layout file (a relative path is relative to the
+  ``.npz``'s folder) or the layout as JSON; else the ``layout`` option; else guessed from V when
+  exactly one layout fits (announced on stderr).
+- ``title`` str: the dataset's name for reports (default: the file name).
 - ``split__<name>`` int index arrays, e.g. ``split__train``.
+
+``np.savez_compressed`` files are read the same way. The file is opened with
+``allow_pickle=False``: arrays of Python objects (a list of differently sized arrays) are refused.
 """
 from __future__ import annotations
 
@@ -100,6 +109,28 @@ def read(path: Path, *, layout: str | None = None, zero_is_missing: bool | str =
         if score.shape != kp.shape[:4]:
             raise FinetecError(f"'score' shape {d['score'].shape} does not match 'keypoint' {raw.shape}",
                                path)
+    lengths = d["lengths"].reshape(-1).astype(np.int64) if "lengths" in d else None
+    ragged = lengths is not None and raw.ndim <= 4 and lengths.size > 1
+    if ragged:                            # clips back to back along T: N = len(lengths)
+        if (lengths < 1).any() or int(lengths.sum()) != T:
+            raise FinetecError(f"'lengths' must be positive and sum to the {T} frames of 'keypoint' "
+                               f"(clips stored back to back), got {lengths.size} values summing to "
+                               f"{int(lengths.sum())}", path)
+        N = int(lengths.size)
+        cuts = np.concatenate([[0], np.cumsum(lengths)])
+        pieces = [(kp[0][:, a:b], mask[0][:, a:b], None if score is None else score[0][:, a:b])
+                  for a, b in zip(cuts[:-1], cuts[1:])]
+    else:
+        if lengths is not None and (lengths.size != N or (lengths < 1).any() or (lengths > T).any()):
+            raise FinetecError(f"'lengths' must be {N} values in 1..{T}", path)
+        pieces = []
+        for i in range(N):
+            k, m, sc = kp[i], mask[i], None if score is None else score[i]
+            if lengths is not None:
+                k, m, sc = k[:, :lengths[i]], m[:, :lengths[i]], None if sc is None else sc[:, :lengths[i]]
+            else:
+                k, m, sc = trim_trailing_frames(k, m, sc)
+            pieces.append((k, m, sc))
     labels = np.full(N, -1, dtype=np.int64)
     if "label" in d:
         lab = np.asarray(d["label"]).reshape(-1)
@@ -111,27 +142,21 @@ def read(path: Path, *, layout: str | None = None, zero_is_missing: bool | str =
         [path.name.removesuffix(".npz")] if N == 1 else [f"{path.stem}_{i:05d}" for i in range(N)])
     if len(ids) != N:
         raise FinetecError(f"'id' has {len(ids)} entries for {N} clips", path)
-    lengths = d["lengths"].reshape(-1).astype(np.int64) if "lengths" in d else None
-    if lengths is not None and (lengths.size != N or (lengths < 1).any() or (lengths > T).any()):
-        raise FinetecError(f"'lengths' must be {N} values in 1..{T}", path)
-    stored = str(d["layout"]) if "layout" in d else None
-    lay = choose_layout(layout, V, path, stored=stored)
     names = class_names_option(class_names, path)
     if names is None and "class_names" in d:
         names = [str(c) for c in d["class_names"].reshape(-1)]
     if names is None:
         names = generic_class_names(int(labels.max()) + 1) if (labels >= 0).any() else []
     samples = []
-    for i in range(N):
-        k, m, s = kp[i], mask[i], None if score is None else score[i]
-        if lengths is not None:
-            k, m, s = k[:, :lengths[i]], m[:, :lengths[i]], None if s is None else s[:, :lengths[i]]
-        else:
-            k, m, s = trim_trailing_frames(k, m, s)
-        k, m, s = trim_persons(k, m, s)
-        samples.append(make_sample(k, m, score=s, id=ids[i], source=path, label=int(labels[i]),
+    for i, (k, m, sc) in enumerate(pieces):
+        k, m, sc = trim_persons(k, m, sc)
+        samples.append(make_sample(k, m, score=sc, id=ids[i], source=path, label=int(labels[i]),
                                    num_classes=len(names) or None))
+    stored = str(d["layout"]) if "layout" in d else None
+    lay = choose_layout(layout, V, path, stored=stored)      # after the data checks
     splits: dict[str, Any] = {k[len("split__"):]: v.reshape(-1).astype(np.int64)
                               for k, v in d.items() if k.startswith("split__")}
-    return SkeletonDataset.from_samples(samples, lay, names, splits=splits,
-                                        meta={"dataset": path.stem}, source=str(path))
+    meta: dict[str, Any] = {"dataset": path.stem}
+    if "title" in d:
+        meta["title"] = str(d["title"])
+    return SkeletonDataset.from_samples(samples, lay, names, splits=splits, meta=meta, source=str(path))

@@ -19,7 +19,8 @@ Decisions:
 - the official list of samples with missing skeletons (``missing=FILE``; a file whose name
   contains ``missing`` in the folder is used automatically) is skipped; any other clip with no
   body is an error unless ``skip_empty=true``;
-- ``workers=N`` parses the files in N processes;
+- ``workers=N`` parses the files in N processes (a bounded number of clips in flight, so that
+  ``finetec convert`` to a ``.finetec`` folder writes clips as they are parsed, in bounded memory);
 - splits: ``xsub`` (published training subjects), ``xview`` (cameras 2 and 3 train), ``xset``
   (even setup ids train), each as ``<name>_train`` / ``<name>_test``; ``train`` / ``test`` alias
   ``xsub``.
@@ -29,14 +30,17 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, Iterator
 
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_bool, as_int, class_names_option, make_sample, nonzero_mask, progress_counter, read_lines_file,
+    as_bool, as_int, class_names_option, make_sample, nonzero_mask, ordered_map, progress_counter,
+    read_lines_file,
 )
+from finetec.data.sample import Sample
+from finetec.data.store import ClipStream
 from finetec.data.readers.names import NTU120_CLASSES
 from finetec.errors import FinetecError
 
@@ -44,7 +48,6 @@ NAME = "ntu"
 DESCRIPTION = "NTU RGB+D 60/120 raw .skeleton text files (3D, 25 joints, up to 2 bodies)"
 _NAME = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
 NUM_JOINTS = 25
-T_ = TypeVar("T_")
 
 NTU60_XSUB_TRAIN = (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38)
 NTU120_XSUB_TRAIN = NTU60_XSUB_TRAIN + (
@@ -161,21 +164,13 @@ def read_file(f: Path, *, coords: str = "xyz", max_bodies: int = 2, skip_empty: 
     return bodies_to_clip(T, blocks, joints, _COORDS[coords], max_bodies)
 
 
-def _collect(results: Iterable[T_], total: int, enabled: bool | None) -> list[T_]:
-    bar = progress_counter(total, "NTU skeletons", enabled, unit="file")
-    out = []
-    for r in results:
-        out.append(r)
-        bar.update(1)
-    bar.close()
-    return out
-
-
-def read(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2,
-         num_classes: int | str | None = None, class_names: str | None = None, missing: str | None = None,
-         skip_empty: bool | str = False, workers: int | str = 1, progress_bar: bool | None = None
-         ) -> SkeletonDataset:
-    """Read a folder of NTU ``.skeleton`` files (or one file); ``workers`` > 1 parses in processes."""
+def stream(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2,
+           num_classes: int | str | None = None, class_names: str | None = None, missing: str | None = None,
+           skip_empty: bool | str = False, workers: int | str = 1, progress_bar: bool | None = None
+           ) -> ClipStream:
+    """The clips of a folder of NTU ``.skeleton`` files (or one file) one at a time, in file-name
+    order; ``workers`` > 1 parses in that many processes with a bounded number of clips in flight.
+    Class names and sizes come from the file names before any file is parsed."""
     if coords not in _COORDS:
         raise FinetecError(f"option coords={coords!r}: choose one of {', '.join(_COORDS)}")
     max_b = as_int(max_bodies, "max_bodies", minimum=1)
@@ -196,44 +191,55 @@ def read(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2,
             skipped.append(f.stem)
         else:
             todo.append(f)
-    if n_workers > 1 and len(todo) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            results = _collect(pool.map(job, todo, chunksize=16), len(todo), progress_bar)
-    else:
-        results = _collect(map(job, todo), len(todo), progress_bar)
-    samples, infos = [], []
-    for f, res in zip(todo, results):
-        if res is None:
-            skipped.append(f.stem)
-            continue
-        samples.append((f, *res))
-        infos.append(parse_name(f.stem))
-    if not samples:
+    if not todo:
         raise FinetecError("every clip was skipped", path)
-    actions = np.array([i["action"] for i in infos])
-    setups = np.array([i["setup"] for i in infos])
+    infos = [parse_name(f.stem) for f in todo]
     names = class_names_option(class_names, path)
     if names is None:
+        top_action = max(i["action"] for i in infos)
+        top_setup = max(i["setup"] for i in infos)
         K = as_int(num_classes, "num_classes", 1) if num_classes is not None else (
-            120 if actions.max() > 60 or setups.max() > 17 else 60)
+            120 if top_action > 60 or top_setup > 17 else 60)
         names = list(NTU120_CLASSES[:K]) if K <= 120 else [f"A{i + 1}" for i in range(K)]
     K = len(names)
-    out = [make_sample(kp, mask, id=f.stem, source=f, label=info["action"] - 1, num_classes=K, meta=info)
-           for (f, kp, mask), info in zip(samples, infos)]
-    performers = np.array([i["performer"] for i in infos])
-    cameras = np.array([i["camera"] for i in infos])
-    xsub = np.isin(performers, NTU120_XSUB_TRAIN)  # NTU-60 performers (<= 40) follow the NTU-60 list
-    xview = np.isin(cameras, XVIEW_TRAIN_CAMERAS)
-    xset = setups % 2 == 0
-    splits: dict[str, Any] = {}
-    for name, train in (("xsub", xsub), ("xview", xview), ("xset", xset)):
-        splits[f"{name}_train"] = np.flatnonzero(train)
-        splits[f"{name}_test"] = np.flatnonzero(~train)
-    splits["train"], splits["test"] = splits["xsub_train"], splits["xsub_test"]
-    meta: dict[str, Any] = {"dataset": f"NTU RGB+D {'120' if K > 60 else '60'}",
-                            "units": "metres" if coords == "xyz" else "pixels", "coords": coords}
-    if skipped:
-        meta["skipped"] = sorted(skipped)
-    return SkeletonDataset.from_samples(out, "ntu25", names, splits=splits, meta=meta, source=str(path))
+    kept: list[tuple[int, int, int]] = []  # (performer, camera, setup) of every clip yielded
+
+    def clips() -> Iterator[Sample]:
+        bar = progress_counter(len(todo), "NTU skeletons", progress_bar, unit="file")
+        for f, info, res in zip(todo, infos, ordered_map(job, todo, n_workers)):
+            bar.update(1)
+            if res is None:
+                skipped.append(f.stem)
+                continue
+            kept.append((info["performer"], info["camera"], info["setup"]))
+            yield make_sample(res[0], res[1], id=f.stem, source=f, label=info["action"] - 1, num_classes=K,
+                              meta=info)
+        bar.close()
+
+    def finish() -> tuple[dict[str, Any], dict[str, Any]]:
+        if not kept:
+            raise FinetecError("every clip was skipped", path)
+        performers, cameras, setups = np.array(kept, dtype=np.int64).T
+        xsub = np.isin(performers, NTU120_XSUB_TRAIN)  # NTU-60 performers (<= 40) follow the NTU-60 list
+        xview = np.isin(cameras, XVIEW_TRAIN_CAMERAS)
+        xset = setups % 2 == 0
+        splits: dict[str, Any] = {}
+        for name, train in (("xsub", xsub), ("xview", xview), ("xset", xset)):
+            splits[f"{name}_train"] = np.flatnonzero(train)
+            splits[f"{name}_test"] = np.flatnonzero(~train)
+        splits["train"], splits["test"] = splits["xsub_train"], splits["xsub_test"]
+        meta: dict[str, Any] = {"dataset": f"NTU RGB+D {'120' if K > 60 else '60'}",
+                                "units": "metres" if coords == "xyz" else "pixels", "coords": coords}
+        if skipped:
+            meta["skipped"] = sorted(skipped)
+        return splits, meta
+
+    dim = _COORDS[coords].stop - _COORDS[coords].start
+    return ClipStream(clips(), layout="ntu25", class_names=names, max_persons=max_b, dim=dim, has_score=False,
+                      finish=finish, source=str(path))
+
+
+def read(path: Path, **options: Any) -> SkeletonDataset:
+    """Read a folder of NTU ``.skeleton`` files (or one file) into memory; the options are those
+    of :func:`stream` (``workers`` > 1 parses in processes)."""
+    return stream(path, **options).collect()

@@ -37,7 +37,7 @@ import math
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -49,11 +49,14 @@ from finetec.data.readers._common import (
 )
 from finetec.data.readers.names import NTU120_CLASSES
 from finetec.data.readers.ntu import parse_name
+from finetec.data.sample import Sample
+from finetec.data.store import ClipStream
 from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
 from finetec.layouts import Layout
 
 NAME = "pyskl"
+USUAL_LAYOUTS = {17: "coco17"}   # PYSKL's 2D files (HRNet keypoints) are COCO-17
 DESCRIPTION = "PYSKL / mmaction2 skeleton pickle (.pkl), incl. the FineTec Gym288 release"
 GYM288_FIELDS = ("keypoint", "kp_w_gt", "kp_wo_gt")
 
@@ -128,11 +131,15 @@ def _class_names(data: Any, option: Any, anns: list[dict[str, Any]], labels: lis
     return names
 
 
-def read(path: Path, *, layout: str | None = None, score_threshold: float | str = 0.0,
-         gym288_field: str | None = None, class_names: str | None = None,
-         num_classes: int | str | None = None, skip_empty: bool | str = False,
-         progress_bar: bool | None = None) -> SkeletonDataset:
-    """Read a PYSKL pickle (see the module docstring for the choices made).
+def stream(path: Path, *, layout: str | None = None, score_threshold: float | str = 0.0,
+           gym288_field: str | None = None, class_names: str | None = None,
+           num_classes: int | str | None = None, skip_empty: bool | str = False,
+           progress_bar: bool | None = None) -> ClipStream:
+    """The clips of a PYSKL pickle one at a time (see the module docstring for the choices made).
+
+    A pickle is one object: it is unpickled whole (memory about the size of its arrays). Each
+    annotation's arrays are released as soon as its clip has been handed over, so converting to a
+    ``.finetec`` folder needs no second copy of the data.
 
     skip_empty: leave out clips with no frame, no person or nothing observed (listed in
     ``meta["skipped"]``) instead of stopping with an error.
@@ -153,52 +160,74 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
         raise FinetecError("the pickle holds no annotations", path)
     if not isinstance(split, dict):
         raise FinetecError("'split' must map split names to lists of frame_dir", path)
-    clips, labels, ids, metas, skipped = [], [], [], [], []
-    for i, ann in enumerate(progress(anns, "PYSKL clips", progress_bar)):
+    # a first pass over what is cheap (fields, labels, shapes) fixes the sizes before any clip
+    fields, labels, max_persons, has_score, shape = [], [], 1, False, None
+    for i, ann in enumerate(anns):
         if not isinstance(ann, dict):
             raise FinetecError(f"annotation {i} is not a dict", path)
         field = gym288_field or ("kp_w_gt" if "keypoint" not in ann and "kp_w_gt" in ann else "keypoint")
-        arrays = _clip_arrays(ann, field, threshold, path, i)
-        if skip and not arrays[1].any():
-            skipped.append(str(ann.get("frame_dir", f"clip_{i:06d}")))
-            continue
-        clips.append(arrays)
+        fields.append(field)
         lab = as_label(ann.get("label"), f"annotation {i}", path)
         labels.append(None if lab is None or lab < 0 else lab)
-        ids.append(str(ann.get("frame_dir", f"clip_{i:06d}")))
-        meta = {k: [int(v) for v in np.asarray(ann[k]).ravel()] for k in ("img_shape", "original_shape")
-                if k in ann}
-        metas.append(meta)
-    if not clips:
-        raise FinetecError("every clip was skipped (nothing observed)", path)
-    V = clips[0][0].shape[2]
+        kp_shape = np.shape(_ann_field(ann, field, path, i))
+        if len(kp_shape) == 4:
+            max_persons = max(max_persons, int(kp_shape[0]))
+        if shape is None and len(kp_shape) in (3, 4):
+            shape = kp_shape
+        has_score |= field != "keypoint" or "keypoint_score" in ann
+    if shape is None:
+        raise FinetecError(f"annotation 0: {fields[0]!r} must be (M, T, V, C)", path)
+    V, C = int(shape[-2]), (2 if fields[0] != "keypoint" else int(shape[-1]))
     stored = data.get("finetec_layout") if isinstance(data, dict) else None
     lay = choose_layout(layout if layout is not None else
                         (Layout.from_dict(stored, origin=str(path)) if isinstance(stored, dict) else None),
-                        V, path)
+                        V, path, usual=USUAL_LAYOUTS)
     names = _class_names(data, class_names, anns, labels, num_classes, path)
-    samples = []
-    for (kp, mask, score), lab, cid, meta in zip(clips, labels, ids, metas):
-        kp, mask, score = trim_persons(kp, mask, score)
-        samples.append(make_sample(kp, mask, score=score, id=cid, source=path, label=lab,
-                                   num_classes=len(names), meta=meta))
-    index = {cid: i for i, cid in enumerate(ids)}
-    splits, absent = {}, {}
-    for name, members in split.items():
-        if not isinstance(members, (list, tuple, np.ndarray)):
-            raise FinetecError(f"split {name!r} must be a list of frame_dir names", path)
-        idx = [index[str(m)] for m in members if str(m) in index]
-        splits[str(name)] = idx
-        if len(idx) != len(members):
-            absent[str(name)] = len(members) - len(idx)
-    meta: dict[str, Any] = {"dataset": Path(path).stem}
-    if gym288_field:
-        meta["gym288_field"] = gym288_field
-    if absent:
-        meta["split_entries_without_clip"] = absent
-    if skipped:
-        meta["skipped"] = skipped
-    return SkeletonDataset.from_samples(samples, lay, names, splits=splits, meta=meta, source=str(path))
+    index: dict[str, int] = {}
+    skipped: list[str] = []
+
+    def clips() -> Iterator[Sample]:
+        for i, ann in enumerate(progress(anns, "PYSKL clips", progress_bar)):
+            kp, mask, score = _clip_arrays(ann, fields[i], threshold, path, i)
+            cid = str(ann.get("frame_dir", f"clip_{i:06d}"))
+            if skip and not mask.any():
+                skipped.append(cid)
+                continue
+            kp, mask, score = trim_persons(kp, mask, score)
+            meta = {k: [int(v) for v in np.asarray(ann[k]).ravel()] for k in ("img_shape", "original_shape")
+                    if k in ann}
+            index.setdefault(cid, len(index))
+            anns[i] = None  # this annotation's arrays are no longer needed
+            yield make_sample(kp, mask, score=score, id=cid, source=path, label=labels[i],
+                              num_classes=len(names), meta=meta)
+
+    def finish() -> tuple[dict[str, Any], dict[str, Any]]:
+        if not index:
+            raise FinetecError("every clip was skipped (nothing observed)", path)
+        splits, absent = {}, {}
+        for name, members in split.items():
+            if not isinstance(members, (list, tuple, np.ndarray)):
+                raise FinetecError(f"split {name!r} must be a list of frame_dir names", path)
+            idx = [index[str(m)] for m in members if str(m) in index]
+            splits[str(name)] = idx
+            if len(idx) != len(members):
+                absent[str(name)] = len(members) - len(idx)
+        meta: dict[str, Any] = {"dataset": Path(path).stem}
+        if gym288_field:
+            meta["gym288_field"] = gym288_field
+        if absent:
+            meta["split_entries_without_clip"] = absent
+        if skipped:
+            meta["skipped"] = skipped
+        return splits, meta
+
+    return ClipStream(clips(), layout=lay, class_names=names, max_persons=max_persons, dim=C,
+                      has_score=has_score, finish=finish, source=str(path))
+
+
+def read(path: Path, **options: Any) -> SkeletonDataset:
+    """Read a PYSKL pickle into memory; the options are those of :func:`stream`."""
+    return stream(path, **options).collect()
 
 
 def _img_shape(sample_kp: np.ndarray, mask: np.ndarray, meta: dict[str, Any]) -> list[int]:
