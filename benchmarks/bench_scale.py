@@ -15,7 +15,8 @@ phase's time and memory are its own:
 4. ``random``: ``ds[i]`` for random ``i`` on one core, clips/s.
 5. ``epoch``: one epoch of loading only (no model): a torch DataLoader with 2 workers over
    every clip in the training order (:class:`~finetec.engine.distributed.ShardedBatches`,
-   batches of 64), each clip read and sampled to 64 frames (as the pipeline's first step);
+   batches of 64), each clip read, padded to 2 persons and sampled to 64 frames at segment
+   centres (the pipeline's first step, without its per-clip random generator);
    clips/s and the peak memory of the process tree (the sum of the processes' PSS, so pages
    shared between the workers count once). The same epoch through the full training
    :class:`~finetec.data.pipeline.ClipPipeline` (normalisation, features) is reported for
@@ -220,7 +221,9 @@ def phase_open(a: argparse.Namespace) -> dict:
 
 
 class LoadOnly:
-    """Item i: clip ``ds[i]``, persons padded to M and sampled to ``clip_len`` frames."""
+    """Item i: clip ``ds[i]``, persons padded to M and sampled to ``clip_len`` frames (at segment
+    centres; the training pipeline's random offsets, normalisation and features are measured
+    separately)."""
 
     def __init__(self, ds, clip_len: int):
         self.ds, self.clip_len = ds, clip_len
@@ -234,7 +237,7 @@ class LoadOnly:
 
         s = self.ds[int(i)]
         kp, mk = select_persons(s.keypoint, s.mask, self.ds.max_persons)
-        idx = uniform_indices(kp.shape[1], self.clip_len, np.random.default_rng(int(i)))
+        idx = uniform_indices(kp.shape[1], self.clip_len)  # segment centres (no per-clip generator)
         return kp[:, idx], mk[:, idx], -1 if s.label is None else s.label
 
 
@@ -358,7 +361,7 @@ def markdown(r: dict, command: str) -> str:
                                                  f"reads (resident memory after: {o['rss_after_reads_mb']} MB)",
                      f">= 5,000 clips/s: {ok(o['random_clips_per_s'], 5000, True)}"))
     if e:
-        rows.append((f"loading epoch, {e['workers']} DataLoader workers (read + sample to {e['clip_len']} frames)",
+        rows.append((f"loading epoch, {e['workers']} DataLoader workers (read, sample to {e['clip_len']} frames)",
                      f"{e['clips']:,} clips in {e['seconds']} s ({e['clips_per_s']:,} clips/s), "
                      f"peak {e['peak_pss_mb']:,} MB (all processes)",
                      f">= 2,000 clips/s: {ok(e['clips_per_s'], 2000, True)}; peak <= 2 GiB: "
