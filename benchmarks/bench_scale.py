@@ -330,6 +330,8 @@ def main() -> None:
     finally:
         if not a.keep:
             shutil.rmtree(path, ignore_errors=True)
+            if not any(base.iterdir()):
+                base.rmdir()
     results["load_average_after"] = round(os.getloadavg()[0], 2)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
