@@ -114,7 +114,8 @@ def build_cases(root: Path, seed: int, per_format: int) -> list[dict]:
         for _ in range(per_format):
             dst = new(src)
             fuzzlib.mutate(fmt, dst, r)
-            cases.append({"kind": f"file:{fmt}", "argv": ["convert", str(dst), str(out / "x.finetec.npz")],
+            target = r.choice(["x.finetec.npz", "x.finetec.npz", "x.finetec", "x.pkl"])
+            cases.append({"kind": f"file:{fmt}", "argv": ["convert", str(dst), str(out / target)],
                           "out": str(out), "size": fuzzlib.input_size(dst)})
     marker = root / "CODE_RAN"
     for name, data in fuzzlib.hostile_pickles(r):  # code execution and allocation attempts
