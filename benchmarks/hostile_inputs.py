@@ -33,6 +33,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 TEMP = re.compile(r"\.tmp\d+-")
 
 
+def problem_lines(text: str) -> list[str]:
+    """The lines of stderr other than notes and warnings (an error must be exactly one)."""
+    return [ln for ln in text.strip().splitlines() if ": note: " not in ln and ": warning: " not in ln]
+
+
 def run_one(case: dict, marker: Path) -> dict:
     """Run one command in this process; what happened."""
     import fuzzlib
@@ -69,7 +74,7 @@ def run_one(case: dict, marker: Path) -> dict:
     return {
         "kind": case["kind"], "rc": rc, "hang": hang, "seconds": round(time.time() - t0, 2),
         "internal": "internal error" in text, "traceback": "Traceback" in text,
-        "multi_line": rc == 2 and "usage:" not in text and len(text.strip().splitlines()) > 1,
+        "multi_line": rc == 2 and "usage:" not in text and len(problem_lines(text)) != 1,
         "leftover": bool(left), "partial": partial, "code_ran": marker.exists(),
         "over_cap": peak > fuzzlib.MEMORY_FACTOR * size + fuzzlib.MEMORY_SLACK if size else False,
         "ratio": round(peak / size, 2) if size else None, "argv": case["argv"][:3], "err": text[:300],
