@@ -77,7 +77,8 @@ def run_one(case: dict, marker: Path) -> dict:
         "multi_line": rc == 2 and "usage:" not in text and len(problem_lines(text)) != 1,
         "leftover": bool(left), "partial": partial, "code_ran": marker.exists(),
         "over_cap": peak > fuzzlib.MEMORY_FACTOR * size + fuzzlib.MEMORY_SLACK if size else False,
-        "ratio": round(peak / size, 2) if size else None, "argv": case["argv"][:3], "err": text[:300],
+        "ratio": round(peak / size, 2) if size else None, "peak": peak, "size": size,
+        "argv": case["argv"][:3], "err": text[:300],
     }
 
 
@@ -224,9 +225,12 @@ def main() -> int:
             codes[str(r.get("rc"))] = codes.get(str(r.get("rc")), 0) + 1
         print(k.ljust(20) + str(len(sel)).rjust(5) + "".join(str(sum(bool(r.get(x)) for r in sel)).rjust(11)
                                                        for x in keys) + "   " + json.dumps(codes))
-    ratios = [r["ratio"] for r in rows if r.get("ratio") is not None]
-    if ratios:
-        print(f"peak memory / input size: median {sorted(ratios)[len(ratios) // 2]:.1f}, max {max(ratios):.1f} "
+    sized = [r for r in rows if r.get("size")]
+    if sized:
+        big = [r["ratio"] for r in sized if r["size"] >= 1024]
+        print(f"peak traced memory while reading: at most {max(r['peak'] for r in sized) / 2**20:.1f} MiB "
+              f"(inputs of {min(r['size'] for r in sized)}-{max(r['size'] for r in sized)} bytes); "
+              f"peak / size for inputs of at least 1 KiB: median {sorted(big)[len(big) // 2]:.1f}, max {max(big):.1f} "
               f"(cap {__import__('fuzzlib').MEMORY_FACTOR} x size + 32 MiB)")
     bad = [r for r in rows if r.get("crash") or any(r.get(x) for x in keys)]
     for r in bad[:10]:
