@@ -33,6 +33,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 TEMP = re.compile(r"\.tmp\d+-")
 
 
+def problem_lines(text: str) -> list[str]:
+    """The lines of stderr other than notes and warnings (an error must be exactly one)."""
+    return [ln for ln in text.strip().splitlines() if ": note: " not in ln and ": warning: " not in ln]
+
+
 def run_one(case: dict, marker: Path) -> dict:
     """Run one command in this process; what happened."""
     import fuzzlib
@@ -69,10 +74,11 @@ def run_one(case: dict, marker: Path) -> dict:
     return {
         "kind": case["kind"], "rc": rc, "hang": hang, "seconds": round(time.time() - t0, 2),
         "internal": "internal error" in text, "traceback": "Traceback" in text,
-        "multi_line": rc == 2 and "usage:" not in text and len(text.strip().splitlines()) > 1,
+        "multi_line": rc == 2 and "usage:" not in text and len(problem_lines(text)) != 1,
         "leftover": bool(left), "partial": partial, "code_ran": marker.exists(),
         "over_cap": peak > fuzzlib.MEMORY_FACTOR * size + fuzzlib.MEMORY_SLACK if size else False,
-        "ratio": round(peak / size, 2) if size else None, "argv": case["argv"][:3], "err": text[:300],
+        "ratio": round(peak / size, 2) if size else None, "peak": peak, "size": size,
+        "argv": case["argv"][:3], "err": text[:300],
     }
 
 
@@ -114,7 +120,8 @@ def build_cases(root: Path, seed: int, per_format: int) -> list[dict]:
         for _ in range(per_format):
             dst = new(src)
             fuzzlib.mutate(fmt, dst, r)
-            cases.append({"kind": f"file:{fmt}", "argv": ["convert", str(dst), str(out / "x.finetec.npz")],
+            target = r.choice(["x.finetec.npz", "x.finetec.npz", "x.finetec", "x.pkl"])
+            cases.append({"kind": f"file:{fmt}", "argv": ["convert", str(dst), str(out / target)],
                           "out": str(out), "size": fuzzlib.input_size(dst)})
     marker = root / "CODE_RAN"
     for name, data in fuzzlib.hostile_pickles(r):  # code execution and allocation attempts
@@ -218,9 +225,12 @@ def main() -> int:
             codes[str(r.get("rc"))] = codes.get(str(r.get("rc")), 0) + 1
         print(k.ljust(20) + str(len(sel)).rjust(5) + "".join(str(sum(bool(r.get(x)) for r in sel)).rjust(11)
                                                        for x in keys) + "   " + json.dumps(codes))
-    ratios = [r["ratio"] for r in rows if r.get("ratio") is not None]
-    if ratios:
-        print(f"peak memory / input size: median {sorted(ratios)[len(ratios) // 2]:.1f}, max {max(ratios):.1f} "
+    sized = [r for r in rows if r.get("size")]
+    if sized:
+        big = [r["ratio"] for r in sized if r["size"] >= 1024]
+        print(f"peak traced memory while reading: at most {max(r['peak'] for r in sized) / 2**20:.1f} MiB "
+              f"(inputs of {min(r['size'] for r in sized)}-{max(r['size'] for r in sized)} bytes); "
+              f"peak / size for inputs of at least 1 KiB: median {sorted(big)[len(big) // 2]:.1f}, max {max(big):.1f} "
               f"(cap {__import__('fuzzlib').MEMORY_FACTOR} x size + 32 MiB)")
     bad = [r for r in rows if r.get("crash") or any(r.get(x) for x in keys)]
     for r in bad[:10]:

@@ -108,9 +108,12 @@ def _run_store(args: argparse.Namespace, dst: Path) -> int:
     if args.ids:  # a few clips: read, pick, write
         ds = open_with_options(args.src, args.fmt, options)
         clips = ClipStream.of_dataset(ds.subset([ds.index_of(i) for i in args.ids]))
+        clips.write(dst, overwrite=args.overwrite)
     else:
-        clips = stream_dataset(args.src, args.fmt, options)
-    clips.write(dst, overwrite=args.overwrite)
+        from finetec.data.readers._common import reading
+
+        with reading(args.src, "input"):  # streamed readers meet the file's content while writing
+            stream_dataset(args.src, args.fmt, options).write(dst, overwrite=args.overwrite)
     ds = open_store(dst)
     splits = ", ".join(f"{k} ({len(v)})" for k, v in sorted(ds.splits.items())) or "none"
     n, k = len(ds), ds.num_classes

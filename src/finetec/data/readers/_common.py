@@ -363,9 +363,12 @@ def check_npz(path: str | os.PathLike) -> None:
                                        f"its {info.compress_size} stored bytes or above the cap of "
                                        f"{MAX_ARRAY_BYTES} (FINETEC_MAX_ARRAY_BYTES)", p)
                 with z.open(info) as f:
-                    version = np.lib.format.read_magic(f)
-                    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                                       else np.lib.format.read_array_header_2_0(f))
+                    try:
+                        version = np.lib.format.read_magic(f)
+                        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                           else np.lib.format.read_array_header_2_0(f))
+                    except Exception as e:  # noqa: BLE001 - numpy parses the header text with tokenize/ast
+                        raise FinetecError(f"array {name!r}: unreadable .npy header ({describe(e)[:150]})", p) from None
                     header = f.tell()
                 if dtype.hasobject:
                     raise FinetecError(f"array {name!r} holds Python objects (refused: no pickle)", p)
