@@ -222,7 +222,8 @@ def _load_from(data: bytes, src: str) -> Any:
     except FinetecError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, LookupError,
-            KeyError, UnicodeDecodeError, OverflowError, MemoryError, RecursionError) as e:
+            KeyError, UnicodeDecodeError, OverflowError, MemoryError, RecursionError, SystemError) as e:
+        # SystemError: NumPy's dtype.__setstate__ reports some impossible states that way
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FinetecError(f"damaged or truncated pickle ({type(e).__name__}: {detail[:200]})", src) from None
     _check_depth(obj, src)
