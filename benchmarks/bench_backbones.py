@@ -158,6 +158,7 @@ def compare(model: str, setting: str, rounds: int, iters: int, modes: list[str],
             ref32 = plain.eval()(x, mask)
             got = steps(infer_model, x, mask, y, "infer", autocast=True)()
         out["bf16_max_abs_logit_diff"] = float((got.float() - ref32).abs().max())
+        out["fp32_max_abs_logit"] = float(ref32.abs().max())
         out["bf16_top1_agreement"] = float((got.argmax(1) == ref32.argmax(1)).float().mean())
     else:
         with torch.no_grad():

@@ -284,12 +284,27 @@ class GraphConv(Fusable):
             f["down"] = fold_conv(self.down[0], self.down[1])
         return f
 
+    def _conv_aggregate(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        """``graph_aggregate(conv(x))``. For a narrow input (C_in * K <= C_out, e.g. the joint
+        coordinates) the graph is applied to x first (the 1x1 conv commutes with it): the K
+        aggregated copies of x are small, and the conv then writes C_out channels instead of
+        K * C_out; the bias becomes a per-(channel, joint) term."""
+        K = self.num_subsets
+        n, c, t, v = x.shape
+        if c * K > self.out_channels:
+            return graph_aggregate(F.conv2d(x, w, b), A)
+        z = torch.matmul(x.reshape(n, c * t, v), A.permute(1, 0, 2).reshape(v, K * v))     # (N, C_in*T, K*V)
+        z = z.view(n, c, t, K, v).permute(0, 3, 1, 2, 4).reshape(n, K * c, t, v)         # (small) subset-major
+        wk = w.view(K, self.out_channels, c).transpose(0, 1).reshape(self.out_channels, K * c, 1, 1)
+        bias = torch.einsum("kc,kw->cw", b.view(K, self.out_channels), A.sum(1))         # (C_out, V)
+        return F.conv2d(z, wk).add_(bias[:, None, :])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.fused
         if f is None:
-            y = self.bn(graph_aggregate(self.conv(x), self.graph()))
+            y = self.bn(self._conv_aggregate(x, self.conv.weight, self.conv.bias, self.graph()))
         else:
-            y = graph_aggregate(F.conv2d(x, f["w"], f["b"]), f["A"]).add_(f["shift"])
+            y = self._conv_aggregate(x, f["w"], f["b"], f["A"]).add_(f["shift"])
         if isinstance(self.down, nn.Identity):
             y += x
         elif isinstance(self.down, nn.Sequential):
