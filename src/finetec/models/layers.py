@@ -677,16 +677,17 @@ class CTRGCUnit(Fusable):
             w12, b12 = self.rel_weight.flatten(0, 2), self.rel_bias.reshape(-1, 1)
         else:
             w12, b12 = f["w12"], f["b12"]
-        q, k = torch.matmul(w12, x.mean(2)).add_(b12).view(n, K, 2, R, v).unbind(2)       # (N, K, R, V)
-        rel = torch.tanh(q.unsqueeze(-1) - k.unsqueeze(-2))                               # (N, K, R, V, V)
+        q, kk = torch.matmul(w12, x.mean(2)).add_(b12).view(n, K, 2, R, v).unbind(2)      # (N, K, R, V)
+        rel = torch.tanh(q.unsqueeze(-1) - kk.unsqueeze(-2))                              # (N, K, R, V, V)
         rel = rel.view(n, K * R, v * v)
-        if f is None:
-            base = self.A.reshape(1, K, v * v).expand(C, K, v * v).reshape(C * K, v * v)
-            topo = torch.addcmul(base, torch.matmul(w4, rel) + b4, self.alpha)          # (N, C*K, V*V)
+        if f is None:   # alpha scales the (small) f4 weights, not the (N, C*K, V*V) refinement
+            base = self.A.reshape(1, K, v * v).expand(C, K, v * v).reshape(C * K, v * v) + self.alpha * b4
+            w4 = self.alpha * w4
             feats = F.conv2d(x, w3[:, :, None, None], b3)                               # (N, C*K, T, V)
         else:
-            topo = torch.matmul(f["w4"], rel).add_(f["base"])
+            base, w4 = f["base"], f["w4"]
             feats = F.conv2d(x, f["w3"], f["b3"])
+        topo = torch.bmm(w4.expand(n, -1, -1), rel).add_(base)                          # (N, C*K, V*V)
         feats, topo = feats.view(n * C, K, t, v).unbind(1), topo.view(n * C, K, v, v).unbind(1)
         y = torch.bmm(feats[0], topo[0])
         for k in range(1, K):
