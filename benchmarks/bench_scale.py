@@ -13,9 +13,12 @@ phase's time and memory are its own:
    ``-o workers=2`` (the real parsing path), clips/s and peak memory of the whole process tree.
 3. ``open``: ``open_dataset`` of the folder in a fresh process: time and resident memory.
 4. ``random``: ``ds[i]`` for random ``i`` on one core, clips/s.
-5. ``epoch``: one epoch of loading only (no model): a torch DataLoader with 2 workers over
+5. ``verify``: :func:`finetec.data.store.verify` (``finetec inspect --verify``): time and peak
+   memory.
+6. ``epoch``: one epoch of loading only (no model): a torch DataLoader with 2 workers over
    every clip in the training order (:class:`~finetec.engine.distributed.ShardedBatches`,
-   batches of 64), each clip read and sampled to 64 frames (as the pipeline's first step);
+   batches of 64), each clip read, padded to 2 persons and sampled to 64 frames at segment
+   centres (the pipeline's first step, without its per-clip random generator);
    clips/s and the peak memory of the process tree (the sum of the processes' PSS, so pages
    shared between the workers count once). The same epoch through the full training
    :class:`~finetec.data.pipeline.ClipPipeline` (normalisation, features) is reported for
@@ -220,7 +223,9 @@ def phase_open(a: argparse.Namespace) -> dict:
 
 
 class LoadOnly:
-    """Item i: clip ``ds[i]``, persons padded to M and sampled to ``clip_len`` frames."""
+    """Item i: clip ``ds[i]``, persons padded to M and sampled to ``clip_len`` frames (at segment
+    centres; the training pipeline's random offsets, normalisation and features are measured
+    separately)."""
 
     def __init__(self, ds, clip_len: int):
         self.ds, self.clip_len = ds, clip_len
@@ -234,7 +239,7 @@ class LoadOnly:
 
         s = self.ds[int(i)]
         kp, mk = select_persons(s.keypoint, s.mask, self.ds.max_persons)
-        idx = uniform_indices(kp.shape[1], self.clip_len, np.random.default_rng(int(i)))
+        idx = uniform_indices(kp.shape[1], self.clip_len)  # segment centres (no per-clip generator)
         return kp[:, idx], mk[:, idx], -1 if s.label is None else s.label
 
 
@@ -281,7 +286,19 @@ def phase_epoch(a: argparse.Namespace) -> dict:
     return out
 
 
-PHASES = {"convert": phase_convert, "ntu": phase_ntu, "open": phase_open, "epoch": phase_epoch}
+def phase_verify(a: argparse.Namespace) -> dict:
+    from finetec.data.store import verify
+
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        out = verify(a.path)
+    dt = time.perf_counter() - t0
+    return {"seconds": round(dt, 1), "gib_per_s": round(out["bytes"] / 2**30 / dt, 2),
+            "peak_pss_mb": round(mem.peak_mb)}
+
+
+PHASES = {"convert": phase_convert, "ntu": phase_ntu, "open": phase_open, "epoch": phase_epoch,
+          "verify": phase_verify}
 
 
 def main() -> None:
@@ -294,7 +311,7 @@ def main() -> None:
     ap.add_argument("--ntu-files", type=int, default=500)
     ap.add_argument("--random-reads", type=int, default=20000)
     ap.add_argument("--pipeline-clips", type=int, default=6400)
-    ap.add_argument("--phases", default="convert,ntu,open,epoch")
+    ap.add_argument("--phases", default="convert,ntu,open,epoch,verify")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--note", default="shared with other jobs", help="what else ran on the machine")
     ap.add_argument("--md", default=None, help="also write the results as a Markdown page here")
@@ -327,6 +344,8 @@ def main() -> None:
     finally:
         if not a.keep:
             shutil.rmtree(path, ignore_errors=True)
+            if not any(base.iterdir()):
+                base.rmdir()
     results["load_average_after"] = round(os.getloadavg()[0], 2)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
@@ -358,7 +377,7 @@ def markdown(r: dict, command: str) -> str:
                                                  f"reads (resident memory after: {o['rss_after_reads_mb']} MB)",
                      f">= 5,000 clips/s: {ok(o['random_clips_per_s'], 5000, True)}"))
     if e:
-        rows.append((f"loading epoch, {e['workers']} DataLoader workers (read + sample to {e['clip_len']} frames)",
+        rows.append((f"loading epoch, {e['workers']} DataLoader workers (read, sample to {e['clip_len']} frames)",
                      f"{e['clips']:,} clips in {e['seconds']} s ({e['clips_per_s']:,} clips/s), "
                      f"peak {e['peak_pss_mb']:,} MB (all processes)",
                      f">= 2,000 clips/s: {ok(e['clips_per_s'], 2000, True)}; peak <= 2 GiB: "
@@ -367,6 +386,10 @@ def markdown(r: dict, command: str) -> str:
         rows.append((f"same with the full training pipeline (normalisation, corruption, features)",
                      f"{p['clips']:,} clips in {p['seconds']} s ({p['clips_per_s']:,} clips/s), "
                      f"peak {p['peak_pss_mb']:,} MB", "(for comparison; no target)"))
+    v = r.get("verify")
+    if v:
+        rows.append(("`finetec inspect --verify` (checksums of every part, then every clip's content)",
+                     f"{v['seconds']} s ({v['gib_per_s']} GiB/s), peak {v['peak_pss_mb']:,} MB", "(no target)"))
     lines = [
         "# Scale benchmark: an NTU-120-scale dataset in a memory-mapped `.finetec` folder",
         "",

@@ -3,8 +3,10 @@
 # (2D, official split; real occlusion stays as mask holes under the synthetic corruption); each
 # method tested at every corruption level; then docs/results.md regenerated from the results.
 #
-#   benchmarks/run_real.sh                 # budget cpu, mixed regime, ST-GCN++ (zero, linear) and FineTec
-#   BUDGET=gpu OUT=runs/real-gpu benchmarks/run_real.sh
+#   benchmarks/run_real.sh                 # budget standard, mixed regime, ST-GCN++ (zero, linear) and FineTec
+#   BUDGET=cpu OUT=runs/real-cpu benchmarks/run_real.sh   # the earlier short budget
+# The full grid (every method, 5 / 3 seeds, both regimes) is benchmarks/run_grid.sh; on a GPU,
+# benchmarks/run_gpu.sh.
 #   SEEDS="1 2 3 4" METHODS="stgcnpp_linear finetec" benchmarks/run_real.sh   # more seeds (the spread)
 #
 # Resumable: run it again after an interruption and finished cells are skipped; an interrupted
@@ -13,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/real}
-BUDGET=${BUDGET:-cpu}
+BUDGET=${BUDGET:-standard}
 SEEDS=${SEEDS:-${SEED:-0}}     # one run per seed, one after the other (the report adds a table across seeds)
 REGIME=${REGIME:-mixed}        # mixed: one model per method, tested at every level (4x cheaper)
 METHODS=${METHODS-"stgcnpp_linear finetec stgcnpp_zero"}   # "" = the budget's full list (adds CTR-GCN, ablations)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from finetec.benchmark import report
@@ -19,6 +20,7 @@ from finetec.errors import FinetecError
 SCORES = {"stgcnpp_zero": 0.50, "stgcnpp_linear": 0.60, "ctrgcn_linear": 0.58, "finetec": 0.65,
           "finetec_no_completion": 0.61, "finetec_no_decomposition": 0.64, "finetec_no_physics": 0.66}
 DROP = {"clean": 0.0, "minor": 0.02, "moderate": 0.05, "severe": 0.10}
+N_TEST = 100
 
 
 class FakeBackend:
@@ -33,7 +35,8 @@ class FakeBackend:
         self.crash_train = crash_train
 
     def prepare(self, entry, out_dir):
-        return {"num_train": 10, "num_test": 5, "num_classes": 14, "layout": "coco17", "dims": 2}
+        return {"num_train": 10, "num_test": N_TEST, "num_classes": 14, "layout": "coco17", "dims": 2,
+                "test_labels": [i % 14 for i in range(N_TEST)], "test_ids_sha1": "ids"}
 
     def config(self, unit, completion_dir):
         cfg = {"name": unit.name, "seed": unit.seed,
@@ -53,8 +56,10 @@ class FakeBackend:
         if self.crash_eval == (unit.method.name, level):
             raise RuntimeError("killed while testing")
         self.evaluated.append((unit.method.name, level))
-        top1 = SCORES[unit.method.name] - DROP[level]
-        return {"top1": top1, "mean_class": top1 - 0.01, "top5": 0.99, "num_clips": 5}
+        k = round((SCORES[unit.method.name] - DROP[level]) * N_TEST)   # the first k clips right
+        pred = [i % 14 if i < k else (i + 1) % 14 for i in range(N_TEST)]
+        return {"top1": k / N_TEST, "mean_class": k / N_TEST - 0.01, "top5": 0.99, "num_clips": N_TEST,
+                "pred": pred, "ids_sha1": "ids"}
 
     def completion_rows(self, entry, budget, seed, levels, completion_dir):
         self.tables.append(entry.key)
@@ -148,32 +153,89 @@ def test_report_tables_from_results(tmp_path):
                  explicit=False)
     results = json.loads((tmp_path / "results.json").read_text())
     text = report.render_markdown(results)
-    # ST-GCN++ linear at severe: 0.60 - 0.10 = 50.0 top-1, 49.0 mean-class
-    assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 60.0 / 59.0 | 50.0 / 49.0 |" in text
-    assert "+5.0 (vs `stgcnpp_linear`)" in text
-    # the fake test set has 5 clips: every difference is within sampling noise, and the page says so
-    assert "At **severe**, FineTec beats the best baseline (`stgcnpp_linear`) by +5.0 top-1 points; within one " \
-           "unpaired standard error of test-set sampling (±31.6 points, conservative for a shared test set): " \
-           "not distinguishable (target: at least +1.0 point: met)." in text
+    # summary first: ST-GCN++ linear at severe: 0.60 - 0.10 = 50.0 top-1, one seed
+    assert text.index("## Summary") < text.index("## Per-seed detail") < text.index("## Provenance")
+    assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 60.0 (1) | 50.0 (1) |" in text
+    # FineTec is right on the first 55 clips, ST-GCN++ linear on the first 50: +5.0 points; one seed
+    assert "| **FineTec − best baseline** (points, 95 % CI) | +5.0 [" in text and "1 seed vs `stgcnpp_linear`" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("- At **severe**"))
+    assert "one seed cannot separate the methods from training noise" in line and "NOT met" in line
     assert "FineTec at severe vs its clean accuracy: -10.0 points (target: within 3 points: NOT met)." in text
-    assert "`finetec_no_completion` at severe: removing the module costs accuracy (full FineTec 55.0 vs " \
-           "51.0 without it: +4.0 points; within one unpaired standard error" in text
-    assert "`finetec_no_physics` at severe: removing the module does NOT cost accuracy (full FineTec 55.0 " \
-           "vs 56.0 without it: -1.0 points; within one unpaired standard error" in text
+    abl = next(ln for ln in text.splitlines() if "`finetec_no_completion` at severe" in ln)
+    assert "+4.0 [" in abl and "does NOT show that the module helps" in abl
+    # per-seed detail keeps top-1 / mean-class
+    assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 60.0 / 59.0 | 50.0 / 49.0 | - |" in text
     # completion table: zero filling has the lowest MPJPE in the fake rows, in bold
     assert "| zero filling (`zero`) | **0.120** / 0.050 / 0.020 |" in text
     assert "## Provenance" in text and "finetec benchmark (test)" in text
     assert "Completion module: config `" in text and "completion__stage1__quick__s0/config.yaml`" in text
     assert len(store.cells) == 2 * 3 + 2
+    # every cell carries its per-clip predictions and the schema's fields
+    for c in store.cells:
+        assert len(c["pred"]) == N_TEST and c["n_test"] == N_TEST and "wall_s" in c and "commit" in c
+
+
+def _cell(method, seed, top1, level="severe", pred=None, **extra):
+    return {"dataset": "d", "method": method, "regime": "mixed", "level": level, "top1": top1,
+            "mean_class": top1, "n_test": 100, "wall_s": 1.0, "seed": seed, "budget": "standard", "commit": None,
+            "machine": "m", "pred": pred, "ids_sha1": "ids" if pred is not None else None, **extra}
 
 
 def test_report_says_when_finetec_loses():
-    cells = [{"dataset": "d", "method": m, "regime": "per-level", "level": "severe", "top1": t,
-              "mean_class": t, "top5": None, "num_clips": 3, "train_seconds": 1.0, "seed": 0, "budget": "cpu",
-              "config": {}, "machine": "m"} for m, t in (("stgcnpp_linear", 0.7), ("finetec", 0.695))]
+    cells = [_cell("stgcnpp_linear", 0, 0.7), _cell("finetec", 0, 0.695)]
     text = report.render_markdown({"cells": cells, "completion": []})
-    assert "-0.5 (vs `stgcnpp_linear`)" in text
-    assert "FineTec does NOT beat the best baseline" in text and "NOT met" in text
+    # one seed and no per-clip predictions: a difference without an interval
+    assert "-0.5 (no interval) vs `stgcnpp_linear`" in text and "NOT met" in text
+
+
+def test_paired_intervals_over_seeds_and_clips():
+    """Three seeds, 100 clips: FineTec right on 10 more clips than the baseline in every seed is
+    a real difference; the ablation differing on 2 clips either way is not distinguishable."""
+    labels = list(range(10)) * 10
+    right = lambda k: [lab if i < k else (lab + 1) % 10 for i, lab in enumerate(labels)]  # noqa: E731
+    cells = []
+    for seed in range(3):
+        cells += [_cell("stgcnpp_linear", seed, 0.60, pred=right(60)), _cell("finetec", seed, 0.70, pred=right(70)),
+                  _cell("finetec_no_physics", seed, 0.70, pred=right(68) if seed else right(72))]
+    meta = {"datasets": {"d": {"test_labels": labels, "test_ids_sha1": "ids"}}}
+    comp = report.comparisons(cells, meta)["severe"]
+    name, d = comp["baseline"]
+    assert name == "stgcnpp_linear" and d.method == "bootstrap" and d.n_seeds == 3 and d.n_clips == 100
+    assert d.mean == pytest.approx(0.10) and 0 < d.lo < 0.10 < d.hi and d.real
+    abl = comp["ablations"]["finetec_no_physics"]
+    assert abl.lo < 0 < abl.hi and not abl.real and abl.verdict == "not distinguishable"
+    text = report.render_markdown({"cells": cells, "completion": [], "meta": meta})
+    assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 60.0 ± 0.0 (3) |" in text
+    assert "**real** vs `stgcnpp_linear`" in text and "bootstrap over 3 seeds and 100 test clips: real" in text
+    # clips of another test set (different ids) are not paired clip by clip: t interval over seeds
+    other = [dict(c, ids_sha1="other") if c["method"] == "finetec" else c for c in cells]
+    assert report.comparisons(other, meta)["severe"]["baseline"][1].method == "t-seeds"
+
+
+def test_bootstrap_and_t_interval():
+    from scipy import stats as sps
+
+    from finetec.benchmark.stats import bootstrap_difference, t_interval
+
+    rng = np.random.default_rng(0)
+    noise = rng.choice([-1, 0, 0, 1], size=(5, 400)).astype(float)
+    d = bootstrap_difference(noise)
+    assert d.lo < d.mean < d.hi and d.n_seeds == 5
+    shifted = bootstrap_difference(np.where(rng.random((5, 400)) < 0.2, 1.0, 0.0))
+    assert shifted.lo > 0.1 and shifted.real
+    one = bootstrap_difference(np.ones((1, 50)) * (np.arange(50) < 25))
+    assert one.method == "bootstrap-clips" and one.excludes_zero and not one.real
+    t = t_interval([0.02, 0.01, 0.03])
+    half = sps.t.ppf(0.975, 2) * 0.01 / 3 ** 0.5
+    assert t.lo == pytest.approx(0.02 - half) and t.hi == pytest.approx(0.02 + half) and t.method == "t-seeds"
+    assert t_interval([0.05]).method == "none"
+
+
+def test_fit_warning_for_undertrained_models():
+    cells = [_cell("stgcnpp_linear", 0, 0.4, train_top1=0.45, epochs=10), _cell("finetec", 0, 0.5, train_top1=0.9)]
+    text = report.render_markdown({"cells": cells, "completion": []})
+    assert "**Warning: `stgcnpp_linear` (seed 0) has not fit its training data**: final training top-1 45.0 %" in text
+    assert "`finetec` (seed 0) has not fit" not in text
 
 
 def test_store_rejects_damaged_file(tmp_path):
@@ -182,7 +244,7 @@ def test_store_rejects_damaged_file(tmp_path):
     with pytest.raises(FinetecError, match="cannot read benchmark results"):
         ResultsStore(p)
     p.write_text(json.dumps({"cells": [{"dataset": "x"}]}))
-    with pytest.raises(FinetecError, match="a cell lacks"):
+    with pytest.raises(FinetecError, match="cell 0 lacks"):
         ResultsStore(p)
 
 
@@ -249,9 +311,10 @@ def test_report_only_writes_docs(tmp_path, capsys):
     for png in ("benchmark_accuracy_per-level_quick.png", "benchmark_completion_quick.png"):
         assert (docs.parent / "img" / png).stat().st_size > 1000 and f"](img/{png})" in text
     assert (tmp_path / "accuracy_per-level_quick.png").exists()
-    assert "| FineTec (`finetec`) | 65.0 / 64.0 | 55.0 / 54.0 |" in text
+    assert "| FineTec (`finetec`) | 65.0 (1) | 55.0 (1) |" in text
     printed = capsys.readouterr().out
-    assert "| FineTec (`finetec`) | 65.0 / 64.0 | 55.0 / 54.0 |" in printed and "## Provenance" not in printed
+    assert "| FineTec (`finetec`) | 65.0 (1) | 55.0 (1) |" in printed and "## Provenance" not in printed
+    assert "one seed cannot separate" in printed
 
 
 TINY = dataclasses.replace(
@@ -274,7 +337,11 @@ def test_end_to_end_tiny_synthetic(tmp_path):
     assert [(c["method"], c["level"]) for c in store.cells] == [("stgcnpp_linear", "severe"), ("finetec", "severe")]
     test_clips = store.meta["datasets"][entries[0].key]["num_test"]
     for c in store.cells:
-        assert 0.0 <= c["mean_class"] <= 1.0 and c["num_clips"] == test_clips
+        assert 0.0 <= c["mean_class"] <= 1.0 and c["n_test"] == test_clips == len(c["pred"])
+        assert c["ids_sha1"] == store.meta["datasets"][entries[0].key]["test_ids_sha1"]
+        assert 0.0 <= c["train_top1"] <= 1.0 and c["epochs"] == 1
+        saved = np.load(Path(c["run_dir"]) / "predictions_severe.npz")
+        assert saved["scores"].argmax(1).tolist() == c["pred"] and len(saved["id"]) == test_clips
         # top-1 is a multiple of 1 / test clips: a real evaluation on the real test split
         assert abs(c["top1"] * test_clips - round(c["top1"] * test_clips)) < 1e-6
         assert Path(c["config_file"]).exists() and (Path(c["run_dir"]) / "best").is_dir()
@@ -298,13 +365,11 @@ def test_end_to_end_tiny_synthetic(tmp_path):
 def test_two_processes_sharing_a_folder_keep_each_others_cells(tmp_path):
     """Two stores on one results.json (e.g. one benchmark process per dataset) merge, never clobber."""
     a, b = ResultsStore(tmp_path / "results.json"), ResultsStore(tmp_path / "results.json")
-    row = {"dataset": "d1", "method": "finetec", "regime": "mixed", "level": "severe", "top1": 0.5,
-           "mean_class": 0.5, "top5": 1.0, "num_clips": 4, "train_seconds": 1.0, "seed": 0, "budget": "cpu",
-           "config": {}, "machine": "m"}
+    row = {**_cell("finetec", 0, 0.5), "dataset": "d1"}
     a.add_cell(row)
     b.add_cell({**row, "dataset": "d2", "top1": 0.25})
     a.add_completion([{"dataset": "d1", "filler": "zero", "level": "minor", "mpjpe": 1.0, "n_mpjpe": 1.0,
-                       "mpjve": 1.0, "budget": "cpu", "seed": 0}])
+                       "mpjve": 1.0, "budget": "cpu", "seed": 0, "pattern": "random", "by_gap": None}])
     on_disk = ResultsStore(tmp_path / "results.json")
     assert sorted((c["dataset"], c["top1"]) for c in on_disk.cells) == [("d1", 0.5), ("d2", 0.25)]
     assert len(on_disk.completion) == 1
@@ -313,55 +378,62 @@ def test_two_processes_sharing_a_folder_keep_each_others_cells(tmp_path):
         [("d1", 0.75), ("d2", 0.25)]
 
 
-def test_budget_per_dataset_settings():
-    cpu = BUDGETS["cpu"]
-    assert cpu.for_dataset("utd_mhad").epochs == 20 and cpu.for_dataset("utd_mhad").completion_epochs == 10
-    assert cpu.for_dataset("nw_ucla") is cpu
-    assert BUDGETS["gpu"].for_dataset("penn_action").clip_len == 100
+def test_budget_is_one_rule_for_every_dataset():
+    """No budget names a dataset: epochs follow the minimum number of optimiser steps."""
+    std = BUDGETS["standard"]
+    for b in BUDGETS.values():
+        assert not any(name in repr(b) for name in ("utd_mhad", "nw_ucla", "penn_action"))
+    # 388 training clips (UTD-MHAD after the hold-out), batch 16: 25 steps an epoch -> 80 epochs for 2000 steps
+    assert std.epochs_for(388) == 80
+    assert std.epochs_for(918) == 35          # NW-UCLA: 58 steps an epoch
+    assert std.epochs_for(5000) == std.epochs  # a large dataset: the minimum epochs
+    assert BUDGETS["cpu"].epochs_for(388) == 20 and BUDGETS["cpu"].epochs_for(918) == 10
+    assert std.epochs_for(388, completion=True) == 93   # 13 steps of 32 an epoch -> 1200 steps
     entries = make_entries(["synthetic:coco17"])
-    cells = plan_cells(entries, [METHODS["finetec"]], ["severe"], "per-level", cpu, 0, Path("x"), True)
-    assert cells[0].unit.budget.epochs == cpu.epochs
+    cells = plan_cells(entries, [METHODS["finetec"]], ["severe"], "per-level", std, 0, Path("x"), True)
+    assert cells[0].unit.budget is std
 
 
-def test_findings_flag_differences_within_sampling_noise():
-    from finetec.benchmark.report import difference_noise, findings
-
-    def cell(method, top1, n=464, level="severe"):
-        return {"method": method, "level": level, "top1": top1, "num_clips": n}
-
-    se = difference_noise(cell("a", 0.73), cell("b", 0.73))
-    assert se == pytest.approx((2 * 0.73 * 0.27 / 464) ** 0.5)
-    lines = findings([cell("finetec", 0.731), cell("finetec_no_physics", 0.728), cell("stgcnpp_linear", 0.60)])
-    ablation = next(line for line in lines if "no_physics" in line)
-    assert "not distinguishable" in ablation and "costs accuracy" in ablation
-    margin = next(line for line in lines if line.startswith("At **severe**"))
-    assert "not distinguishable" not in margin and "beats" in margin  # 13 points is far above the noise
+def test_reader_options_and_title(tmp_path, capsys):
+    entries = make_entries(["synthetic:coco17", str(tmp_path)], titles=["Mine", "Theirs"], fmt="npz",
+                           options={"layout": "coco17"})
+    assert [e.title for e in entries] == ["Mine", "Theirs"]
+    assert entries[0].options == () and entries[1].options == (("layout", "coco17"),)
+    assert entries[1].cache_name != f"{entries[1].key}.finetec.npz"   # another layout: another cached copy
+    with pytest.raises(FinetecError, match="--title given 1 time"):
+        make_entries(["synthetic:coco17", str(tmp_path)], titles=["one"])
+    rc = main(["benchmark", "--data", str(tmp_path), "-o", "layout", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "not KEY=VALUE" in err
 
 
-def test_seed_summary_pairs_finetec_with_best_baseline_by_seed():
-    def cell(method, seed, top1, level="severe"):
-        return {"dataset": "d", "method": method, "regime": "mixed", "level": level, "top1": top1,
-                "mean_class": top1, "top5": None, "num_clips": 100, "train_seconds": 1.0, "seed": seed,
-                "budget": "cpu", "config": {}, "machine": "m"}
+def test_store_reads_schema_1_files(tmp_path):
+    """Files written before per-clip predictions: fields renamed, the commit taken from the version."""
+    p = tmp_path / "results.json"
+    old = {"dataset": "d", "method": "finetec", "regime": "mixed", "level": "severe", "top1": 0.5,
+           "mean_class": 0.5, "top5": None, "num_clips": 4, "train_seconds": 12.0, "seed": 0, "budget": "cpu",
+           "config": {}, "machine": "m", "code": "finetec 0.1.0 (08a1352+)"}
+    p.write_text(json.dumps({"cells": [old], "completion": [
+        {"dataset": "d", "filler": "zero", "level": "minor", "mpjpe": 1.0, "n_mpjpe": 1.0, "mpjve": 1.0,
+         "budget": "cpu", "seed": 0}]}))
+    store = ResultsStore(p)
+    c = store.cells[0]
+    assert (c["n_test"], c["wall_s"], c["commit"]) == (4, 12.0, "08a1352+") and "num_clips" not in c
+    assert store.completion[0]["by_gap"] is None and store.completion[0]["pattern"] == "random"
+    store.save()
+    assert json.loads(p.read_text())["schema"] == 2
 
-    cells = [cell("stgcnpp_linear", 0, 0.70), cell("stgcnpp_linear", 1, 0.60), cell("stgcnpp_linear", 2, 0.65),
-             cell("stgcnpp_zero", 0, 0.50), cell("stgcnpp_zero", 1, 0.52),
-             cell("finetec", 0, 0.72), cell("finetec", 1, 0.61), cell("finetec", 2, 0.68),
-             cell("ctrgcn_linear", 0, 0.99),  # one seed only: no spread, left out
-             cell("finetec_no_physics", 0, 0.70), cell("finetec_no_physics", 1, 0.58),
-             cell("finetec_no_physics", 2, 0.69)]
-    summ = report.seed_summary(cells)[("d", "mixed", "cpu")]
-    assert ("ctrgcn_linear", "severe") not in summ["top1"]
-    base, diffs = summ["margins"]["severe"]
-    assert base == "stgcnpp_linear" and diffs == pytest.approx([0.02, 0.01, 0.03])
-    text = report.render_markdown({"cells": cells, "completion": []})
-    assert "## Across seeds" in text
-    assert "| ST-GCN++ + linear interpolation (`stgcnpp_linear`) | 65.0 ± 5.0 (3) |" in text
-    assert "+2.0 ± 1.0 (vs `stgcnpp_linear`, 3 seeds)" in text
-    assert summ["ablations"]["finetec_no_physics"] == pytest.approx([0.02, 0.03, -0.01])
-    assert "Ablation `finetec_no_physics` at severe, paired over 3 seeds: removing the module costs accuracy " \
-           "(full FineTec minus ablated: +1.3 ± 2.1 points; smaller than its spread over seeds: not a reliable " \
-           "difference)." in text
-    # a single seed everywhere: no such section
-    assert "Across seeds" not in report.render_markdown({"cells": [c for c in cells if c["seed"] == 0],
-                                                          "completion": []})
+
+def test_write_docs_keeps_every_benchmark(tmp_path, capsys):
+    """--write-docs merges the run into docs/results.json; the page can be regenerated from it alone."""
+    _run(tmp_path / "a", FakeBackend())
+    docs = tmp_path / "docs" / "results.md"
+    assert main(["benchmark", "--report-only", "--out", str(tmp_path / "a"), "--write-docs", str(docs),
+                 "--no-plots"]) == 0
+    recorded = json.loads(docs.with_suffix(".json").read_text())
+    assert len(recorded["cells"]) == 4 and recorded["meta"]["datasets"]["synthetic-coco17"]["test_labels"]
+    docs.unlink()
+    assert main(["benchmark", "--report-only", "--out", str(tmp_path / "none"), "--write-docs", str(docs),
+                 "--no-plots"]) == 0
+    assert "| FineTec (`finetec`) | 65.0 (1) | 55.0 (1) |" in docs.read_text()
+    assert not (tmp_path / "none").exists()

@@ -44,7 +44,7 @@ def test_roundtrip_restores_weights_and_info(tmp_path):
     info = {"class_names": ["a", "b", "c"], "epoch": 2, "metrics": {"val_top1": 0.5}, "clip_len": 16,
             "config": {"name": "x"}, "seed": 1}
     save_checkpoint(tmp_path / "ck", model, info)
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["checkpoint.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["checkpoint.json", "complete.json", "model.safetensors"]
     loaded, got = load_model(tmp_path / "ck")
     assert not loaded.training
     assert got["class_names"] == ["a", "b", "c"] and got["epoch"] == 2 and got["metrics"]["val_top1"] == 0.5
@@ -75,6 +75,9 @@ def test_missing_and_corrupt(tmp_path):
     save_checkpoint(tmp_path / "ck", make(), {})
     w = tmp_path / "ck" / "model.safetensors"
     w.write_bytes(w.read_bytes()[:40])
+    with pytest.raises(FinetecError, match="model.safetensors does not match its checksum"):
+        load_model(tmp_path / "ck")
+    (tmp_path / "ck" / "complete.json").unlink()  # a folder without a record is read as it is
     with pytest.raises(FinetecError, match="corrupt weights") as e:
         load_model(tmp_path / "ck")
     assert e.value.path == str(w)
@@ -88,7 +91,8 @@ def test_weights_of_another_architecture(tmp_path):
     info = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
     info["model_config"]["width"] = 4
     (tmp_path / "ck" / "checkpoint.json").write_text(json.dumps(info))
-    with pytest.raises(FinetecError, match="do not match"):
+    (tmp_path / "ck" / "complete.json").unlink()
+    with pytest.raises(FinetecError, match=r"does not match the weights: fc.bias has shape \[8\] in the weights but \[4\]"):
         load_model(tmp_path / "ck")
 
 
@@ -97,6 +101,7 @@ def test_unknown_model_name(tmp_path):
     info = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
     info["model_config"]["name"] = "no_such_model"
     (tmp_path / "ck" / "checkpoint.json").write_text(json.dumps(info))
+    (tmp_path / "ck" / "complete.json").unlink()
     with pytest.raises(FinetecError, match="cannot rebuild"):
         load_model(tmp_path / "ck")
 

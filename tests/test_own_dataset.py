@@ -430,3 +430,26 @@ def test_builtin_layouts_pass_the_review() -> None:
         assert review_layout(lay) == [], name
         pos = tree_positions(lay)
         assert len({tuple(p) for p in pos}) == lay.num_joints, name     # no two joints drawn on one spot
+
+
+def test_training_config_passes_reader_options(tmp_path: Path) -> None:
+    """data.options gives a plain .npz that names no layout its layout, for train and eval."""
+    from finetec.engine.config import Config, apply_overrides
+    from finetec.engine.evaluate import open_eval_data
+    from finetec.engine.train import train
+
+    ds = open_dataset("synthetic:coco17?clips=28&frames=16&seed=1")
+    p = tmp_path / "plain.npz"
+    _save_ragged(ds, p, split__train=np.arange(len(ds)), split__test=np.arange(len(ds)))
+    tiny = ["model.name=stgcnpp", "model.base_channels=8", "model.num_stages=2", "model.inflate_stages=[2]",
+            "model.down_stages=[2]", "runtime.threads=1", "runtime.log_every=1000", "runtime.tensorboard=off",
+            "pipeline.clip_len=8", "optim.epochs=1", f"data.path={p}"]
+    with pytest.raises(FinetecError, match="ambiguous"):
+        train(apply_overrides(Config(), tiny), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    cfg = apply_overrides(Config(), [*tiny, "data.options={layout: coco17}"])
+    assert cfg.data.options == {"layout": "coco17"}
+    train(cfg, tmp_path / "run")
+    info = {"config": cfg.to_dict()}
+    back, _ = open_eval_data(info)
+    assert back.layout.name == "coco17" and len(back) == len(ds)

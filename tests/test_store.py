@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -176,17 +177,42 @@ def test_damaged_folder_names_the_part(small, capsys) -> None:
     with open(d / "offsets.npy", "r+b") as f:
         f.seek(128)
         f.write(off.tobytes())
-    ds = open_store(d)
-    with pytest.raises(FinetecError, match=r"offsets.finetec: part offsets.npy/persons.npy: clip 4 points "
-                                           r"to frames \d+:\d+ with 1 person\(s\), outside the data"):
-        ds[4]
-    assert "offsets.finetec/offsets.npy: dataset part: checksum mismatch" in _cli_error(
-        ["inspect", str(d), "--verify"], capsys)
-    off[-1] += 1  # the table's end no longer matches the data: caught on open
+    assert "offsets.finetec/offsets.npy: dataset part: the offset table is not increasing (clip 5" in _cli_error(
+        ["inspect", str(d)], capsys)
+    off[-1] += 1  # the table's end no longer matches the data
     with open(d / "offsets.npy", "r+b") as f:
         f.seek(128)
         f.write(off.tobytes())
     assert "offsets.npy: dataset part: the offset table spans frames" in _cli_error(["inspect", str(d)], capsys)
+    # a clip whose offsets change after opening (the parts are memory-mapped): caught on reading
+    d = damaged("later.finetec")
+    ds = open_store(d)
+    off = np.load(d / "offsets.npy")
+    off[5] = off[-1] + 1000
+    with open(d / "offsets.npy", "r+b") as f:
+        f.seek(128)
+        f.write(off.tobytes())
+    with pytest.raises(FinetecError, match=r"later.finetec: part offsets.npy/persons.npy: clip 4 points "
+                                           r"to frames \d+:\d+ with 1 person\(s\), outside the data"):
+        ds[4]
+    # per-clip values out of range
+    for part, value, message in (("persons.npy", 3, r"values outside 1..1 \(1..3\)"),
+                                 ("label.npy", 99, "values outside -1..13"),
+                                 ("split__train.npy", 12, "values outside 0..11")):
+        d = damaged(f"range_{part}.finetec")
+        arr = np.load(d / part)
+        arr[-1] = value
+        with open(d / part, "r+b") as f:
+            f.seek(128)
+            f.write(arr.tobytes())
+        err = _cli_error(["inspect", str(d)], capsys)
+        assert f"{part}: dataset part: " in err and re.search(message, err), err
+    d = damaged("ids.finetec")
+    raw = bytearray((d / "id.npy").read_bytes())
+    raw[-4] ^= 0x01  # another character in the last id
+    (d / "id.npy").write_bytes(bytes(raw))
+    assert "ids.finetec/id.npy: dataset part: checksum mismatch" in _cli_error(
+        ["inspect", str(d), "--verify"], capsys)
 
     d = damaged("index.finetec")
     (d / "index.json").write_text("{not json")
@@ -353,3 +379,36 @@ def test_resume_mid_epoch_from_a_folder_reaches_the_same_weights(tmp_path: Path)
     assert "resumed from" in (tmp_path / "b" / "train.log").read_text()
     assert f"at step {saves[-1][1]} of epoch 2" in (tmp_path / "b" / "train.log").read_text()
     assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)
+
+
+def test_every_part_damaged_every_way_is_one_line(small, capsys) -> None:
+    """Each part truncated, extended, with a scrambled header, emptied, removed or with one bit
+    flipped: opening (and converting) ends in exit 0 or 2 with one line, never an internal error;
+    verifying never passes."""
+    import random
+    import shutil
+
+    _, path = small
+    rnd = random.Random(0)
+    n = 0
+    for part in sorted(p.name for p in path.iterdir()):
+        for mode in ("half", "junk", "header", "flip", "empty", "remove"):
+            d = path.parent / f"m{n}.finetec"
+            n += 1
+            shutil.copytree(path, d)
+            f = d / part
+            data = bytearray(f.read_bytes())
+            if mode == "flip":
+                data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+            edited = {"half": data[:len(data) // 2], "junk": data + b"junk", "empty": b"", "flip": data,
+                      "header": bytes(rnd.randrange(256) for _ in range(min(60, len(data)))) + data[60:]}
+            if mode == "remove":
+                f.unlink()
+            else:
+                f.write_bytes(bytes(edited[mode]))
+            for argv in (["inspect", str(d)], ["inspect", str(d), "--verify"], ["convert", str(d), f"{d}.npz"]):
+                rc, _, err = _run(argv, capsys)
+                assert rc in (0, 2) and "internal error" not in err, (part, mode, argv, err)
+                assert rc == 0 or len(err.strip().splitlines()) == 1, (part, mode, err)
+                if argv[-1] == "--verify" and part != "index.json":
+                    assert rc == 2, (part, mode)

@@ -13,6 +13,9 @@ class FinetecError(Exception):
     """An error in the user's input, printed as one line: ``<path>: <problem>``."""
 
     def __init__(self, problem: str, path: str | os.PathLike | None = None):
+        problem = str(problem)
+        if "\n" in problem or "\r" in problem:  # always one line, whatever a value's repr holds
+            problem = " ".join(problem.split())
         self.problem = problem
         self.path = None if path is None else os.fspath(path)
         super().__init__(f"{self.path}: {problem}" if self.path else problem)

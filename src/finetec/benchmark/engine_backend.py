@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from finetec.benchmark.runner import TrainUnit
 from finetec.benchmark.spec import COMPLETION_FILLERS, COMPLETION_MODEL, Budget, DatasetEntry
 from finetec.benchmark.machine import machine_description
@@ -31,13 +33,14 @@ class EngineBackend:
 
     # -- data ----------------------------------------------------------------------------
     def prepare(self, entry: DatasetEntry, out_dir: Path) -> dict[str, Any]:
-        from finetec.data import SkeletonDataset, open_dataset
+        from finetec.data import SkeletonDataset
+        from finetec.data.readers import open_with_options
 
-        canonical = Path(out_dir) / "data" / f"{entry.key}.finetec.npz"
+        canonical = Path(out_dir) / "data" / entry.cache_name
         if canonical.exists():
             ds = SkeletonDataset.load(canonical)
         else:
-            ds = open_dataset(entry.spec)
+            ds = open_with_options(entry.spec, entry.fmt, dict(entry.options))
         for split in (entry.train_split, entry.test_split):
             if split not in ds.splits or len(ds.splits[split]) == 0:
                 raise FinetecError(f"the dataset has no (or an empty) {split!r} split; splits: "
@@ -48,45 +51,59 @@ class EngineBackend:
             ds.save(canonical)
         self._data[entry.key] = ds
         self._paths[entry.key] = str(canonical.resolve())
+        test = ds.split_indices(entry.test_split)
+        ids = [str(ds.ids[i]) for i in test]
         return {"path": self._paths[entry.key], "num_clips": len(ds), "num_classes": ds.num_classes,
-                "num_train": int(len(ds.splits[entry.train_split])),
-                "num_test": int(len(ds.splits[entry.test_split])),
-                "layout": ds.layout.name, "dims": ds.dim}
+                "num_train": int(len(ds.splits[entry.train_split])), "num_test": int(len(test)),
+                "layout": ds.layout.name, "dims": ds.dim, "test_ids": ids, "test_ids_sha1": ids_digest(ids),
+                "test_labels": [int(v) for v in ds.label[test]]}
 
     def dataset(self, key: str):
         return self._data[key]
 
     # -- configs -------------------------------------------------------------------------
-    def normalisation(self, key: str) -> dict[str, bool]:
-        """Centre and scale every clip; 3D clips are also rotated into the body's own frame
-        (``align_view``: up to +y, right-to-left to +x), which removes the camera viewpoint that
-        cross-view splits change. 2D clips keep their image orientation: lying, hanging and
-        standing poses (push-up vs squat) must stay apart. No augmentation: a left/right flip
-        would merge classes that differ only in the side (swipe left / swipe right). (With long
-        training, rotation augmentation without alignment is better on NW-UCLA — the engine's
-        30-epoch configs do that — but in this budget's 10 epochs dropping the alignment, with or
-        without rotation augmentation, cost NW-UCLA accuracy in trial runs.)"""
-        return {"normalize": True, "align_view": self._data[key].dim == 3}
+    def normalisation(self, key: str, budget: Budget) -> dict[str, bool]:
+        """Centre and scale every clip; rotate 3D clips into the body's own frame when the budget
+        says so (``align_view``; None: 3D clips aligned, 2D ones never: lying, hanging and standing
+        poses such as push-up vs squat must stay apart)."""
+        align = budget.align_view if budget.align_view is not None else self._data[key].dim == 3
+        return {"normalize": True, "align_view": bool(align and self._data[key].dim == 3)}
+
+    def augmentation(self, budget: Budget) -> dict[str, Any]:
+        return {"augment": budget.augment, "flip_prob": budget.flip_prob} if budget.augment else {"augment": False}
+
+    def num_fit(self, unit: TrainUnit, val_fraction: float) -> int:
+        """Training clips left after the engine's validation hold-out (what one epoch iterates)."""
+        from finetec.engine.train import split_validation
+
+        ds = self._data[unit.dataset.key]
+        idx = ds.split_indices(unit.dataset.train_split)
+        labels = ds.label[idx] if not unit.is_completion else np.zeros(len(idx), np.int64)
+        return int(len(split_validation(labels, val_fraction, unit.seed)[0]))
 
     def config(self, unit: TrainUnit, completion_dir: Path | None) -> dict[str, Any]:
         """The engine config of one unit: the same seed, split, clip length and budget for all."""
         b: Budget = unit.budget
         entry = unit.dataset
+        val_fraction = 0.1
         data = {"path": self._paths[entry.key], "train_split": entry.train_split, "test_split": entry.test_split,
-                "val_fraction": 0.1}
+                "val_fraction": val_fraction}
         runtime = {"device": self.device, "num_workers": b.num_workers, "tensorboard": "off",
                    "threads": b.threads if self.threads is None else self.threads}
+        epochs = b.epochs_for(self.num_fit(unit, val_fraction), completion=unit.is_completion)
+        norm = {**self.normalisation(entry.key, b), **self.augmentation(b)}
         if unit.is_completion:
             return {
                 "name": unit.name, "task": "completion", "seed": unit.seed, "data": data,
-                # Stage 1 learns from its own random masks; the pipeline's level only sets what
+                # Stage 1 learns from its own random masks; the pipeline's levels only set what
                 # the query looks like (mixed levels, like the test sets it will complete).
                 "pipeline": {"clip_len": b.clip_len, "level": "severe", "pattern": PATTERN, "mixed": True,
-                             "filler": "none", "features": ["joint"], **self.normalisation(entry.key),
-                             "augment": False},
+                             "mixed_levels": list(b.completion_levels),
+                             "filler": "none", "features": ["joint"], **norm},
                 "model": {"name": "completion", "clip_len": b.clip_len, **b.completion},
                 "optim": {"name": "adam", "lr": b.completion_lr, "weight_decay": 0.0,
-                          "epochs": b.completion_epochs, "batch_size": b.batch_size, "warmup_epochs": 0},
+                          "epochs": epochs, "batch_size": b.completion_batch_size or b.batch_size,
+                          "warmup_epochs": 0, **({"grad_clip": b.completion_grad_clip} if b.completion_grad_clip else {})},
                 "runtime": runtime,
             }
         m = unit.method
@@ -100,14 +117,16 @@ class EngineBackend:
                 model["completion_checkpoint"] = str((completion_dir / "best").resolve())
         else:
             model = {"name": m.model, **b.backbone}
+        optim = {"name": "sgd", "lr": b.lr, "weight_decay": b.weight_decay, "epochs": epochs,
+                 "batch_size": b.batch_size, "warmup_epochs": b.warmup_epochs}
+        if b.label_smoothing:
+            optim["label_smoothing"] = b.label_smoothing
         return {
             "name": unit.name, "task": "classification", "seed": unit.seed, "data": data,
             "pipeline": {"clip_len": b.clip_len, "level": unit.level or "severe", "pattern": PATTERN,
-                         "mixed": unit.regime == "mixed", "filler": m.filler, "features": ["joint"],
-                         **self.normalisation(entry.key), "augment": False},
+                         "mixed": unit.regime == "mixed", "filler": m.filler, "features": ["joint"], **norm},
             "model": model,
-            "optim": {"name": "sgd", "lr": b.lr, "weight_decay": b.weight_decay, "epochs": b.epochs,
-                      "batch_size": b.batch_size, "warmup_epochs": b.warmup_epochs},
+            "optim": optim,
             "runtime": runtime,
         }
 
@@ -120,15 +139,23 @@ class EngineBackend:
         train(cfg, unit.run_dir, resume=resume)
 
     def evaluate(self, unit: TrainUnit, level: str) -> dict[str, Any]:
+        """Top-1 / mean-class / top-5 at ``level`` and the per-clip predictions: ``pred`` (the
+        predicted class of every test clip, in the test split's order) and ``ids_sha1`` (of the test
+        clip ids, so that cells are paired clip by clip only when they saw the same clips). The
+        scores (logits), labels and ids are also saved to ``RUN/predictions_<level>.npz``."""
         from finetec.engine.checkpoint import load_model
-        from finetec.engine.evaluate import evaluate
+        from finetec.engine.evaluate import evaluate, save_scores
 
         model, info = load_model(unit.run_dir / "best", device=self._torch_device())
         res = evaluate(model, info, self._data[unit.dataset.key], level=level, pattern=PATTERN,
                        split=unit.dataset.test_split, seed=unit.seed, device=self._torch_device())
+        save_scores(unit.run_dir / f"predictions_{level}.npz", res, info.get("class_names") or [],
+                    extra={"level": level, "seed": unit.seed})
         return {"top1": float(res["top1"]), "mean_class": float(res["mean_class"]),
                 "top5": None if res.get("top5") is None else float(res["top5"]),
-                "num_clips": int(res["num_clips"]), "pattern": PATTERN}
+                "num_clips": int(res["num_clips"]), "pattern": PATTERN,
+                "pred": np.asarray(res["scores"]).argmax(axis=1).astype(int).tolist(),
+                "ids_sha1": ids_digest(res["id"])}
 
     def completion_rows(self, entry: DatasetEntry, budget: Budget, seed: int, levels: list[str],
                         completion_dir: Path | None) -> list[dict[str, Any]]:
@@ -140,7 +167,7 @@ class EngineBackend:
         ds = self._data[entry.key]
         device = self._torch_device()
         methods: list[tuple[str, Any]] = [(f, FillerModel(f)) for f in COMPLETION_FILLERS]
-        norm = self.normalisation(entry.key)
+        norm = self.normalisation(entry.key, budget)
         if completion_dir is not None:
             from finetec.engine.checkpoint import load_model
 
@@ -197,14 +224,16 @@ class FillerModel:
         return self
 
     def __call__(self, x, mask):
-        import numpy as np
-        import torch
+        from finetec.data.fillers import fill_batch
 
-        from finetec.data.fillers import fill
+        return {"completed": fill_batch(x, mask, self.method)}
 
-        xs, ms = x.detach().cpu().numpy(), mask.detach().cpu().numpy()
-        out = np.stack([fill(xs[i], ms[i], self.method) for i in range(xs.shape[0])])
-        return {"completed": torch.from_numpy(out).to(x.device)}
+
+def ids_digest(ids) -> str:
+    """SHA-1 of a list of clip ids (newline-joined): identifies a test set's clips and their order."""
+    import hashlib
+
+    return hashlib.sha1("\n".join(str(i) for i in ids).encode("utf-8")).hexdigest()
 
 
 def code_version() -> str:

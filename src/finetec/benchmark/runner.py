@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol, TextIO
 from finetec.benchmark.spec import (
     COMPLETION_FILLERS, COMPLETION_MODEL, LEVEL_ORDER, Budget, DatasetEntry, Method, method_levels,
 )
-from finetec.benchmark.store import ResultsStore
+from finetec.benchmark.store import ResultsStore, commit_of, upgrade_completion
 from finetec.fileio import write_text_atomic
 
 DONE_MARKER = "benchmark_done.json"
@@ -108,7 +108,7 @@ def plan_cells(entries: list[DatasetEntry], methods: list[Method], levels: list[
     """Every cell of the benchmark, in run order (dataset, then method, then level)."""
     cells: list[Cell] = []
     for entry in entries:
-        b = budget.for_dataset(entry.key)
+        b = budget
         for method in methods:
             lv = method_levels(method, levels, regime, explicit_levels)
             if regime == "mixed":
@@ -121,7 +121,7 @@ def plan_cells(entries: list[DatasetEntry], methods: list[Method], levels: list[
 
 
 def completion_unit(entry: DatasetEntry, budget: Budget, seed: int, out_dir: Path) -> TrainUnit:
-    return TrainUnit(entry, None, "stage1", None, budget.for_dataset(entry.key), seed, out_dir)
+    return TrainUnit(entry, None, "stage1", None, budget, seed, out_dir)
 
 
 class Progress:
@@ -194,8 +194,22 @@ def _train_unit(backend: Backend, unit: TrainUnit, completion_dir: Path | None,
     finally:
         spent = previous + time.perf_counter() - t0
         write_text_atomic(unit.run_dir / "benchmark_time.json", json.dumps({"train_seconds": spent}))
-    write_text_atomic(marker, json.dumps({"train_seconds": spent, "config": config}, default=str))
+    fit = _final_fit(unit.run_dir)
+    write_text_atomic(marker, json.dumps({"train_seconds": spent, "config": config, **fit}, default=str))
     return spent
+
+
+def _final_fit(run_dir: Path) -> dict[str, Any]:
+    """The last epoch's training top-1 and the number of epochs, from the engine's metrics.jsonl."""
+    try:
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return {}
+    if not rows:
+        return {}
+    last = rows[-1]
+    top1 = last.get("train_top1")
+    return {"train_top1": None if top1 is None else float(top1), "epochs": len(rows)}
 
 
 def _previous_seconds(run_dir: Path) -> float:
@@ -257,7 +271,7 @@ def run_benchmark(
     comp_levels = [lv for lv in LEVEL_ORDER if lv != "clean"]
 
     for entry in entries:
-        b = budget.for_dataset(entry.key)
+        b = budget
         mine = [c for c in todo if c.unit.dataset.key == entry.key]
         uses_model = any(m.needs_completion for m in methods)
         table_done = not completion_table or all(
@@ -271,11 +285,12 @@ def run_benchmark(
             completion_dir = cu.run_dir
         if not table_done:
             progress.line(f"{entry.key}: completion table (fillers{' + completion module' if completion_dir else ''})")
-            rows = backend.completion_rows(entry, b, seed, comp_levels, completion_dir)
+            rows = [upgrade_completion(r) for r in backend.completion_rows(entry, b, seed, comp_levels, completion_dir)]
             for r in rows:
-                r.update({"budget": b.name, "seed": seed, "machine": machine, "command": command, "code": code})
+                r.update({"budget": b.name, "seed": seed, "machine": machine, "command": command, "code": code,
+                          "commit": commit_of(code)})
                 if r["filler"] == COMPLETION_MODEL and completion_dir is not None:
-                    r.update({"train_seconds": round(stage1_seconds or 0.0, 1),
+                    r.update({"wall_s": round(stage1_seconds or 0.0, 1),
                               "config_file": str(completion_dir / "config.yaml")})
             store.add_completion(rows)
 
@@ -283,19 +298,22 @@ def run_benchmark(
             label = unit_cells[0].label if len(unit_cells) == 1 else \
                 f"{entry.key} / {unit.method.name} / mixed / levels {','.join(c.level for c in unit_cells)}"
             seconds = _train_unit(backend, unit, completion_dir, progress, label)
+            done = json.loads((unit.run_dir / DONE_MARKER).read_text())
             for cell in unit_cells:
                 progress.line(f"{cell.label}: testing")
                 res = backend.evaluate(unit, cell.level)
-                config = json.loads((unit.run_dir / DONE_MARKER).read_text())["config"]
                 row = {**cell.key, "top1": res["top1"], "mean_class": res["mean_class"],
-                       "top5": res.get("top5"), "num_clips": res["num_clips"],
-                       "train_seconds": round(seconds, 1), "config": config, "machine": machine,
-                       "config_file": str(unit.run_dir / "config.yaml"), "run_dir": str(unit.run_dir),
-                       "command": command, "pattern": res.get("pattern", "random"), "code": code}
+                       "n_test": res["num_clips"], "wall_s": round(seconds, 1), "commit": commit_of(code),
+                       "machine": machine, "top5": res.get("top5"), "pattern": res.get("pattern", "random"),
+                       "pred": res.get("pred"), "ids_sha1": res.get("ids_sha1"),
+                       "train_top1": done.get("train_top1"), "epochs": done.get("epochs"),
+                       "config": done["config"], "config_file": str(unit.run_dir / "config.yaml"),
+                       "run_dir": str(unit.run_dir), "command": command, "code": code}
                 store.add_cell(row)
                 progress.finished()
+                fit = "" if row["train_top1"] is None else f", final training top-1 {100 * row['train_top1']:.1f} %"
                 progress.line(f"{cell.label}: top-1 {100 * res['top1']:.1f} %, "
-                              f"mean-class {100 * res['mean_class']:.1f} %")
+                              f"mean-class {100 * res['mean_class']:.1f} %{fit}")
     progress.line(f"finished; results in {store.path}")
     return store
 

@@ -1,31 +1,39 @@
 """``results.json``: the benchmark's record of finished cells, rewritten atomically after each one.
 
-Schema::
+The schema is documented in ``docs/results_schema.md``. In short::
 
-    {"cells": [{"dataset", "method", "regime", "level", "top1", "mean_class", "top5",
-                "num_clips", "train_seconds", "seed", "budget", "config", "machine", ...}],
-     "completion": [{"dataset", "filler", "level", "mpjpe", "n_mpjpe", "mpjve", ...}]}
+    {"schema": 2,
+     "cells": [{"dataset", "method", "regime", "budget", "level", "seed", "top1", "mean_class",
+                "n_test", "wall_s", "commit", "machine", "pred", ...}],
+     "completion": [{"dataset", "filler", "level", "pattern", "seed", "mpjpe", "by_gap", ...}],
+     "meta": {"datasets": {KEY: {"title", "test_ids", "test_labels", ...}}, ...}}
 
 A cell is identified by (dataset, method, regime, level, budget, seed); a completion row by
 (dataset, filler, level, budget, seed). A finished cell is skipped when the benchmark is run
-again; a cell that crashed was never recorded and is redone.
+again; a cell that crashed was never recorded and is redone. Files written before schema 2
+(``num_clips``, ``train_seconds``, ``code``) are read and converted.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from finetec.errors import FinetecError
 from finetec.fileio import write_text_atomic
 
+SCHEMA = 2
 CELL_KEY = ("dataset", "method", "regime", "level", "budget", "seed")
 COMPLETION_KEY = ("dataset", "filler", "level", "budget", "seed")
-CELL_FIELDS = ("dataset", "method", "regime", "level", "top1", "mean_class", "top5", "num_clips",
-               "train_seconds", "seed", "budget", "config", "machine")
-COMPLETION_FIELDS = ("dataset", "filler", "level", "mpjpe", "n_mpjpe", "mpjve")
+#: Every cell record has these fields (a value may be null where it was not recorded).
+CELL_FIELDS = ("dataset", "method", "regime", "budget", "level", "seed", "top1", "mean_class", "n_test",
+               "wall_s", "commit", "machine")
+#: Every completion record has these fields.
+COMPLETION_FIELDS = ("dataset", "filler", "level", "pattern", "seed", "mpjpe", "by_gap")
+_RENAMED = {"num_clips": "n_test", "train_seconds": "wall_s"}
 
 
 def cell_key(row: dict[str, Any]) -> tuple:
@@ -34,6 +42,32 @@ def cell_key(row: dict[str, Any]) -> tuple:
 
 def completion_key(row: dict[str, Any]) -> tuple:
     return tuple(row.get(k) for k in COMPLETION_KEY)
+
+
+def commit_of(code: Any) -> str | None:
+    """``finetec 0.1.0 (abc1234+)`` -> ``abc1234+``; None when no commit is named."""
+    if not isinstance(code, str):
+        return None
+    m = re.search(r"\(([0-9a-f]{6,40}\+?)\)", code)
+    return m.group(1) if m else None
+
+
+def upgrade_cell(row: dict[str, Any]) -> dict[str, Any]:
+    """A cell of an older results file in the current schema (renamed fields, commit from ``code``)."""
+    out = dict(row)
+    for old, new in _RENAMED.items():
+        if new not in out and old in out:
+            out[new] = out.pop(old)
+    if "commit" not in out:
+        out["commit"] = commit_of(out.get("code"))
+    return out
+
+
+def upgrade_completion(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out.setdefault("pattern", "random")
+    out.setdefault("by_gap", None)
+    return out
 
 
 class ResultsStore:
@@ -53,19 +87,20 @@ class ResultsStore:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise FinetecError(f"cannot read benchmark results ({type(e).__name__}: {e})", self.path) from None
         if not isinstance(data, dict) or not isinstance(data.get("cells", []), list) \
-                or not isinstance(data.get("completion", []), list):
+                or not isinstance(data.get("completion", []), list) or not isinstance(data.get("meta", {}), dict):
             raise FinetecError("not a benchmark results file (expected {\"cells\": [...], \"completion\": [...]})",
                                self.path)
-        for row in data.get("cells", []):
-            missing = [k for k in CELL_FIELDS if k not in row] if isinstance(row, dict) else list(CELL_FIELDS)
+        cells = [upgrade_cell(r) if isinstance(r, dict) else r for r in data.get("cells", [])]
+        comp = [upgrade_completion(r) if isinstance(r, dict) else r for r in data.get("completion", [])]
+        for i, row in enumerate(cells):
+            missing = [k for k in CELL_FIELDS if k not in row] if isinstance(row, dict) else ["every field"]
             if missing:
-                raise FinetecError(f"a cell lacks {', '.join(missing)}", self.path)
-        for row in data.get("completion", []):
-            missing = [k for k in COMPLETION_FIELDS if k not in row] if isinstance(row, dict) else ["all"]
+                raise FinetecError(f"cell {i} lacks {', '.join(missing)}", self.path)
+        for i, row in enumerate(comp):
+            missing = [k for k in COMPLETION_FIELDS if k not in row] if isinstance(row, dict) else ["every field"]
             if missing:
-                raise FinetecError(f"a completion row lacks {', '.join(missing)}", self.path)
-        self.cells = list(data.get("cells", []))
-        self.completion = list(data.get("completion", []))
+                raise FinetecError(f"completion row {i} lacks {', '.join(missing)}", self.path)
+        self.cells, self.completion = cells, comp
         self.meta = dict(data.get("meta", {}))
 
     # -- queries ---------------------------------------------------------------------------
@@ -93,8 +128,8 @@ class ResultsStore:
             if self.path.exists():
                 mine_cells, mine_comp = self.cells, self.completion
                 self._load()
-                self.cells = _merge(self.cells, mine_cells, cell_key)
-                self.completion = _merge(self.completion, mine_comp, completion_key)
+                self.cells = merge_rows(self.cells, mine_cells, cell_key)
+                self.completion = merge_rows(self.completion, mine_comp, completion_key)
             yield
 
     def add_cell(self, row: dict[str, Any]) -> None:
@@ -102,7 +137,7 @@ class ResultsStore:
         if missing:
             raise ValueError(f"cell lacks {missing}")
         with self._locked():
-            self.cells = _merge(self.cells, [row], cell_key)
+            self.cells = merge_rows(self.cells, [row], cell_key)
             self.save()
 
     def add_completion(self, rows: list[dict[str, Any]]) -> None:
@@ -111,7 +146,7 @@ class ResultsStore:
             if missing:
                 raise ValueError(f"completion row lacks {missing}")
         with self._locked():
-            self.completion = _merge(self.completion, rows, completion_key)
+            self.completion = merge_rows(self.completion, rows, completion_key)
             self.save()
 
     def update_meta(self, fn) -> None:
@@ -121,14 +156,28 @@ class ResultsStore:
             self.save()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cells": self.cells, "completion": self.completion, "meta": self.meta}
+        return {"schema": SCHEMA, "cells": self.cells, "completion": self.completion, "meta": self.meta}
 
     def save(self) -> None:
-        write_text_atomic(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=False, default=_json_default)
-                          + "\n")
+        write_text_atomic(self.path, dumps(self.to_dict()))
 
 
-def _merge(old: list[dict[str, Any]], new: list[dict[str, Any]], key) -> list[dict[str, Any]]:
+def dumps(results: dict[str, Any]) -> str:
+    """results.json text: one record per line (readable diffs), long per-clip lists kept on that line."""
+    def line(obj: Any) -> str:
+        return json.dumps(obj, sort_keys=False, default=_json_default, separators=(", ", ": "))
+
+    parts = ["{", f' "schema": {line(results.get("schema", SCHEMA))},']
+    for name in ("cells", "completion"):
+        rows = results.get(name, [])
+        body = ",\n".join("  " + line(r) for r in rows)
+        parts.append(f' "{name}": [' + ("\n" + body + "\n ]," if rows else "],"))
+    parts.append(' "meta": ' + json.dumps(results.get("meta", {}), indent=1, default=_json_default)
+                 .replace("\n", "\n ") + "\n}")
+    return "\n".join(parts) + "\n"
+
+
+def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]], key) -> list[dict[str, Any]]:
     """``old`` with the rows of ``new`` added; a row of ``new`` replaces an old row of the same key."""
     keys = {key(r) for r in new}
     return [r for r in old if key(r) not in keys] + list(new)

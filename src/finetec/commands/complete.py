@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
                    help="reader option, repeatable (e.g. -o dim=3 for a 3D pose JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
 
 
 def output_kind(path: str | os.PathLike) -> str:
@@ -132,11 +133,13 @@ def run(args: argparse.Namespace) -> int:
     from finetec.data.readers import open_with_options, parse_option_args
     from finetec.data.readers._common import layout_fallback
     from finetec.errors import FinetecError
+    from finetec.fileio import check_output, new_output
 
     out = Path(args.output)
     kind = output_kind(out)
     if Path(args.input).exists() and out.resolve() == Path(args.input).resolve():
         raise FinetecError("the output would overwrite the input; choose another name", out)
+    check_output(out, args.overwrite)
     pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     if args.method == "model":
         pred.completion_module()  # fail early with a clear message
@@ -152,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
     done, filled = complete_dataset(pred, ds, args.method)
     info = {"method": args.method, "checkpoint": str(args.checkpoint), "input": str(args.input)}
     writer = {"canonical": write_canonical, "npz": write_npz, "json": write_pose_json}[kind]
-    writer(out, done, filled, info)
+    with new_output(out, args.overwrite) as tmp:
+        writer(tmp, done, filled, info)
     n_missing = int(filled.sum())
     print(f"completed {len(ds)} clip(s) with {args.method}: {n_missing} missing joint entries filled "
           f"-> {out}", file=sys.stderr)

@@ -14,7 +14,9 @@ DESCRIPTION = (
     "PYSKL pickles are written clip by clip as they are read, in bounded memory; -o workers=N "
     "parses NTU files in N processes), a PYSKL pickle when DST ends in .pkl, one clip as pose JSON "
     "(2D or 3D, what a pose estimator writes) when DST ends in .json (pick the clip with --id). The "
-    "output is written atomically: on any error no DST is left behind.")
+    "output is written atomically: on any error no DST is left behind, and an existing DST file is "
+    "never replaced without --overwrite (of two conversions to one new DST file, exactly one "
+    "succeeds).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,17 +54,13 @@ def run(args: argparse.Namespace) -> int:
     from finetec.data.readers import open_with_options, parse_option_args
     from finetec.data.readers.pyskl import write_pyskl
     from finetec.errors import FinetecError
+    from finetec.fileio import check_output, new_output
 
     kind = output_kind(args.dst)
     dst = Path(args.dst)
     if kind == "store":
         return _run_store(args, dst)
-    if dst.is_dir():
-        raise FinetecError("is a folder; give an output file name", dst)
-    if dst.exists() and not args.overwrite:
-        raise FinetecError("already exists (use --overwrite to replace it)", dst)
-    if Path(args.src).exists() and dst.exists() and Path(args.src).resolve() == dst.resolve():
-        raise FinetecError("SRC and DST are the same file", dst)
+    check_output(dst, args.overwrite, args.src)
     ds = open_with_options(args.src, args.fmt, parse_option_args(args.option))
     if args.ids:
         ds = ds.subset([ds.index_of(i) for i in args.ids])
@@ -72,19 +70,21 @@ def run(args: argparse.Namespace) -> int:
         if len(ds) != 1:
             raise FinetecError(f"a pose JSON file holds one clip and SRC has {len(ds)}; pick one with --id "
                                f"(e.g. --id {ds.ids[0]})", dst)
-        pose_json.write(dst, ds)
+        with new_output(dst, args.overwrite) as tmp:
+            pose_json.write(tmp, ds)
         clip = ds[0]
         print(f"wrote {dst} (pose JSON, {ds.dim}D): clip {clip.id!r}, {clip.num_frames} frames, "
               f"layout {ds.layout.name}" + (f", label {ds.class_names[clip.label]}" if clip.label is not None
                                              and clip.label < ds.num_classes else ""))
         return 0
-    if kind == "pyskl":
-        write_pyskl(ds, dst)
-    else:
-        if not dst.name.endswith(".finetec.npz"):
-            print(f"finetec convert: note: {dst}: canonical files are usually named *.finetec.npz",
-                  file=sys.stderr)
-        ds.save(dst)
+    with new_output(dst, args.overwrite) as tmp:
+        if kind == "pyskl":
+            write_pyskl(ds, tmp)
+        else:
+            if not dst.name.endswith(".finetec.npz"):
+                print(f"finetec convert: note: {dst}: canonical files are usually named *.finetec.npz",
+                      file=sys.stderr)
+            ds.save(tmp)
     splits = ", ".join(f"{k} ({len(v)})" for k, v in sorted(ds.splits.items())) or "none"
     n, k = len(ds), ds.num_classes
     print(f"wrote {dst} ({'PYSKL pickle' if kind == 'pyskl' else 'finetec canonical'}): "
@@ -108,9 +108,12 @@ def _run_store(args: argparse.Namespace, dst: Path) -> int:
     if args.ids:  # a few clips: read, pick, write
         ds = open_with_options(args.src, args.fmt, options)
         clips = ClipStream.of_dataset(ds.subset([ds.index_of(i) for i in args.ids]))
+        clips.write(dst, overwrite=args.overwrite)
     else:
-        clips = stream_dataset(args.src, args.fmt, options)
-    clips.write(dst, overwrite=args.overwrite)
+        from finetec.data.readers._common import reading
+
+        with reading(args.src, "input"):  # streamed readers meet the file's content while writing
+            stream_dataset(args.src, args.fmt, options).write(dst, overwrite=args.overwrite)
     ds = open_store(dst)
     splits = ", ".join(f"{k} ({len(v)})" for k, v in sorted(ds.splits.items())) or "none"
     n, k = len(ds), ds.num_classes

@@ -11,7 +11,7 @@ DESCRIPTION = (
     "frames dropped by the corruption protocol (docs/protocol.md): dropped frames keep their "
     "position with mask False and zero coordinates. Clip i uses the generator "
     "test_rng(SEED, clip id, LEVEL, PATTERN), so the same arguments always give the same file. "
-    "The output is written atomically.")
+    "The output is written atomically and an existing DST is replaced only with --overwrite.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,19 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from finetec.data.corruption import corrupt_dataset, num_dropped
     from finetec.data.readers import open_with_options, parse_option_args
     from finetec.errors import FinetecError
+    from finetec.fileio import check_output, new_output
 
     dst = Path(args.dst)
     if not dst.name.endswith(".npz"):
         raise FinetecError("DST must be a canonical dataset file ending in .finetec.npz", dst)
-    if dst.is_dir():
-        raise FinetecError("is a folder; give an output file name", dst)
-    if dst.exists() and not args.overwrite:
-        raise FinetecError("already exists (use --overwrite to replace it)", dst)
-    if Path(args.src).exists() and dst.exists() and Path(args.src).resolve() == dst.resolve():
-        raise FinetecError("SRC and DST are the same file", dst)
+    check_output(dst, args.overwrite, args.src)
     ds = open_with_options(args.src, args.fmt, parse_option_args(args.option))
     out = corrupt_dataset(ds, args.level, args.pattern, args.seed)
-    out.save(dst)
+    with new_output(dst, args.overwrite) as tmp:
+        out.save(tmp)
     dropped = sum(num_dropped(int(n), args.level) for n in ds.lengths)
     print(f"wrote {dst}: {len(out)} clips, level {args.level}, pattern {args.pattern}, seed {args.seed}: "
           f"{dropped} of {int(ds.lengths.sum())} frames dropped")

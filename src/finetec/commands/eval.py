@@ -13,6 +13,9 @@ For a completion checkpoint, the restoration errors (MPJPE, N-MPJPE, MPJVE on mi
 are reported instead."""
 
 
+# More temporal clips per sample than this is a typo, not an evaluation (each costs a forward pass).
+MAX_CLIPS = 100
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint folder (or its model.safetensors, or a run folder: its best/)")
     p.add_argument("--data", help="dataset to evaluate on (default: the training config's data.path)")
@@ -48,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise FinetecError(f"--device must be auto, cpu or cuda, got {args.device!r}", "--device")
     if args.level != "all" and args.level not in LEVELS:
         raise FinetecError(f"unknown level {args.level!r}; valid: {', '.join(LEVELS)}, all", "--level")
-    if args.clips < 1:
-        raise FinetecError("--clips must be >= 1", "--clips")
+    if not 1 <= args.clips <= MAX_CLIPS:
+        raise FinetecError(f"--clips must be between 1 and {MAX_CLIPS} (temporal clips per sample), got "
+                           f"{args.clips}", "--clips")
     if args.batch_size < 1:
         raise FinetecError("--batch-size must be >= 1", "--batch-size")
     device = select_device(args.device)

@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,15 +30,19 @@ def run(args: argparse.Namespace) -> int:
     from finetec.console import quiet_stdout
     from finetec.errors import FinetecError
     from finetec.export import INSTALL_HINT, export_onnx, onnx_available
+    from finetec.fileio import check_output, new_output
 
     if not str(args.output).lower().endswith(".onnx"):
         raise FinetecError("the output file name must end in .onnx", args.output)
     if not onnx_available():
         raise FinetecError(INSTALL_HINT)
+    check_output(args.output, args.overwrite)
     pred = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     what = args.what or ("completion" if pred.is_completion else "recognizer")
-    with quiet_stdout():  # the ONNX exporter prints whole graphs to stdout when it retries
-        report = export_onnx(pred, args.output, what=what, opset=args.opset, check=not args.no_check)
+    with quiet_stdout(), new_output(args.output, args.overwrite) as tmp:
+        # quiet: the ONNX exporter prints whole graphs to stdout when it retries
+        report = export_onnx(pred, tmp, what=what, opset=args.opset, check=not args.no_check)
+    report["path"] = str(args.output)
     if args.json:
         print(json.dumps(report))
         return 0

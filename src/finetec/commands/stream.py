@@ -13,9 +13,14 @@ DESCRIPTION = (
     "optionally with a trailing score; null for a missing joint), an object {\"keypoints\": [...]} "
     "(a COCO-style flat list x, y, s, ...), an object {\"people\": [...]} (OpenPose style), or "
     "null for a lost frame. The first prediction comes after W frames (--warmup), then one every "
-    "N frames. A malformed line is reported on stderr with its line number and counts as a lost "
-    "frame; the stream goes on."
+    "N frames. A malformed line (bad JSON, wrong structure, nested too deep, longer than "
+    "--max-line-bytes) is reported on stderr with its line number and counts as a lost frame; the "
+    "stream goes on. NaN or Inf coordinates mark that joint missing. Memory stays flat however "
+    "long the stream."
 )
+
+MAX_LINE_CHARS = 1 << 20
+
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,37 +37,65 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help='one JSON object per prediction: {"frame", "top_k", "latency_ms", "observed_frames", "window"}')
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--max-line-bytes", type=int, default=MAX_LINE_CHARS, metavar="N",
+                   help=f"longest accepted line (characters; default {MAX_LINE_CHARS}); a longer one is "
+                        "skipped without being held in memory and counts as a lost frame")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 often gives steadier latency)")
 
 
+def read_lines(stream_in: IO[str], max_chars: int = MAX_LINE_CHARS):
+    """Yield ``(line number, text or None)`` from ``stream_in``; None for a line longer than
+    ``max_chars``, whose rest is skipped in pieces of ``max_chars`` (never held in memory whole)."""
+    lineno = 0
+    while True:
+        line = stream_in.readline(max_chars + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > max_chars and not line.endswith("\n"):
+            while line and not line.endswith("\n"):
+                line = stream_in.readline(max_chars)
+            yield lineno, None
+            continue
+        yield lineno, line
+
+
 def stream(recognizer, lines: IO[str], out: IO[str], err: IO[str], as_json: bool = False,
-           min_score: float = 0.0, max_persons: int = 1) -> tuple[int, int, int]:
+           min_score: float = 0.0, max_persons: int = 1, max_line_chars: int = MAX_LINE_CHARS
+           ) -> tuple[int, int, int]:
     """Feed ``lines`` to ``recognizer``; write predictions to ``out`` and line errors to ``err``.
 
-    Blank lines are skipped (they are not frames). Returns (frames, predictions, bad lines).
+    Blank lines are skipped (they are not frames); a malformed or too long line is reported on
+    ``err`` and counts as a lost frame. Returns (frames, predictions, bad lines).
     """
     from finetec.streaming import FrameError, parse_frame
 
     frames = preds = bad = 0
-    for lineno, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text:
+    for lineno, line in read_lines(lines, max_line_chars):
+        problem = None
+        if line is None:
+            problem = f"longer than {max_line_chars} characters (--max-line-bytes)"
+        elif not line.strip():
             continue
-        try:
-            frame = parse_frame(json.loads(text), recognizer.num_joints, recognizer.dim,
-                                max_persons=max_persons, min_score=min_score)
-        except json.JSONDecodeError as e:
+        else:
+            try:
+                frame = parse_frame(json.loads(line), recognizer.num_joints, recognizer.dim,
+                                    max_persons=max_persons, min_score=min_score)
+            except json.JSONDecodeError as e:
+                problem = f"not JSON ({e.msg} at column {e.colno})"
+            except FrameError as e:
+                problem = " ".join(str(e).split())
+            except RecursionError:
+                problem = "nested too deeply"
+            except (ValueError, TypeError, OverflowError) as e:
+                problem = f"not a frame ({type(e).__name__})"
+        if problem is not None:
             frame = None
             bad += 1
-            print(f"finetec stream: line {lineno}: not JSON ({e.msg} at column {e.colno}); counted as a lost frame",
-                  file=err, flush=True)
-        except FrameError as e:
-            frame = None
-            bad += 1
-            print(f"finetec stream: line {lineno}: {e}; counted as a lost frame", file=err, flush=True)
+            print(f"finetec stream: line {lineno}: {problem}; counted as a lost frame", file=err, flush=True)
         frames += 1
         p = recognizer.push(frame)
         if p is None:
@@ -87,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise FinetecError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.max_line_bytes < 16:
+        raise FinetecError(f"--max-line-bytes must be at least 16, got {args.max_line_bytes}")
     if args.threads is not None:
         if args.threads < 1:
             raise FinetecError(f"--threads must be at least 1, got {args.threads}")
@@ -101,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     rec = StreamRecognizer(pred, window=window, every=every, warmup=args.warmup, top_k=args.top_k)
     rec.warm_up()  # one-time costs stay out of the first reported latency
     frames, preds, bad = stream(rec, sys.stdin, sys.stdout, sys.stderr, as_json=args.json,
-                                min_score=args.min_score, max_persons=pred.max_persons)
+                                min_score=args.min_score, max_persons=pred.max_persons,
+                                max_line_chars=args.max_line_bytes)
     if frames == 0:
         raise FinetecError("no frames on standard input (expected one JSON frame per line)", "<stdin>")
     if preds == 0:

@@ -50,7 +50,10 @@ def open_dataset(spec: str | os.PathLike, fmt: str | None = None) -> SkeletonDat
         except Exception:  # noqa: BLE001 - not an npz we can open; let the readers decide
             canonical = False
         if canonical or fmt == "finetec":
-            return SkeletonDataset.load(p)
+            from finetec.data.readers._common import reading
+
+            with reading(p, "dataset file"):
+                return SkeletonDataset.load(p)
     from finetec.data.readers import read_dataset
 
     return read_dataset(p, fmt=fmt)

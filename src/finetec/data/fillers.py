@@ -20,6 +20,14 @@ A joint never observed in the clip (its whole trajectory is missing while the pe
 observed joints) is filled, frame by frame, with the centroid of that person's filled joints that
 were observed at least once (for ``zero``: 0). A person with no observed joint at all (padding)
 stays 0.
+
+This is THE gap filler of the project: the pipeline's ``filler`` option, FineTec without its
+completion module (:meth:`finetec.models.finetec.FineTec.restore`) and the benchmark's
+restoration table all call :func:`fill` (batched torch tensors through :func:`fill_batch`), so an
+ablation "without completion" sees exactly, bit for bit, what the linear-filling baseline sees.
+The torch function :func:`finetec.models.decomposition.interpolate_gaps` computes the same linear
+rule per trajectory (in float64, tested equal to :func:`fill`) where a model needs a
+differentiable, on-device re-fill.
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ from finetec.errors import FinetecError
 
 FILLERS: tuple[str, ...] = ("zero", "copy_lr", "copy_rl", "linear", "cubic")
 
-__all__ = ["FILLERS", "fill", "check_filler"]
+__all__ = ["FILLERS", "fill", "fill_batch", "check_filler"]
 
 
 def check_filler(method: str) -> str:
@@ -150,3 +158,23 @@ def _fill_unseen(out: np.ndarray, seen: np.ndarray) -> np.ndarray:
             centroid = out[m][:, seen[m]].mean(axis=1)          # (T, C)
             out[m][:, ~seen[m]] = centroid[:, None, :]
     return out
+
+
+def fill_batch(x, mask, method: str):
+    """:func:`fill` for a batch of torch tensors: x (N, M, T, V, C), mask (N, M, T, V) bool.
+
+    Returns a tensor of x's dtype on x's device, equal bit for bit to :func:`fill` applied to each
+    clip (the N clips' persons are filled as N * M persons of one clip: every filler works per
+    person). No gradient flows through it: it fills input data.
+    """
+    import torch
+
+    check_filler(method)
+    if x.ndim != 5 or tuple(mask.shape) != tuple(x.shape[:4]):
+        raise ValueError(f"expected x (N, M, T, V, C) and mask (N, M, T, V), got {tuple(x.shape)} "
+                         f"and {tuple(mask.shape)}")
+    N, M, T, V, C = x.shape
+    kp = x.detach().cpu().numpy().reshape(N * M, T, V, C)
+    mk = mask.detach().cpu().numpy().astype(bool).reshape(N * M, T, V)
+    out = fill(kp, mk, method) if method != "none" else kp
+    return torch.from_numpy(np.ascontiguousarray(out.reshape(N, M, T, V, C))).to(device=x.device, dtype=x.dtype)

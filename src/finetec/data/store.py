@@ -21,9 +21,12 @@ clip touches only that clip's bytes::
 Every ``.npy`` part opens with ``np.load(part, mmap_mode="r")``; no pickle anywhere.
 
 Trust: the content is validated once, when the folder is written (:class:`DatasetWriter`, the
-same checks as a freshly read dataset). Opening checks only what is O(1): the index, that every
-part exists with its recorded size, dtype and shape, and the ends of the offset table; reading a
-clip checks that its offsets lie inside the data. ``verify`` (``finetec inspect --verify``)
+same checks as a freshly read dataset). Opening checks the index, that every part exists with its
+recorded size, dtype and shape, that the offset table increases from 0 to the number of frames,
+and the value range (a min and a max) of the persons, labels and splits (vectorised passes over
+the small per-clip arrays, a millisecond or two at NTU-120 scale); reading a clip checks again
+that its offsets lie inside the data (the parts are memory-mapped, so a file changed after opening
+is seen). ``verify`` (``finetec inspect --verify``)
 re-checks everything: checksums and content. A damaged folder is a one-line
 :class:`~finetec.errors.FinetecError` naming the part.
 
@@ -365,9 +368,14 @@ def check_arrays(ds: Any, src: Any = None) -> None:
                            f"(M = {M})", src)
     offsets = np.asarray(ds.offsets)
     F = kp.shape[0]
+    reader = getattr(ds, "store", None)  # a memory-mapped folder: positioned reads, bounded memory
+
+    def rows(name: str, arr: np.ndarray, a: int, b: int) -> np.ndarray:
+        return reader.rows(name, a, b) if reader is not None else np.asarray(arr[a:b])
+
     for a in range(0, F, CHUNK_FRAMES):
         b = min(F, a + CHUNK_FRAMES)
-        k, m = np.asarray(kp[a:b]), np.asarray(mk[a:b])
+        k, m = rows("keypoint.npy", kp, a, b), rows("mask.npy", mk, a, b)
         clip = np.searchsorted(offsets, np.arange(a, b), side="right") - 1
         padding = np.arange(M)[None, :] >= persons[clip][:, None]               # (f, M)
         bad_frame = (m.any(axis=2) & padding).any(axis=1)
@@ -377,7 +385,7 @@ def check_arrays(ds: Any, src: Any = None) -> None:
             bad_frame = (bad_frame & m).reshape(len(m), -1).any(axis=1)
             what = "NaN or Inf in observed keypoints"
         if not bad_frame.any() and sc is not None:
-            bad_frame = ~np.isfinite(np.asarray(sc[a:b])).reshape(b - a, -1).all(axis=1)
+            bad_frame = ~np.isfinite(rows("score.npy", sc, a, b)).reshape(b - a, -1).all(axis=1)
             what = "NaN or Inf in scores"
         if bad_frame.any():
             i = int(clip[int(np.flatnonzero(bad_frame)[0])])
@@ -542,7 +550,7 @@ def _open_part(folder: Path, name: str, rec: dict[str, Any], dtype: Any, shape: 
         raise _part_error(folder, name, f"{what} ({size} bytes, {INDEX} records {rec['bytes']})")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 - a damaged header makes numpy raise almost anything
         raise _part_error(folder, name, f"not a readable .npy array ({type(e).__name__})") from None
     if dtype is not None and arr.dtype != np.dtype(dtype):
         raise _part_error(folder, name, f"dtype {arr.dtype}, expected {np.dtype(dtype)}")
@@ -588,6 +596,10 @@ def open_store(path: str | os.PathLike) -> Any:
     if int(offsets[0]) != 0 or int(offsets[-1]) != F:
         raise _part_error(folder, "offsets.npy", f"the offset table spans frames {int(offsets[0])}.."
                                                  f"{int(offsets[-1])}, the data holds 0..{F}")
+    if n > 1 and int(np.diff(offsets).min()) < 1:
+        i = int(np.flatnonzero(np.diff(offsets) < 1)[0])
+        raise _part_error(folder, "offsets.npy", f"the offset table is not increasing (clip {i}: frames "
+                                                 f"{int(offsets[i])}:{int(offsets[i + 1])})")
     persons = _open_part(folder, "persons.npy", need("persons.npy"), np.int16, (n,))
     label = _open_part(folder, "label.npy", need("label.npy"), np.int64, (n,))
     ids = _open_part(folder, "id.npy", need("id.npy"), None, (n,), kind="U")
@@ -604,6 +616,14 @@ def open_store(path: str | os.PathLike) -> Any:
     if layout.num_joints != V:
         raise FinetecError(f"damaged part {INDEX}: layout has {layout.num_joints} joints, data {V}",
                            folder / INDEX)
+    # value ranges of the small per-clip arrays (a min and a max each: about a millisecond at
+    # NTU-120 scale), so that a damaged one is an error here and not a wrong answer later
+    K = len(index["class_names"])
+    for name, arr, lo, hi in (("persons.npy", persons, 1, M), ("label.npy", label, -1, K - 1 if K else None),
+                              *((f"split__{k}.npy", v, 0, n - 1) for k, v in splits.items())):
+        if arr.size and (int(arr.min()) < lo or (hi is not None and int(arr.max()) > hi)):
+            raise _part_error(folder, name, f"values outside {lo}..{hi if hi is not None else ''} "
+                                            f"({int(arr.min())}..{int(arr.max())})")
     # per-clip arrays as plain ndarray views of their maps: still paged in lazily, but indexing a
     # plain array costs a fraction of np.memmap's Python-level __getitem__ (ds[i] does five)
     offsets, persons, label, ids = (np.asarray(a) for a in (offsets, persons, label, ids))

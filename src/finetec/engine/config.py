@@ -48,6 +48,7 @@ class DataConfig:
 
     path: str = "synthetic:coco17"   # anything finetec.data.open_dataset accepts
     format: str | None = None        # force a reader format
+    options: dict[str, Any] = field(default_factory=dict)   # reader options, as -o KEY=VALUE (layout: ...)
     train_split: str = "train"
     test_split: str = "test"
     val_fraction: float = 0.1        # carved from train_split, stratified by class, from seed

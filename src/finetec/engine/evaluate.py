@@ -134,7 +134,7 @@ def check_compatible(ds, info: dict[str, Any], data_name: str) -> None:
 
 def open_eval_data(info: dict[str, Any], data: Any = None):
     """(dataset, its name): ``data`` may be a SkeletonDataset, a spec, or None (training data)."""
-    from finetec.data import SkeletonDataset, open_dataset
+    from finetec.data import SkeletonDataset
 
     if isinstance(data, SkeletonDataset):
         return data, data.source or "<dataset>"
@@ -147,8 +147,11 @@ def open_eval_data(info: dict[str, Any], data: Any = None):
     from finetec.layouts import Layout
 
     lay = info.get("layout")
+    from finetec.data.readers import open_with_options
+
+    options = {} if data is not None else dict(dcfg.get("options") or {})
     with layout_fallback(Layout.from_dict(lay, origin="<checkpoint>") if isinstance(lay, dict) else None):
-        return open_dataset(os.fspath(spec), fmt=fmt), os.fspath(spec)
+        return open_with_options(os.fspath(spec), fmt, options), os.fspath(spec)
 
 
 def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean", pattern: str = "random", *,

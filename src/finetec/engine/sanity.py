@@ -64,8 +64,12 @@ def check_split(ds, indices: np.ndarray, split: str, task: str) -> None:
     missing = ids[nothing_observed(ds)[idx]].tolist()
     if missing:
         raise FinetecError(f"{len(missing)} clip(s) have no observed joint in any frame: {_clip_list(missing)}", src)
-    finite = np.isfinite(ds.keypoint).all(axis=-1) | ~ds.mask               # (F, M, V)
-    bad_frame = ~finite.reshape(len(finite), -1).all(axis=1)
+    if getattr(ds, "store", None) is not None:
+        return  # a memory-mapped folder: its content was checked when written (finetec.data.store)
+    bad_frame = np.zeros(len(ds.mask), dtype=bool)
+    for a in range(0, len(ds.mask), 1 << 16):  # in chunks of frames: no copy of the whole dataset
+        finite = np.isfinite(ds.keypoint[a:a + (1 << 16)]).all(axis=-1) | ~ds.mask[a:a + (1 << 16)]
+        bad_frame[a:a + (1 << 16)] = ~finite.reshape(len(finite), -1).all(axis=1)
     if bad_frame.any():
         clip_of = np.searchsorted(ds.offsets, np.flatnonzero(bad_frame), side="right") - 1
         bad = np.intersect1d(clip_of, idx)

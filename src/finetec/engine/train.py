@@ -8,7 +8,14 @@
     best/              checkpoint with the best VALIDATION metric (model.safetensors + checkpoint.json)
     last/              checkpoint after the latest epoch (or, with ``runtime.checkpoint_every=N``,
                        after the latest N steps inside an epoch), plus train_state.pt for --resume
+    previous/          the complete ``last/`` before it (``--resume`` falls back to it)
     tb/                TensorBoard events (when the tensorboard package is installed)
+
+Each checkpoint folder ends with its record ``complete.json`` (see
+:mod:`finetec.engine.checkpoint`) and is written into a temporary folder, then renamed into place.
+While training, the folder is locked (``.lock``, released when the process ends, however it
+ends): a second run into the same folder fails at once, naming the holder. Temporary files a
+killed run left behind are removed when the next run takes the lock.
 
 Determinism: every random choice derives from ``config.seed``: model initialisation (a forked
 torch RNG seeded with the seed), the validation carve-out (stratified, ``default_rng(seed)``), the
@@ -218,13 +225,13 @@ class Trainer:
 
     # setup ---------------------------------------------------------------------------------
     def _data(self) -> None:
-        from finetec.data import open_dataset
+        from finetec.data.readers import open_with_options
         from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset
         from finetec.engine import sanity
 
         cfg = self.cfg
         sanity.check_pipeline(cfg.task, cfg.pipeline.features, cfg.pipeline.filler)
-        ds = open_dataset(cfg.data.path, fmt=cfg.data.format)
+        ds = open_with_options(cfg.data.path, cfg.data.format, cfg.data.options)
         all_train = ds.split_indices(cfg.data.train_split)
         sanity.check_split(ds, all_train, cfg.data.train_split, cfg.task)
         labels = ds.label[all_train] if cfg.task == "classification" else np.zeros(len(all_train), np.int64)
@@ -321,15 +328,11 @@ class Trainer:
         from finetec.engine.distributed import barrier
 
         cfg, env, out = self.cfg, self.env, self.out
-        last = out / "last"
-        if not resume and (last / ck.INFO).exists():
+        last, previous = out / "last", out / "previous"
+        if not resume and any((d / ck.INFO).exists() or (d / ck.RECORD).exists() for d in (last, previous)):
             raise FinetecError("this folder already holds a training run; pass --resume to continue it "
                                "or choose another --out", out)
-        if resume and not (last / ck.TRAIN_STATE).exists():
-            raise FinetecError("nothing to resume: last/train_state.pt not found", out)
-        state = ck.load_train_state(last) if resume else None
-        if state is not None:
-            self._check_resume(state)
+        state, source = (self._resume_state(last, previous) if resume else (None, None))
         envinfo = environment(env, env.device)
         self.log(f"finetec {envinfo['finetec']} | python {envinfo['python']} | torch {envinfo['torch']} | "
                  f"numpy {envinfo['numpy']} | {envinfo['platform']}")
@@ -366,17 +369,17 @@ class Trainer:
         history: list[dict[str, Any]] = []
         start_epoch, step, best = 0, 0, None
         if state is not None:
-            self._load_weights(model, last)
-            opt.load_state_dict(state["optimizer"])
-            start_epoch, step = int(state["epoch"]), int(state["step"])
-            best = state.get("best")
-            best = None if best is None else float(best)
-            history = [dict(h) for h in json.loads(state["history"])]
-            self._resume_batch = int(state.get("batch", 0))
-            self._resume_sums = json.loads(state["sums"]) if state.get("sums") else None
+            self._load_weights(model, source)
+            try:
+                opt.load_state_dict(state["optimizer"])
+            except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                raise FinetecError(f"cannot resume: the optimizer state does not fit this model "
+                                   f"({type(e).__name__})", source / ck.TRAIN_STATE) from None
+            start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+            self._resume_batch, self._resume_sums = state["batch"], state["sums"]
             where = (f"at step {self._resume_batch} of epoch {start_epoch + 1}" if self._resume_batch
                      else f"after epoch {start_epoch}")
-            self.log(f"resumed from {last} {where} (step {step})")
+            self.log(f"resumed from {source} {where} (step {step})")
         if env.is_main:
             out.mkdir(parents=True, exist_ok=True)
             self.log.start()
@@ -398,11 +401,10 @@ class Trainer:
                 if env.is_main:
                     info = self._info(epoch + 1, row)
                     if improved:
-                        ck.save_checkpoint(out / "best", model, info)
-                    ck.save_checkpoint(last, model, info)
-                    ck.save_train_state(last, {"optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step,
-                                               "best": best, "history": json.dumps(history),
-                                               "config": json.dumps(cfg.to_dict())})
+                        ck.save_run_checkpoint(out / "best", model, info, step=step)
+                    ck.save_run_checkpoint(last, model, info, step=step, previous=previous, train_state={
+                        "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step, "best": best,
+                        "history": json.dumps(history), "config": json.dumps(cfg.to_dict())})
                     self._write_metrics(history)
                     if tb is not None:
                         for k, v in row.items():
@@ -497,10 +499,12 @@ class Trainer:
         total = dict(zip(keys, all_reduce_sum([sums[k] for k in keys], self.env)))
         if self.env.is_main:
             last = self.out / "last"
-            ck.save_checkpoint(last, model, self._info(epoch, self._history[-1] if self._history else {}))
-            ck.save_train_state(last, {"optimizer": opt.state_dict(), "epoch": epoch, "batch": batch, "step": step,
-                                       "best": self._best, "history": json.dumps(self._history),
-                                       "sums": json.dumps(total), "config": json.dumps(self.cfg.to_dict())})
+            ck.save_run_checkpoint(
+                last, model, self._info(epoch, self._history[-1] if self._history else {}), step=step,
+                previous=self.out / "previous", train_state={
+                    "optimizer": opt.state_dict(), "epoch": epoch, "batch": batch, "step": step, "best": self._best,
+                    "history": json.dumps(self._history), "sums": json.dumps(total),
+                    "config": json.dumps(self.cfg.to_dict())})
             self.log(f"saved {last} at step {batch}/{len(self.sampler)} of epoch {epoch + 1}")
         barrier(self.env)
 
@@ -534,24 +538,50 @@ class Trainer:
                 "selection": f"{self.task.metric} on {len(self.val_idx)} validation clips carved from "
                              f"{cfg.data.train_split!r}" if len(self.val_idx) else "last epoch (no validation set)"}
 
-    def _load_weights(self, model, last: Path) -> None:
+    def _load_weights(self, model, folder: Path) -> None:
         from safetensors.torch import load_file
 
         from finetec.engine.checkpoint import WEIGHTS
 
         try:
-            state = load_file(str(last / WEIGHTS), device="cpu")
+            state = load_file(str(folder / WEIGHTS), device="cpu")
+            model.load_state_dict(state)
         except Exception as e:  # noqa: BLE001 - a damaged file is the user's problem to know about
-            raise FinetecError(f"cannot read the last weights ({type(e).__name__})", last / WEIGHTS) from None
-        model.load_state_dict(state)
+            raise FinetecError(f"cannot use the saved weights ({type(e).__name__})", folder / WEIGHTS) from None
 
-    def _check_resume(self, state: dict[str, Any]) -> None:
-        old = json.loads(state.get("config", "{}"))
-        new = self.cfg.to_dict()
-        changed = [k for k in COMPARED_SECTIONS if old.get(k) != new.get(k)]
+    def _resume_state(self, last: Path, previous: Path) -> tuple[dict[str, Any], Path]:
+        """The training state of the newest complete checkpoint (``last/``, else ``previous/``,
+        saying so on stderr), checked field by field and against the config."""
+        from finetec.engine import checkpoint as ck
+
+        source, notes = ck.resumable([last, previous])
+        for note in notes:
+            print(f"finetec train: warning: {note}", file=sys.stderr, flush=True)
+        if source is None:
+            raise FinetecError("nothing to resume: no complete checkpoint in last/ or previous/"
+                               + (f" ({notes[0]})" if notes else ""), self.out)
+        if source != last:
+            print(f"finetec train: warning: resuming from the previous complete checkpoint {source} instead of "
+                  f"{last}", file=sys.stderr, flush=True)
+        raw = ck.load_train_state(source)
+        where = source / ck.TRAIN_STATE
+        try:
+            state = {"optimizer": raw["optimizer"], "epoch": int(raw["epoch"]), "step": int(raw["step"]),
+                     "best": None if raw.get("best") is None else float(raw["best"]),
+                     "history": [dict(h) for h in json.loads(raw["history"])],
+                     "config": json.loads(raw.get("config", "{}")), "batch": int(raw.get("batch", 0)),
+                     "sums": json.loads(raw["sums"]) if raw.get("sums") else None}
+            if not isinstance(state["optimizer"], dict) or not isinstance(state["config"], dict) \
+                    or not 0 <= state["epoch"] <= self.cfg.optim.epochs or state["step"] < 0 \
+                    or state["batch"] < 0 or not (state["sums"] is None or isinstance(state["sums"], dict)):
+                raise ValueError("out of range")
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+            raise FinetecError(f"cannot resume: damaged training state ({type(e).__name__})", where) from None
+        changed = [k for k in COMPARED_SECTIONS if state["config"].get(k) != self.cfg.to_dict().get(k)]
         if changed:
             raise FinetecError(f"cannot resume: the config differs from the interrupted run in "
-                               f"{', '.join(changed)}", self.out / "last")
+                               f"{', '.join(changed)}", source)
+        return state, source
 
     def _write_metrics(self, history: list[dict[str, Any]]) -> None:
         from finetec.fileio import write_text_atomic
@@ -586,10 +616,32 @@ def train(config: Config | str | os.PathLike, out_dir: str | os.PathLike, resume
 
         torch.set_num_threads(cfg.runtime.threads)  # a process-wide runtime setting, by request
     env = init_distributed(cfg.runtime.device)
+    lock = None
     try:
-        return Trainer(cfg, Path(out_dir), env).run(resume, stop_after)
+        if env.is_main:
+            lock = lock_run_folder(Path(out_dir))
+        result = Trainer(cfg, Path(out_dir), env).run(resume, stop_after)
+    except BaseException:
+        if lock is not None:  # a run refused before it wrote anything leaves no folder behind
+            lock.release(remove_folder=True)
+        raise
+    else:
+        if lock is not None:
+            lock.release()
     finally:
         cleanup(env)
+    return result
+
+
+def lock_run_folder(out: Path):
+    """Take the run folder's lock (one training per folder) and remove the temporary files and
+    folders a killed run left in it; returns the :class:`~finetec.fileio.FolderLock`."""
+    from finetec.fileio import FolderLock, remove_stale_temps
+
+    lock = FolderLock(out, "a training run").acquire()
+    for folder in (out, out / "last", out / "best", out / "previous"):
+        remove_stale_temps(folder, all_pids=True)
+    return lock
 
 
 __all__ = ["train", "Trainer", "BatchNormWarmStart", "split_validation", "lr_at", "epoch_seed",

@@ -95,6 +95,12 @@ def interpolate_gaps(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     Between two observed frames the value is interpolated linearly; before the first / after the
     last observed frame the nearest observed value is repeated; a trajectory with no observed frame
     becomes zeros. Observed entries are returned bit-identical. Differentiable with respect to x.
+
+    This is the torch form of the ``linear`` rule of :func:`finetec.data.fillers.fill`, computed in
+    float64 like it, so the two give the same numbers on every trajectory with an observation
+    (tested); ``fill`` also gives a joint never observed in the clip its person's centroid, which
+    this per-trajectory function cannot. FineTec without completion uses ``fill`` itself
+    (:func:`finetec.data.fillers.fill_batch`).
     """
     if observed.shape != x.shape:
         observed = observed.unsqueeze(-1).expand_as(x)
@@ -107,11 +113,11 @@ def interpolate_gaps(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     has_prev, has_next = prev >= 0, nxt < T
     p = torch.where(has_prev, prev, torch.where(has_next, nxt, torch.zeros_like(prev)))
     n = torch.where(has_next, nxt, p)
-    xp, xn = x.gather(1, p), x.gather(1, n)
-    span = (n - p).clamp(min=1).to(x.dtype)
-    w = ((t - p).to(x.dtype) / span).clamp(0, 1)
-    w = torch.where(n == p, torch.zeros_like(w), w)
-    filled = xp + w * (xn - xp)
+    wide = torch.float64 if x.device.type != "mps" else torch.float32
+    xp, xn = x.gather(1, p).to(wide), x.gather(1, n).to(wide)
+    span = (n - p).to(wide)
+    w = torch.where(n > p, (t - p).to(wide) / span.clamp(min=1), torch.zeros_like(span))
+    filled = (xp + w * (xn - xp)).to(x.dtype)
     filled = torch.where(has_prev | has_next, filled, torch.zeros_like(filled))
     return torch.where(observed, x, filled)
 

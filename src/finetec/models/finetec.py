@@ -33,7 +33,8 @@ from torch import nn
 
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.models.decomposition import (PerturbConfig, decompose, interpolate_gaps, person_present,
+from finetec.data.fillers import fill_batch
+from finetec.models.decomposition import (PerturbConfig, decompose, person_present,
                                           sample_generators, sample_keys)
 from finetec.models.fusion import FUSIONS, make_fusion
 from finetec.models.physics import MATRIX_STRUCTURES, LagrangianAcceleration
@@ -43,17 +44,12 @@ __all__ = ["FineTec", "finetec"]
 
 
 def _fill(x: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
-    """Gap filling used when module 1 is switched off; observed entries are kept as they are."""
-    if method == "linear":
-        N, M, T, V, C = x.shape
-        flat = interpolate_gaps(x.reshape(N * M, T, V, C), mask.reshape(N * M, T, V))
-        return flat.reshape(N, M, T, V, C)
-    if method in ("none", "zero"):
+    """Gap filling used when module 1 is switched off: the project's one gap filler
+    (:func:`finetec.data.fillers.fill`, as the baselines' pipeline uses it); ``none`` zeroes the
+    missing entries. Observed entries are kept as they are."""
+    if method == "none":
         return torch.where(mask[..., None], x, torch.zeros_like(x))
-    from finetec.data.fillers import fill
-
-    out = np.stack([fill(k, m, method) for k, m in zip(x.detach().cpu().numpy(), mask.cpu().numpy())])
-    return torch.as_tensor(out, dtype=x.dtype, device=x.device)
+    return fill_batch(x, mask, method)
 
 
 class FineTec(nn.Module):

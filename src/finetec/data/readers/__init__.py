@@ -82,7 +82,10 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
     name = fmt or detect_format(p)
     mod = _reader(name)
     relabel_to = _check_options(name, options, p)
-    ds = mod.read(p, **options)
+    from finetec.data.readers._common import reading
+
+    with reading(p, f"{name} input"):
+        ds = mod.read(p, **options)
     if name != "finetec":
         ds.meta.setdefault("source_format", name)
     return ds if relabel_to is None else relabel(ds, relabel_to)

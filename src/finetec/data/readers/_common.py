@@ -1,10 +1,12 @@
-"""Helpers shared by the readers: option parsing, layout guessing, clip assembly, progress."""
+"""Helpers shared by the readers: option parsing, layout guessing, clip assembly, progress, and
+bounded reading (size caps checked before anything is allocated; see ``docs/formats.md``)."""
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
@@ -15,6 +17,14 @@ from finetec.errors import FinetecError
 from finetec.layouts import Layout, builtin_layouts, get_layout, layouts_with_joints
 
 T = TypeVar("T")
+
+# Caps of bounded reading (bytes; each can be raised with the environment variable of that name).
+MAX_JSON_BYTES = int(os.environ.get("FINETEC_MAX_JSON_BYTES", 1 << 30))
+MAX_ARRAY_BYTES = int(os.environ.get("FINETEC_MAX_ARRAY_BYTES", 16 << 30))
+# Deflate cannot expand data by more than about 1032:1; a member claiming more is damaged.
+DEFLATE_MAX_RATIO = 1032
+# Most classes a dataset may have (a label beyond it is damage, not data).
+MAX_CLASSES = 1 << 16
 
 # Below this many files a progress bar is just noise.
 PROGRESS_MIN_FILES = 200
@@ -69,6 +79,25 @@ def as_bool(value: Any, name: str) -> bool:
     if s in ("0", "false", "no", "off"):
         return False
     raise FinetecError(f"option {name}={value!r} is not a boolean (use true or false)")
+
+
+def as_label(value: Any, what: str, source: str | os.PathLike) -> int | None:
+    """A class label: an integer (or an integral float such as MATLAB's 3.0), or None; a
+    fractional, complex, boolean or non-numeric label is a FinetecError, never truncated."""
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        arr = np.asarray(None)
+    shown = repr(value)[:60] if arr.size == 1 else f"of shape {arr.shape}"
+    if arr.size != 1 or arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                                  or np.issubdtype(arr.dtype, np.floating)):
+        raise FinetecError(f"{what}: label {shown} is not an integer", source)
+    v = arr.reshape(-1)[0]
+    if not np.isfinite(v) or v != np.floor(v) or abs(v) > 2 ** 31:
+        raise FinetecError(f"{what}: label {shown} is not an integer", source)
+    return int(v)
 
 
 def as_float(value: Any, name: str) -> float:
@@ -272,6 +301,9 @@ def class_names_option(value: str | Sequence[str] | None, source: str | os.PathL
 
 
 def generic_class_names(num_classes: int) -> list[str]:
+    if num_classes > MAX_CLASSES:
+        raise FinetecError(f"labels up to {num_classes - 1}: more than the {MAX_CLASSES} classes accepted "
+                           "(a label is out of range)")
     width = len(str(max(num_classes - 1, 0)))
     return [f"class_{i:0{width}d}" for i in range(num_classes)]
 
@@ -279,6 +311,231 @@ def generic_class_names(num_classes: int) -> list[str]:
 def iter_chunks(n: int, size: int) -> Iterable[tuple[int, int]]:
     for a in range(0, n, size):
         yield a, min(n, a + size)
+
+
+def read_capped(path: Path, cap: int, what: str, variable: str) -> bytes:
+    """The bytes of a file of at most ``cap`` bytes (the environment variable ``variable`` sets the
+    cap); FinetecError otherwise or when it cannot be read."""
+    try:
+        if path.stat().st_size > cap:
+            raise FinetecError(f"{what} file is larger than the {cap} bytes accepted "
+                               f"(set {variable} to raise the limit)", path)
+        return path.read_bytes()
+    except OSError as e:
+        raise FinetecError(f"cannot read file ({e.strerror or e})", path) from None
+
+
+def load_json(path: str | os.PathLike, what: str = "JSON") -> Any:
+    """A JSON file, read with a size cap (:data:`MAX_JSON_BYTES`); too deep a nesting (the parser's
+    recursion limit) and every other problem is a one-line FinetecError naming the file."""
+    from finetec.data.readers.nw_ucla import json_loader
+
+    p = Path(path)
+    data = read_capped(p, MAX_JSON_BYTES, what, "FINETEC_MAX_JSON_BYTES")
+    loads, decode_error = json_loader()
+    try:
+        return loads(data)
+    except (decode_error, ValueError, RecursionError, UnicodeDecodeError) as e:
+        raise FinetecError(f"damaged JSON ({describe(e)[:200]})", p) from None
+
+
+def check_npz(path: str | os.PathLike) -> None:
+    """Check every array of a ``.npz`` archive before any is read: no Python objects, and its
+    header's shape times item size fits in the bytes its archive member holds (so numpy, which
+    allocates from the header, never allocates beyond the file's own size, or 1032 times it for
+    a compressed member, and never beyond :data:`MAX_ARRAY_BYTES`)."""
+    import numpy as np
+
+    p = Path(path)
+    try:
+        total = p.stat().st_size
+        with zipfile.ZipFile(p) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[:-4]
+                if info.compress_size > total:
+                    raise FinetecError(f"array {name!r}: the archive claims more bytes than the file holds", p)
+                limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED \
+                    else DEFLATE_MAX_RATIO * info.compress_size + 1024
+                if info.file_size > min(limit, MAX_ARRAY_BYTES):
+                    raise FinetecError(f"array {name!r}: its size ({info.file_size} bytes) is impossible for "
+                                       f"its {info.compress_size} stored bytes or above the cap of "
+                                       f"{MAX_ARRAY_BYTES} (FINETEC_MAX_ARRAY_BYTES)", p)
+                with z.open(info) as f:
+                    try:
+                        version = np.lib.format.read_magic(f)
+                        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                           else np.lib.format.read_array_header_2_0(f))
+                    except Exception as e:  # noqa: BLE001 - numpy parses the header text with tokenize/ast
+                        raise FinetecError(f"array {name!r}: unreadable .npy header ({describe(e)[:150]})", p) from None
+                    header = f.tell()
+                if dtype.hasobject:
+                    raise FinetecError(f"array {name!r} holds Python objects (refused: no pickle)", p)
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                if n * dtype.itemsize > info.file_size - header:
+                    raise FinetecError(f"array {name!r}: its header claims shape {tuple(shape)} of {dtype} "
+                                       f"({n * dtype.itemsize} bytes) but the file holds "
+                                       f"{max(info.file_size - header, 0)} bytes of data", p)
+    except FinetecError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, OverflowError, TypeError,
+            NotImplementedError, RuntimeError) as e:
+        raise FinetecError(f"damaged .npz file ({describe(e)[:200]})", p) from None
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, what: str):
+    """Turn anything a reader raises while interpreting a file's content into a one-line
+    FinetecError naming the file (set FINETEC_DEBUG=1 to see the original exception)."""
+    import warnings
+
+    import numpy as np
+
+    complex_warning = getattr(getattr(np, "exceptions", np), "ComplexWarning")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", complex_warning)  # complex numbers never lose a part silently
+            yield
+    except FinetecError as e:
+        if e.path is None:  # a helper that did not know the file: name it
+            raise FinetecError(e.problem, path) from None
+        raise
+    except complex_warning:
+        raise FinetecError(f"cannot read this {what}: it holds complex numbers where real ones are expected",
+                           path) from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError,
+            RecursionError, zipfile.BadZipFile, EOFError, UnicodeError, LookupError, ZeroDivisionError,
+            NotImplementedError) as e:
+        if os.environ.get("FINETEC_DEBUG"):
+            raise
+        if isinstance(e, MemoryError):
+            raise FinetecError(f"not enough memory to read this {what}", path) from None
+        raise FinetecError(f"cannot read this {what}: unexpected content ({describe(e)[:200]})", path) from None
+    except OSError as e:
+        raise FinetecError(f"cannot read ({e.strerror or describe(e)})"[:300], getattr(e, "filename", None)
+                           or path) from None
+
+
+MAX_MAT_BYTES = int(os.environ.get("FINETEC_MAX_MAT_BYTES", 1 << 30))
+_MAT_SPARSE = 5
+_MAT_MATRIX, _MAT_COMPRESSED = 14, 15
+# MATLAB 5 data types and their item sizes (miINT8 ... miUTF32); anything else is damage.
+_MAT_SIZES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 14: 0, 15: 0, 16: 1, 17: 2, 18: 4}
+
+
+def load_mat(path: str | os.PathLike, variable_names: tuple[str, ...]) -> dict[str, Any]:
+    """``scipy.io.loadmat`` of a MATLAB 5 file after a bounded check of its structure (see
+    :func:`check_mat`); every problem is a one-line FinetecError naming the file."""
+    import io
+
+    import scipy.io
+
+    p = Path(path)
+    data = read_capped(p, MAX_MAT_BYTES, "MATLAB", "FINETEC_MAX_MAT_BYTES")
+    check_mat(data, p)
+    try:
+        return scipy.io.loadmat(io.BytesIO(data), variable_names=variable_names)
+    except Exception as e:  # noqa: BLE001 - scipy raises many types for damaged files
+        raise FinetecError(f"cannot read MATLAB file ({describe(e)[:200]})", p) from None
+
+
+def check_mat(data: bytes, source: str | os.PathLike) -> None:
+    """Walk a MATLAB 5 file's data elements without building anything: every element's byte count
+    must fit inside its parent, a compressed variable may not expand beyond 1032 times its size
+    (nor :data:`MAX_ARRAY_BYTES`), an array's dimensions may not describe more elements than its
+    bytes can hold (sparse arrays excepted), and arrays nest at most 16 deep. scipy allocates
+    what the file claims before reading it; after this check a claim never exceeds the file."""
+    import struct
+    import zlib
+
+    if len(data) < 128:
+        raise FinetecError("cannot read MATLAB file: not a MATLAB 5 file (shorter than its 128-byte header)", source)
+    mark = bytes(data[126:128])
+    if mark not in (b"IM", b"MI"):
+        raise FinetecError("cannot read MATLAB file: not a MATLAB 5 file (no MI/IM endian mark in the header; "
+                           "MATLAB 4 files are not read)", source)
+    order = "<" if mark == b"IM" else ">"
+
+    def fail(what: str) -> None:
+        raise FinetecError(f"cannot read MATLAB file: damaged ({what})", source)
+
+    def elements(buf: bytes | memoryview, start: int, end: int):
+        pos = start
+        while pos < end:
+            if end - pos < 8:
+                if any(bytes(buf[pos:end])):
+                    fail("truncated data element")
+                return
+            t, n = struct.unpack(order + "II", bytes(buf[pos:pos + 8]))
+            if t >> 16:  # small data element: type and size in one word, data in the next 4 bytes
+                if (t >> 16) > 4 or (t & 0xFFFF) not in _MAT_SIZES:
+                    fail(f"a small data element of type {t & 0xFFFF} and size {t >> 16}")
+                yield t & 0xFFFF, pos + 4, pos + 4 + (t >> 16)
+                pos += 8
+                continue
+            if t not in _MAT_SIZES:
+                fail(f"unknown data type {t}")
+            body = pos + 8
+            if n > end - body:
+                fail(f"an element claims {n} bytes where {end - body} remain")
+            yield t, body, body + n
+            pos = body + n if t == _MAT_COMPRESSED else body + ((n + 7) // 8) * 8
+
+    def matrix(buf: bytes | memoryview, start: int, end: int, depth: int) -> None:
+        if depth > 16:
+            fail("arrays nested deeper than 16")
+        cls, dims, cplx, parts, count = None, None, False, 0, 0
+        for i, (t, a, b) in enumerate(elements(buf, start, end)):
+            if i == 0 and b - a >= 4:
+                flags = struct.unpack(order + "I", bytes(buf[a:a + 4]))[0]
+                cls, cplx = flags & 0xFF, bool(flags & 0x800)
+            elif i >= 3 and t != _MAT_MATRIX:
+                parts += 1
+                if cls is not None and 6 <= cls <= 15 and dims is not None and parts <= 2:
+                    if t in (_MAT_COMPRESSED, 16, 17, 18) or (b - a) != count * _MAT_SIZES[t]:
+                        fail(f"a numeric array of {count} values has a data part of type {t} and {b - a} bytes")
+            elif i == 1:
+                if (b - a) % 4:
+                    fail("array dimensions of an odd size")
+                dims = struct.unpack(order + f"{(b - a) // 4}i", bytes(buf[a:b]))
+                if len(dims) > 32 or any(d < 0 for d in dims):
+                    fail(f"impossible array dimensions {dims[:8]}")
+                count = 1
+                for d in dims:
+                    count *= d
+                if cls != _MAT_SPARSE and count > end - start:
+                    fail(f"array dimensions {dims[:8]} describe more values than its {end - start} bytes hold")
+            elif t == _MAT_MATRIX:
+                matrix(buf, a, b, depth + 1)
+        # scipy reads the parts an array's class and flags promise without checking they exist
+        need = {4: 1 if count else 0, _MAT_SPARSE: 3 + cplx}.get(cls, 1 + cplx if cls is not None and 6 <= cls <= 15
+                                                              else 0)
+        if dims is not None and count and parts < need:
+            fail(f"an array of class {cls} has {parts} data part(s), its header promises {need}")
+        if dims is None and cls is not None:
+            fail("an array without dimensions")
+
+    def top(buf: bytes | memoryview, start: int, end: int, compressed_ok: bool) -> None:
+        for t, a, b in elements(buf, start, end):
+            if t not in (_MAT_MATRIX, _MAT_COMPRESSED) or (t == _MAT_COMPRESSED and not compressed_ok):
+                fail(f"a variable of data type {t} (expected a matrix)")
+            if t == _MAT_COMPRESSED:
+                cap = min(DEFLATE_MAX_RATIO * (b - a) + 1024, MAX_ARRAY_BYTES)
+                z = zlib.decompressobj()
+                try:
+                    out = z.decompress(bytes(buf[a:b]), cap)
+                except zlib.error as e:
+                    fail(f"compressed variable does not decompress ({e})")
+                if z.unconsumed_tail:
+                    fail(f"a compressed variable expands beyond {cap} bytes")
+                top(out, 0, len(out), False)
+            elif t == _MAT_MATRIX:
+                matrix(buf, a, b, 1)
+
+    top(memoryview(data), 128, len(data), True)
 
 
 def ordered_map(fn: Any, items: Sequence[Any], workers: int = 1, window: int = 8) -> Iterator[Any]:

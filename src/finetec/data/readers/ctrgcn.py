@@ -25,7 +25,7 @@ import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    class_names_option, describe, generic_class_names, iter_chunks, make_sample, progress_counter,
+    check_npz, class_names_option, describe, generic_class_names, iter_chunks, make_sample, progress_counter,
     trim_persons, trim_trailing_frames,
 )
 from finetec.data.readers.names import NTU120_CLASSES
@@ -92,6 +92,7 @@ def _labels(path: Path, name: str) -> tuple[np.ndarray, int]:
 
 def read(path: Path, *, class_names: str | None = None, progress_bar: bool | None = None) -> SkeletonDataset:
     """Read a CTR-GCN ``.npz`` (see the module docstring)."""
+    check_npz(path)
     try:
         names = _members(path)
     except (zipfile.BadZipFile, OSError) as e:

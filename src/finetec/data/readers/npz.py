@@ -33,7 +33,7 @@ import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_bool, choose_layout, class_names_option, describe, generic_class_names, make_sample, nonzero_mask,
+    as_bool, check_npz, choose_layout, class_names_option, describe, generic_class_names, make_sample, nonzero_mask,
     trim_persons, trim_trailing_frames,
 )
 from finetec.errors import FinetecError
@@ -54,6 +54,7 @@ def sniff(path: Path) -> bool:
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
+    check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

@@ -17,7 +17,9 @@ from typing import Any, Callable
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.readers._common import describe, find_folder, make_sample, nonzero_mask, numbered_files, progress
+from finetec.data.readers._common import (
+    find_folder, load_json, make_sample, nonzero_mask, numbered_files, progress,
+)
 from finetec.data.readers.names import NW_UCLA_CLASSES
 from finetec.errors import FinetecError
 
@@ -52,16 +54,10 @@ def read(path: Path, *, progress_bar: bool | None = None) -> SkeletonDataset:
     if folder is None:
         raise FinetecError("not a NW-UCLA folder (expected all_sqe/a*_s*_e*_v*.json files)", path)
     entries = numbered_files(folder, "a*_s*_e*_v*.json", _FILE)
-    loads, decode_error = json_loader()
     K = len(NW_UCLA_CLASSES)
     samples, views = [], []
     for (a, s, e, v), f in progress(entries, "NW-UCLA", progress_bar):
-        try:
-            d = loads(f.read_bytes())
-        except decode_error as err:
-            raise FinetecError(f"damaged JSON ({describe(err)})", f) from None
-        except OSError as err:
-            raise FinetecError(f"cannot read file ({err.strerror or err})", f) from None
+        d = load_json(f)
         if not isinstance(d, dict) or "skeletons" not in d or "label" not in d:
             raise FinetecError("NW-UCLA file must be an object with 'skeletons' and 'label'", f)
         try:
@@ -75,7 +71,7 @@ def read(path: Path, *, progress_bar: bool | None = None) -> SkeletonDataset:
         if kp.shape[1] != 20:
             raise FinetecError(f"wrong joint count: expected 20 joints, got {kp.shape[1]}", f)
         label = d["label"]
-        if not isinstance(label, int) or not 1 <= label <= K:
+        if not isinstance(label, int) or isinstance(label, bool) or not 1 <= label <= K:
             raise FinetecError(f"label {label!r} outside 1..{K}", f)
         kp = kp[None]
         samples.append(make_sample(kp, nonzero_mask(kp), id=f.stem, source=f, label=label - 1,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.readers._common import as_bool, describe, find_folder, make_sample, progress
+from finetec.data.readers._common import as_bool, find_folder, load_mat, make_sample, progress
 from finetec.errors import FinetecError
 
 NAME = "penn_action"
@@ -45,13 +45,7 @@ def _field(d: dict[str, Any], key: str, f: Path) -> np.ndarray:
 
 
 def _read_one(f: Path) -> dict[str, Any]:
-    import scipy.io
-
-    try:
-        d = scipy.io.loadmat(f, variable_names=("x", "y", "visibility", "action", "pose", "train",
-                                                "dimensions"))
-    except Exception as e:  # noqa: BLE001 - scipy raises many types for damaged files
-        raise FinetecError(f"cannot read MATLAB file ({describe(e)})", f) from None
+    d = load_mat(f, ("x", "y", "visibility", "action", "pose", "train", "dimensions"))
     x, y, vis = (_field(d, k, f).astype(np.float64) for k in ("x", "y", "visibility"))
     if x.ndim != 2 or x.shape != y.shape or x.shape != vis.shape:
         raise FinetecError(f"x, y, visibility must be (T, 13) of one shape, got {x.shape}, {y.shape}, "

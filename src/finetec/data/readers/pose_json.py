@@ -40,9 +40,8 @@ import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_float, as_int, choose_layout, describe, make_sample, natural_key, progress,
+    as_float, as_int, choose_layout, load_json, make_sample, natural_key, progress,
 )
-from finetec.data.readers.nw_ucla import json_loader
 from finetec.errors import FinetecError
 
 NAME = "pose_json"
@@ -163,13 +162,7 @@ def _frames_of_file(data: Any, src: Path) -> list[Any]:
 
 
 def _load(f: Path) -> Any:
-    loads, decode_error = json_loader()
-    try:
-        return loads(f.read_bytes())
-    except decode_error as e:
-        raise FinetecError(f"damaged JSON ({describe(e)})", f) from None
-    except OSError as e:
-        raise FinetecError(f"cannot read file ({e.strerror or e})", f) from None
+    return load_json(f)
 
 
 def _assign(frames: list[list[np.ndarray]], max_persons: int, V: int, C: int, threshold: float, src: Path

@@ -44,7 +44,7 @@ import numpy as np
 from finetec.data import safe_pickle
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers._common import (
-    as_bool, as_float, as_int, choose_layout, class_names_option, generic_class_names, make_sample,
+    as_bool, as_float, as_int, as_label, choose_layout, class_names_option, generic_class_names, make_sample,
     nonzero_mask, progress, trim_persons,
 )
 from finetec.data.readers.names import NTU120_CLASSES
@@ -167,11 +167,7 @@ def stream(path: Path, *, layout: str | None = None, score_threshold: float | st
             raise FinetecError(f"annotation {i} is not a dict", path)
         field = gym288_field or ("kp_w_gt" if "keypoint" not in ann and "kp_w_gt" in ann else "keypoint")
         fields.append(field)
-        lab = ann.get("label")
-        try:
-            lab = None if lab is None else int(np.asarray(lab).reshape(-1)[0])
-        except (TypeError, ValueError, IndexError, OverflowError):
-            raise FinetecError(f"annotation {i}: label {lab!r} is not an integer", path) from None
+        lab = as_label(ann.get("label"), f"annotation {i}", path)
         labels.append(None if lab is None or lab < 0 else lab)
         kp_shape = np.shape(_ann_field(ann, field, path, i))
         if len(kp_shape) == 4:

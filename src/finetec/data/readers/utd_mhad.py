@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.readers._common import describe, find_folder, make_sample, nonzero_mask, numbered_files, progress
+from finetec.data.readers._common import (
+    find_folder, load_mat, make_sample, nonzero_mask, numbered_files, progress,
+)
 from finetec.data.readers.names import UTD_MHAD_CLASSES
 from finetec.errors import FinetecError
 
@@ -28,12 +30,7 @@ def sniff(path: Path) -> bool:
 
 
 def _read_one(f: Path) -> np.ndarray:
-    import scipy.io
-
-    try:
-        d = scipy.io.loadmat(f, variable_names=("d_skel",))
-    except Exception as e:  # noqa: BLE001 - scipy raises many types for damaged files
-        raise FinetecError(f"cannot read MATLAB file ({describe(e)})", f) from None
+    d = load_mat(f, ("d_skel",))
     if "d_skel" not in d:
         raise FinetecError("UTD-MHAD file has no variable 'd_skel'", f)
     sk = np.asarray(d["d_skel"], dtype=np.float64)
