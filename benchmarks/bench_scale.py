@@ -13,7 +13,9 @@ phase's time and memory are its own:
    ``-o workers=2`` (the real parsing path), clips/s and peak memory of the whole process tree.
 3. ``open``: ``open_dataset`` of the folder in a fresh process: time and resident memory.
 4. ``random``: ``ds[i]`` for random ``i`` on one core, clips/s.
-5. ``epoch``: one epoch of loading only (no model): a torch DataLoader with 2 workers over
+5. ``verify``: :func:`finetec.data.store.verify` (``finetec inspect --verify``): time and peak
+   memory.
+6. ``epoch``: one epoch of loading only (no model): a torch DataLoader with 2 workers over
    every clip in the training order (:class:`~finetec.engine.distributed.ShardedBatches`,
    batches of 64), each clip read, padded to 2 persons and sampled to 64 frames at segment
    centres (the pipeline's first step, without its per-clip random generator);
@@ -284,7 +286,19 @@ def phase_epoch(a: argparse.Namespace) -> dict:
     return out
 
 
-PHASES = {"convert": phase_convert, "ntu": phase_ntu, "open": phase_open, "epoch": phase_epoch}
+def phase_verify(a: argparse.Namespace) -> dict:
+    from finetec.data.store import verify
+
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        out = verify(a.path)
+    dt = time.perf_counter() - t0
+    return {"seconds": round(dt, 1), "gib_per_s": round(out["bytes"] / 2**30 / dt, 2),
+            "peak_pss_mb": round(mem.peak_mb)}
+
+
+PHASES = {"convert": phase_convert, "ntu": phase_ntu, "open": phase_open, "epoch": phase_epoch,
+          "verify": phase_verify}
 
 
 def main() -> None:
@@ -297,7 +311,7 @@ def main() -> None:
     ap.add_argument("--ntu-files", type=int, default=500)
     ap.add_argument("--random-reads", type=int, default=20000)
     ap.add_argument("--pipeline-clips", type=int, default=6400)
-    ap.add_argument("--phases", default="convert,ntu,open,epoch")
+    ap.add_argument("--phases", default="convert,ntu,open,epoch,verify")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--note", default="shared with other jobs", help="what else ran on the machine")
     ap.add_argument("--md", default=None, help="also write the results as a Markdown page here")
@@ -330,6 +344,8 @@ def main() -> None:
     finally:
         if not a.keep:
             shutil.rmtree(path, ignore_errors=True)
+            if not any(base.iterdir()):
+                base.rmdir()
     results["load_average_after"] = round(os.getloadavg()[0], 2)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
@@ -370,6 +386,10 @@ def markdown(r: dict, command: str) -> str:
         rows.append((f"same with the full training pipeline (normalisation, corruption, features)",
                      f"{p['clips']:,} clips in {p['seconds']} s ({p['clips_per_s']:,} clips/s), "
                      f"peak {p['peak_pss_mb']:,} MB", "(for comparison; no target)"))
+    v = r.get("verify")
+    if v:
+        rows.append(("`finetec inspect --verify` (checksums of every part, then every clip's content)",
+                     f"{v['seconds']} s ({v['gib_per_s']} GiB/s), peak {v['peak_pss_mb']:,} MB", "(no target)"))
     lines = [
         "# Scale benchmark: an NTU-120-scale dataset in a memory-mapped `.finetec` folder",
         "",

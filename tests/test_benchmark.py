@@ -437,3 +437,21 @@ def test_write_docs_keeps_every_benchmark(tmp_path, capsys):
                  "--no-plots"]) == 0
     assert "| FineTec (`finetec`) | 65.0 (1) | 55.0 (1) |" in docs.read_text()
     assert not (tmp_path / "none").exists()
+
+
+def test_user_dataset_with_reader_options_and_stored_title(tmp_path):
+    """A plain .npz without a layout, read with -o layout=...; its stored title names it."""
+    from finetec.benchmark.engine_backend import EngineBackend
+
+    rng = np.random.default_rng(0)
+    n = 8
+    path = tmp_path / "mine.npz"
+    np.savez_compressed(path, keypoint=rng.normal(size=(n, 1, 12, 17, 2)).astype(np.float32),
+                        label=np.arange(n) % 2, title="My clips",
+                        split__train=np.arange(6), split__test=np.arange(6, 8))
+    entry = make_entries([str(path)], fmt="npz", options={"layout": "coco17"})[0]
+    facts = EngineBackend("cpu").prepare(entry, tmp_path / "out")
+    assert facts["layout"] == "coco17" and facts["title"] == "My clips" and facts["num_test"] == 2
+    assert (tmp_path / "out" / "data" / entry.cache_name).exists()
+    titled = make_entries([str(path)], titles=["Given"], fmt="npz", options={"layout": "coco17"})[0]
+    assert "title" not in EngineBackend("cpu").prepare(titled, tmp_path / "out")

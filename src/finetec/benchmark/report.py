@@ -322,7 +322,7 @@ def _dataset_order(cells: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     keys = list(dict.fromkeys(group_key(c) for c in cells))
     first = {d: i for i, d in reversed(list(enumerate(c["dataset"] for c in cells)))}
     budgets = {b: i for i, b in enumerate(("standard", "gpu", "cpu", "quick"))}
-    return sorted(keys, key=lambda k: (str(k[0]).startswith("synthetic"), first[k[0]], budgets.get(k[2], 9),
+    return sorted(keys, key=lambda k: (str(k[0]).startswith("synthetic"), budgets.get(k[2], 9), first[k[0]],
                                        k[1] != "mixed"))
 
 

@@ -299,6 +299,8 @@ def run_benchmark(
                 f"{entry.key} / {unit.method.name} / mixed / levels {','.join(c.level for c in unit_cells)}"
             seconds = _train_unit(backend, unit, completion_dir, progress, label)
             done = json.loads((unit.run_dir / DONE_MARKER).read_text())
+            if "train_top1" not in done:  # a marker written before the fit was recorded
+                done.update(_final_fit(unit.run_dir))
             for cell in unit_cells:
                 progress.line(f"{cell.label}: testing")
                 res = backend.evaluate(unit, cell.level)

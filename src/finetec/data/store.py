@@ -368,9 +368,14 @@ def check_arrays(ds: Any, src: Any = None) -> None:
                            f"(M = {M})", src)
     offsets = np.asarray(ds.offsets)
     F = kp.shape[0]
+    reader = getattr(ds, "store", None)  # a memory-mapped folder: positioned reads, bounded memory
+
+    def rows(name: str, arr: np.ndarray, a: int, b: int) -> np.ndarray:
+        return reader.rows(name, a, b) if reader is not None else np.asarray(arr[a:b])
+
     for a in range(0, F, CHUNK_FRAMES):
         b = min(F, a + CHUNK_FRAMES)
-        k, m = np.asarray(kp[a:b]), np.asarray(mk[a:b])
+        k, m = rows("keypoint.npy", kp, a, b), rows("mask.npy", mk, a, b)
         clip = np.searchsorted(offsets, np.arange(a, b), side="right") - 1
         padding = np.arange(M)[None, :] >= persons[clip][:, None]               # (f, M)
         bad_frame = (m.any(axis=2) & padding).any(axis=1)
@@ -380,7 +385,7 @@ def check_arrays(ds: Any, src: Any = None) -> None:
             bad_frame = (bad_frame & m).reshape(len(m), -1).any(axis=1)
             what = "NaN or Inf in observed keypoints"
         if not bad_frame.any() and sc is not None:
-            bad_frame = ~np.isfinite(np.asarray(sc[a:b])).reshape(b - a, -1).all(axis=1)
+            bad_frame = ~np.isfinite(rows("score.npy", sc, a, b)).reshape(b - a, -1).all(axis=1)
             what = "NaN or Inf in scores"
         if bad_frame.any():
             i = int(clip[int(np.flatnonzero(bad_frame)[0])])
