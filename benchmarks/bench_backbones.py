@@ -158,6 +158,7 @@ def compare(model: str, setting: str, rounds: int, iters: int, modes: list[str],
             ref32 = plain.eval()(x, mask)
             got = steps(infer_model, x, mask, y, "infer", autocast=True)()
         out["bf16_max_abs_logit_diff"] = float((got.float() - ref32).abs().max())
+        out["fp32_max_abs_logit"] = float(ref32.abs().max())
         out["bf16_top1_agreement"] = float((got.argmax(1) == ref32.argmax(1)).float().mean())
     else:
         with torch.no_grad():
@@ -301,10 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     from finetec.benchmark.machine import cpu_name
 
     load1 = os.getloadavg()[0]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, check=False).stdout.strip()
+    except OSError:
+        commit = ""
     peaks = ", ".join(f"{r['model']} {r['matmul_peak_gflops']:.0f}" for r in rows)
     header = (f"Backbone benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
               f"`python benchmarks/bench_backbones.py {' '.join(argv if argv is not None else sys.argv[1:])}`: "
-              f"{cpu_name()} ({os.cpu_count()} logical cores), {args.threads} torch thread(s), torch {torch.__version__}, "
+              f"{'commit ' + commit + ', ' if commit else ''}{cpu_name()} ({os.cpu_count()} logical cores), {args.threads} torch thread(s), torch {torch.__version__}, "
               f"fp32{', ' + ', '.join(variant) if variant else ''}; {args.rounds} alternated rounds of {args.iters} "
               f"step(s); {time.perf_counter() - t0:.0f} s; 1-minute load average {load0:.1f} -> {load1:.1f}"
               f"{' (above the core count: the machine was shared)' if max(load0, load1) > (os.cpu_count() or 1) else ''}. "

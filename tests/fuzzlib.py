@@ -366,6 +366,7 @@ def hostile_pickles(r: random.Random) -> list[tuple[str, bytes]]:
         ("codec", b"\x80\x02" + g("_codecs", "encode") + b"X\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86R."),
         ("deep marks", b"\x80\x02" + b"(" * 50000 + b"."),
         ("deep lists", b"\x80\x02" + b"]" * 20000 + b"a" * 19999 + b"."),
+        ("memo index bomb", b"\x80\x04r" + struct.pack("<I", 680825748) + b"N."),
         ("range", b"\x80\x02" + g("builtins", "list") + g("builtins", "range") + b"J\x00\xca\x9a;\x85R\x85R."),
     ]
     return out

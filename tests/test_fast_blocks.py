@@ -19,6 +19,7 @@ A = torch.as_tensor(get_layout("penn13").adjacency(), dtype=torch.float32)
 UNITS = {
     "graph_conv_init_res": (lambda m: m.GraphConv(6, 10, A, adaptive="init", with_res=True), 6),
     "graph_conv_importance": (lambda m: m.GraphConv(8, 8, A, adaptive="importance"), 8),
+    "graph_conv_narrow_input": (lambda m: m.GraphConv(3, 16, A, adaptive="importance", with_res=True), 3),
     "graph_conv_offset_identity_res": (lambda m: m.GraphConv(8, 8, A, adaptive="offset", with_res=True), 8),
     "temporal_conv_stride2": (lambda m: m.TemporalConv(8, 12, 9, 2), 8),
     "multibranch_stride1": (lambda m: m.MultiBranchTCN(12, 12, 1), 12),

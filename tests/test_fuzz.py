@@ -284,7 +284,7 @@ def cli_pool(seeds, checkpoint, tmp_path_factory):
 
 _TOKENS = ["--split", "train", "--format", "npz", "-o", "layout=coco17", "-o", "x", "--level", "severe", "--seed",
            "-1", "99999999999999999999", "--top-k", "0", "--clips", "100000000", "--json", "--method", "linear",
-           "--window", "-3", "--every", "0", "--opset", "9999", "--overwrite", "nan", "", "--device", "cuda:99"]
+           "--window", "-3", "--every", "0", "--opset", "9999", "--overwrite", "nan", "", "--device", "cuda:99", "--device", "train"]
 _COMMANDS = {
     "inspect": ["I"], "convert": ["I", "O*"], "corrupt": ["I", "O.finetec.npz", "--level", "minor"],
     "predict": ["C", "I"], "complete": ["C", "I", "O.npz"], "eval": ["C", "I"], "export": ["C", "O.onnx"],

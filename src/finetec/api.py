@@ -436,6 +436,10 @@ def _resolve_device(device: str | None) -> str:
 
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(str(device))
+    except (RuntimeError, ValueError, TypeError):
+        raise FinetecError(f"unknown device {str(device)[:40]!r} (use cpu, cuda, cuda:N or auto)") from None
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise FinetecError(f"device {device!r} requested but CUDA is not available")
     return str(device)

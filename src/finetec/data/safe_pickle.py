@@ -178,11 +178,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def _prescan(data: bytes, src: str) -> None:
     """Walk the opcodes without building anything: every length field must fit in the data
-    (the C unpickler allocates a claimed length before reading it), and marks (nested containers)
-    may not nest deeper than MAX_DEPTH."""
+    (the C unpickler allocates a claimed length before reading it), memo indices may not exceed
+    the file's size (it sizes its memo table to the largest), and marks (nested containers) may
+    not nest deeper than MAX_DEPTH."""
     depth = 0
     try:
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(data)):
+        for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not (isinstance(arg, int) and 0 <= arg <= len(data)):
+                # the unpickler sizes its memo table to the largest index it is given
+                raise FinetecError(f"refusing to load pickle: memo index {arg} beyond the file's size", src)
             if op.name == "MARK":
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -222,7 +226,8 @@ def _load_from(data: bytes, src: str) -> Any:
     except FinetecError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, LookupError,
-            KeyError, UnicodeDecodeError, OverflowError, MemoryError, RecursionError) as e:
+            KeyError, UnicodeDecodeError, OverflowError, MemoryError, RecursionError, SystemError) as e:
+        # SystemError: NumPy's dtype.__setstate__ reports some impossible states that way
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FinetecError(f"damaged or truncated pickle ({type(e).__name__}: {detail[:200]})", src) from None
     _check_depth(obj, src)

@@ -73,8 +73,9 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
 
     from finetec.data.readers._common import progress_counter
     from finetec.engine.tasks import autocast, model_mask
+    from finetec.models.layers import fuse_batchnorm
 
-    model.eval()
+    fuse_batchnorm(model)   # eval mode, BatchNorms folded (model.train() undoes it)
     scores, labels, index = [], [], []
     bar = progress_counter(len(loader.dataset), progress, enabled=False if progress is None else None)
     with torch.no_grad():

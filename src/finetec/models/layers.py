@@ -284,12 +284,27 @@ class GraphConv(Fusable):
             f["down"] = fold_conv(self.down[0], self.down[1])
         return f
 
+    def _conv_aggregate(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        """``graph_aggregate(conv(x))``. For a narrow input (C_in * K <= C_out, e.g. the joint
+        coordinates) the graph is applied to x first (the 1x1 conv commutes with it): the K
+        aggregated copies of x are small, and the conv then writes C_out channels instead of
+        K * C_out; the bias becomes a per-(channel, joint) term."""
+        K = self.num_subsets
+        n, c, t, v = x.shape
+        if c * K > self.out_channels:
+            return graph_aggregate(F.conv2d(x, w, b), A)
+        z = torch.matmul(x.reshape(n, c * t, v), A.permute(1, 0, 2).reshape(v, K * v))     # (N, C_in*T, K*V)
+        z = z.view(n, c, t, K, v).permute(0, 3, 1, 2, 4).reshape(n, K * c, t, v)         # (small) subset-major
+        wk = w.view(K, self.out_channels, c).transpose(0, 1).reshape(self.out_channels, K * c, 1, 1)
+        bias = torch.einsum("kc,kw->cw", b.view(K, self.out_channels), A.sum(1))         # (C_out, V)
+        return F.conv2d(z, wk).add_(bias[:, None, :])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.fused
         if f is None:
-            y = self.bn(graph_aggregate(self.conv(x), self.graph()))
+            y = self.bn(self._conv_aggregate(x, self.conv.weight, self.conv.bias, self.graph()))
         else:
-            y = graph_aggregate(F.conv2d(x, f["w"], f["b"]), f["A"]).add_(f["shift"])
+            y = self._conv_aggregate(x, f["w"], f["b"], f["A"]).add_(f["shift"])
         if isinstance(self.down, nn.Identity):
             y += x
         elif isinstance(self.down, nn.Sequential):
@@ -662,16 +677,17 @@ class CTRGCUnit(Fusable):
             w12, b12 = self.rel_weight.flatten(0, 2), self.rel_bias.reshape(-1, 1)
         else:
             w12, b12 = f["w12"], f["b12"]
-        q, k = torch.matmul(w12, x.mean(2)).add_(b12).view(n, K, 2, R, v).unbind(2)       # (N, K, R, V)
-        rel = torch.tanh(q.unsqueeze(-1) - k.unsqueeze(-2))                               # (N, K, R, V, V)
+        q, kk = torch.matmul(w12, x.mean(2)).add_(b12).view(n, K, 2, R, v).unbind(2)      # (N, K, R, V)
+        rel = torch.tanh(q.unsqueeze(-1) - kk.unsqueeze(-2))                              # (N, K, R, V, V)
         rel = rel.view(n, K * R, v * v)
-        if f is None:
-            base = self.A.reshape(1, K, v * v).expand(C, K, v * v).reshape(C * K, v * v)
-            topo = torch.addcmul(base, torch.matmul(w4, rel) + b4, self.alpha)          # (N, C*K, V*V)
+        if f is None:   # alpha scales the (small) f4 weights, not the (N, C*K, V*V) refinement
+            base = self.A.reshape(1, K, v * v).expand(C, K, v * v).reshape(C * K, v * v) + self.alpha * b4
+            w4 = self.alpha * w4
             feats = F.conv2d(x, w3[:, :, None, None], b3)                               # (N, C*K, T, V)
         else:
-            topo = torch.matmul(f["w4"], rel).add_(f["base"])
+            base, w4 = f["base"], f["w4"]
             feats = F.conv2d(x, f["w3"], f["b3"])
+        topo = torch.bmm(w4.expand(n, -1, -1), rel).add_(base)                          # (N, C*K, V*V)
         feats, topo = feats.view(n * C, K, t, v).unbind(1), topo.view(n * C, K, v, v).unbind(1)
         y = torch.bmm(feats[0], topo[0])
         for k in range(1, K):

@@ -49,7 +49,7 @@ def detect_format(path: str | os.PathLike) -> str:
         try:
             if mod.sniff(p):
                 return name
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - a sniffer that stumbles on the file does not recognise it
             continue
     raise FinetecError(
         "unknown format: no reader recognises this file or folder "

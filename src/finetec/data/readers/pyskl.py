@@ -137,9 +137,10 @@ def stream(path: Path, *, layout: str | None = None, score_threshold: float | st
            progress_bar: bool | None = None) -> ClipStream:
     """The clips of a PYSKL pickle one at a time (see the module docstring for the choices made).
 
-    A pickle is one object: it is unpickled whole (memory about the size of its arrays). Each
-    annotation's arrays are released as soon as its clip has been handed over, so converting to a
-    ``.finetec`` folder needs no second copy of the data.
+    A pickle is one object: it is unpickled whole (peak memory about twice the file: its bytes
+    while unpickling, plus the arrays; see docs/formats.md). Each annotation's arrays are released
+    as soon as its clip has been handed over, so converting to a ``.finetec`` folder makes no
+    further copy of the data.
 
     skip_empty: leave out clips with no frame, no person or nothing observed (listed in
     ``meta["skipped"]``) instead of stopping with an error.
