@@ -27,3 +27,18 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def tiny_dataset_file(folder: Path, *, clips: int, seed: int, per_class: int) -> Path:
+    """A small canonical file: `per_class` synthetic clips of classes 0-2, each in 'train' and 'test'."""
+    import numpy as np
+
+    from finetec.data import open_dataset
+
+    ds = open_dataset(f"synthetic:coco17?clips={clips}&seed={seed}")
+    pick = np.concatenate([np.flatnonzero(ds.label == c)[:per_class] for c in (0, 1, 2)])
+    sub = ds.subset(pick)
+    sub.splits = {"train": np.arange(len(sub)), "test": np.arange(len(sub))}
+    path = folder / "tiny.finetec.npz"
+    sub.save(path)
+    return path

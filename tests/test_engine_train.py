@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_dataset_file
 from finetec.data import open_dataset
 from finetec.engine import sanity
 from finetec.engine.checkpoint import load_model
@@ -25,13 +26,7 @@ TINY = ["model.name=stgcnpp", "model.base_channels=8", "model.num_stages=2", "mo
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """18 synthetic clips of 3 classes; every clip in both 'train' and 'test'."""
-    ds = open_dataset("synthetic:coco17?clips=80&seed=1")
-    pick = np.concatenate([np.flatnonzero(ds.label == c)[:6] for c in (0, 1, 2)])
-    sub = ds.subset(pick)
-    sub.splits = {"train": np.arange(len(sub)), "test": np.arange(len(sub))}
-    path = tmp_path_factory.mktemp("data") / "tiny.finetec.npz"
-    sub.save(path)
-    return path
+    return tiny_dataset_file(tmp_path_factory.mktemp("data"), clips=80, seed=1, per_class=6)
 
 
 def cfg_for(path, *extra: str) -> Config:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from finetec.data import open_dataset
+from conftest import tiny_dataset_file
 from finetec.engine import checkpoint as ck
 from finetec.engine.config import Config, apply_overrides
 from finetec.engine.train import train
@@ -32,13 +32,7 @@ TEMP = re.compile(r"\.tmp\d+-")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    ds = open_dataset("synthetic:coco17?clips=40&seed=3")
-    pick = np.concatenate([np.flatnonzero(ds.label == c)[:4] for c in (0, 1, 2)])
-    sub = ds.subset(pick)
-    sub.splits = {"train": np.arange(len(sub)), "test": np.arange(len(sub))}
-    path = tmp_path_factory.mktemp("data") / "tiny.finetec.npz"
-    sub.save(path)
-    return path
+    return tiny_dataset_file(tmp_path_factory.mktemp("data"), clips=40, seed=3, per_class=4)
 
 
 def cfg(path) -> Config:
