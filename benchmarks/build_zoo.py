@@ -40,6 +40,9 @@ DATASETS = {
                 "pixels with a per-joint visibility flag, one person, 15 classes",
         "split": "the official split (`train` flag of each clip): 1258 training clips (of which 10 % are held "
                  "out to select the epoch), 1068 test clips",
+        "input_note": "Penn Action names left and right from the viewer's side (its `left_shoulder` is the "
+                      "person's right shoulder; `tests/test_joint_maps.py` measures it), so the maps from "
+                      "COCO-17, OpenPose-18 and MediaPipe-33 swap the sides; nothing to do on your part.",
         "not_for": [
             "actions outside its 15 sports and exercise classes: it always answers one of them, however "
             "unlike the input is (there is no 'none of these' class)",
@@ -75,6 +78,13 @@ DATASETS = {
         ],
     },
 }
+
+
+# what the zoo does not hold, and why (shown on docs/models/README.md)
+NOT_SHIPPED = [
+    "FineTec for NW-UCLA and UTD-MHAD: their two-stage standard-budget training did not fit this "
+    "release's CPU time; only the baselines are shipped for those datasets.",
+]
 
 
 def sha256(path: Path) -> str:
@@ -167,7 +177,7 @@ def add(args: argparse.Namespace) -> None:
     reg["models"][args.name]["evaluation"] = {"command": " ".join(shown), "split": "test", "clips": clips,
                                               "seed": 0, "printed": printed}
     save_registry(reg)
-    write_card(args.name, reg["models"][args.name])
+    cards()
     print(f"added {args.name}: top-1 {top1}; card {CARDS / (args.name + '.md')}")
 
 
@@ -184,8 +194,9 @@ def card_text(name: str, m: dict) -> str:
     ev = m["evaluation"]
     L = [f"# Model card: `{name}`{aliases}", ""]
     L += [f"{m['method']} trained on {facts['name']} ({m['dim']}D skeletons, layout `{m['layout']}`, "
-          f"{len(m['classes'])} classes), shipped with finetec ({size / 1e6:.2f} MB).",
-          "" if not m.get("description") else f"\n{m['description']}\n", ""]
+          f"{len(m['classes'])} classes), shipped with finetec ({size / 1e6:.2f} MB).", ""]
+    if m.get("description"):
+        L += [m["description"], ""]
     L += ["## Use", "", "```bash",
           f"finetec predict --model {name} clip.json --top-k 3",
           f"finetec stream --model {name} < frames.jsonl" + ("   # --layout coco17 for COCO-17 frames"
@@ -196,8 +207,12 @@ def card_text(name: str, m: dict) -> str:
           + (f", or in {', '.join(f'`{a}`' for a in accepts)} through their joint maps "
              "(a joint the map cannot supply is missing, never a zero; see "
              "[docs/layouts.md](../layouts.md#joint-maps))" if accepts else "")
-          + f". Each clip is resampled to {m['clip_len']} frames; missing frames and joints are masked "
-          f"and filled by the model's gap filler (`{pipe.get('filler')}`).", ""]
+          + f". Each clip is resampled to {m['clip_len']} frames as a whole; missing frames and joints are "
+          f"masked and filled by the model's gap filler (`{pipe.get('filler')}`). The training clips show the "
+          "action once or a few times (one repetition of an exercise), so give it a clip of one action, not "
+          "a long recording (for that, `finetec stream` classifies a sliding window).", ""]
+    if facts.get("input_note"):
+        L += [facts["input_note"], ""]
     L += ["## Classes", "", ", ".join(f"`{c}`" for c in m["classes"]), ""]
     L += ["## Training data and licence", "",
           f"{facts['name']}: {facts['what']}. Cite {facts['citation']}.", "",
@@ -209,7 +224,7 @@ def card_text(name: str, m: dict) -> str:
           f"the frames lost), so one model serves every level. Model `{model.get('name')}` (width "
           f"{model.get('base_channels')}, {model.get('num_stages')} blocks, dropout {model.get('dropout')}); "
           f"clip length {pipe.get('clip_len')}; features {', '.join(pipe.get('features') or [])}; "
-          f"gap filler `{pipe.get('filler')}`; {optim.get('name')} (Nesterov {optim.get('nesterov')}) lr "
+          f"gap filler `{pipe.get('filler')}`; {optim.get('name')}{' with Nesterov momentum' if optim.get('nesterov') else ''}, lr "
           f"{optim.get('lr')}, batch {optim.get('batch_size')}, {optim.get('epochs')} epochs, label smoothing "
           f"{optim.get('label_smoothing')}; seed {cfg.get('seed')}. The epoch kept is the best by "
           f"{info.get('selection') or 'validation top-1'} (epoch {info.get('epoch')}). The full configuration "
@@ -237,10 +252,47 @@ def write_card(name: str, m: dict) -> None:
     (CARDS / f"{name}.md").write_text(card_text(name, m), encoding="utf-8")
 
 
-def cards(args: argparse.Namespace) -> None:
-    for name, m in load_registry()["models"].items():
+def index_text(reg: dict) -> str:
+    """docs/models/README.md: every shipped model in one table, from the registry."""
+    models = reg["models"]
+    total = sum(f["bytes"] for m in models.values() for f in m["files"].values())
+    L = ["# Pretrained models", "",
+         "Shipped with the package (`src/finetec/zoo/`, listed by `finetec models`), used by name: "
+         "`finetec predict --model NAME clip.json`, `finetec.load(NAME)`, and `--model NAME` on `complete`, "
+         "`stream` and `eval`. Each file's SHA-256 is checked when the model loads. All are trained with the "
+         "`standard` budget of `finetec benchmark` in the mixed regime (one model for every corruption level). "
+         f"Total size: {total} bytes ({total / 1e6:.1f} MB) in {len(models)} model(s).", "",
+         "**The weights are for non-commercial research only**, like the datasets they are trained on "
+         "(each card names its dataset and citation).", "",
+         "Top-1 (%) on the dataset's test split by corruption level (0 / 25 / 50 / 75 % of the frames lost), "
+         "as `finetec eval --model NAME --data DATASET --level all` prints it (the command and its whole output "
+         "are in each card):", "",
+         "| name | alias | dataset | method | layout | accepts through joint maps | classes | size | clean | minor "
+         "| moderate | severe |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    from finetec.layouts import layouts_mapping_onto
+
+    for name, m in models.items():
+        size = sum(f["bytes"] for f in m["files"].values())
+        acc = " | ".join(f"{100 * m['top1'][lv]:.2f}" for lv in ("clean", "minor", "moderate", "severe"))
+        L.append(f"| [`{name}`]({name}.md) | {', '.join(f'`{a}`' for a in m.get('aliases', [])) or '-'} | "
+                 f"{m['dataset']} | {m['method']} | `{m['layout']}` ({m['dim']}D) | "
+                 f"{', '.join(f'`{a}`' for a in layouts_mapping_onto(m['layout'])) or '-'} | {len(m['classes'])} | "
+                 f"{size / 1e6:.2f} MB | {acc} |")
+    L += ["", "Not shipped:", ""] + [f"- {x}" for x in NOT_SHIPPED]
+    L += ["", "Adding a model: `python benchmarks/build_zoo.py add NAME RUN_FOLDER --dataset KEY --data DATA "
+          "--method TEXT --trained-with COMMAND` copies the checkpoint into the package, records the "
+          "checksums, runs the evaluation and writes the card; `python benchmarks/build_zoo.py cards` "
+          "rewrites the cards and this page from `src/finetec/zoo/models.json`.", ""]
+    return "\n".join(L)
+
+
+def cards(args: argparse.Namespace | None = None) -> None:
+    reg = load_registry()
+    for name, m in reg["models"].items():
         write_card(name, m)
         print(f"wrote {CARDS / (name + '.md')}")
+    (CARDS / "README.md").write_text(index_text(reg), encoding="utf-8")
+    print(f"wrote {CARDS / 'README.md'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
            f"{'top-1 % clean / minor / moderate / severe':<41} method"
     print(head)
     for m in models:
-        acc = " / ".join(f"{100 * m.top1[lv]:.1f}" if lv in m.top1 else "-" for lv in zoo.LEVELS)
+        acc = " / ".join(f"{100 * m.top1[lv]:.2f}" if lv in m.top1 else "-" for lv in zoo.LEVELS)
         print(f"{m.name:<22} {m.dataset:<12} {m.layout:<11} {m.dim:>2}D {len(m.classes):>7} "
               f"{_size(m.size_bytes):>8}  {acc:<41} {m.method}")
     al = zoo.aliases()
