@@ -179,6 +179,29 @@ def test_complete_and_stream_by_name(capsys, tmp_path, monkeypatch):
     assert preds and preds[0]["top_k"][0]["class"] == "jumping_jacks"
 
 
+def test_readme_first_prediction_runs_as_written(capsys, monkeypatch):
+    """The README's "First prediction" block, from the repository root; the commented line under
+    a command is what it prints."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", text[text.index("## First prediction"):], re.S).group(1)
+    monkeypatch.chdir(ROOT)
+    lines = block.splitlines()
+    ran = 0
+    for i, line in enumerate(lines):
+        cmd = re.sub(r"\s+#.*$", "", line).strip()
+        if not cmd.startswith("finetec "):
+            continue
+        rc, out, err = _run(capsys, shlex.split(cmd)[1:])
+        assert rc == 0, (cmd, err)
+        ran += 1
+        if i + 1 < len(lines) and lines[i + 1].startswith("# "):
+            assert out.splitlines()[0] == lines[i + 1][2:], cmd
+    assert ran == 2
+
+
 def test_examples_are_what_the_script_writes(tmp_path):
     make = _load_script("make_examples", EXAMPLES / "make_examples.py")
     for p in make.main(tmp_path):
