@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import shutil
@@ -87,14 +86,6 @@ NOT_SHIPPED = [
 ]
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_registry() -> dict:
     if REGISTRY.exists():
         return json.loads(REGISTRY.read_text(encoding="utf-8"))
@@ -123,6 +114,7 @@ def finetec(*argv: str) -> str:
 
 def add(args: argparse.Namespace) -> None:
     from finetec.engine.checkpoint import INFO, WEIGHTS, read_info
+    from finetec.fileio import sha256_file as sha256
 
     src = Path(args.checkpoint)
     if (src / "best" / INFO).exists():

@@ -18,7 +18,6 @@ This module reads JSON only (no torch), so ``finetec models`` stays fast.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from finetec.errors import FinetecError
+from finetec.fileio import sha256_file
 
 HERE = Path(__file__).parent
 REGISTRY = HERE / "models.json"
@@ -133,14 +133,6 @@ def get(name: str) -> ZooModel:
     return registry()[key]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(model: ZooModel) -> None:
     """FinetecError unless every file of ``model`` has its recorded size and SHA-256."""
     for fname, rec in model.files.items():
@@ -149,7 +141,7 @@ def verify(model: ZooModel) -> None:
             size = f.stat().st_size
         except OSError:
             raise FinetecError(f"pretrained model {model.name!r}: {fname} is missing (reinstall finetec)", f) from None
-        if size != int(rec["bytes"]) or _sha256(f) != rec["sha256"]:
+        if size != int(rec["bytes"]) or sha256_file(f) != rec["sha256"]:
             raise FinetecError(f"pretrained model {model.name!r}: checksum mismatch: {fname} is not the file that "
                                "was shipped (altered or damaged; reinstall finetec)", f)
 
