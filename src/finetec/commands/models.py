@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {m.name: {**m.to_dict(), "size_bytes": m.size_bytes, "accepts": layouts_mapping_onto(m.layout)}
                for m in models}
-        print(json.dumps(out if not args.name else out[models[0].name], indent=1))
+        print(json.dumps(out if not args.name else out[models[0].name]))
         return 0
     if args.name:
         _describe(models[0], layouts_mapping_onto(models[0].layout), verified=args.verify)

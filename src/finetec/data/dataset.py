@@ -224,9 +224,13 @@ class SkeletonDataset:
     def to_layout(self, layout: Layout | str) -> "SkeletonDataset":
         """The dataset moved onto another layout through its joint map
         (:func:`finetec.layouts.find_joint_map`; FinetecError naming the file when there is none);
-        joints the map cannot supply are missing. ``self`` when the joints are already the same."""
-        from finetec.layouts import find_joint_map
+        joints the map cannot supply are missing. ``self`` when the joints are already the same, or
+        when the layouts have the same name (a different joint order under one name is not mapped:
+        the checks of the dataset against a model report it)."""
+        from finetec.layouts import find_joint_map, get_layout
 
+        if get_layout(layout).name == self.layout.name:
+            return self
         try:
             jmap = find_joint_map(self.layout, layout)
         except FinetecError as e:
