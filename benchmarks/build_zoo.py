@@ -191,8 +191,9 @@ def card_text(name: str, m: dict) -> str:
         L += [m["description"], ""]
     L += ["## Use", "", "```bash",
           f"finetec predict --model {name} clip.json --top-k 3",
-          f"finetec stream --model {name} < frames.jsonl" + ("   # --layout coco17 for COCO-17 frames"
-                                                             if "coco17" in accepts else ""),
+          f"finetec stream --model {name} < frames.jsonl" + next(
+              (f"   # --layout {a} for {what} frames" for a, what in (("coco17", "COCO-17"), ("ntu25", "Kinect v2"))
+               if a in accepts), ""),
           "```", "", "```python", "import finetec", f'model = finetec.load("{name}")',
           "model.predict(keypoint)   # (T, V, C) in this layout, NaN = missing joint", "```", "",
           f"Input: clips in layout `{m['layout']}` ({m['dim']}D)"

@@ -157,6 +157,12 @@ def test_predict_example_clips_by_name(capsys):
     assert rc == 0 and json.loads(out2)["top_k"] == recs[0]["top_k"]
 
 
+def test_predict_3d_example_through_the_kinect_v2_map(capsys):
+    rc, out, err = _run(capsys, ["predict", "--model", "nw-ucla", EXAMPLES / "sit_down_ntu25.json", "--json"])
+    assert rc == 0, err
+    assert json.loads(out)["top_k"][0]["class"] == "sit down"
+
+
 def test_complete_and_stream_by_name(capsys, tmp_path, monkeypatch):
     import io
 
@@ -211,12 +217,14 @@ def test_examples_are_what_the_script_writes(tmp_path):
 # -- real data -----------------------------------------------------------------------------------
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_card_accuracy_reproduces_on_the_test_split(capsys):
+@pytest.mark.parametrize("name", zoo.names())
+def test_card_accuracy_reproduces_on_the_test_split(capsys, name):
     """`finetec eval --model NAME --data ... --level severe` prints the card's severe top-1 (one
     level, to stay fast; the card's command runs all four)."""
-    m = zoo.get(PENN)
-    data = shared_data("penn_action")
-    rc, out, err = _run(capsys, ["eval", "--model", PENN, "--data", data, "--level", "severe", "--device", "cpu"])
+    m = zoo.get(name)
+    dataset = m.evaluation["command"].split("--data ")[1].split()[0]      # ../shared/data/NAME
+    data = shared_data(Path(dataset).name)
+    rc, out, err = _run(capsys, ["eval", "--model", name, "--data", data, "--level", "severe", "--device", "cpu"])
     assert rc == 0, err
     row = next(line.split() for line in out.splitlines() if line.startswith("severe"))
     assert float(row[3]) == m.top1["severe"] and int(row[2]) == m.evaluation["clips"]
