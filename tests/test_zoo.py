@@ -71,6 +71,22 @@ def test_every_shipped_model_is_complete_and_verifies():
     assert total < 20e6                                    # small enough to ship in the package
 
 
+def test_shipped_files_are_package_data_and_not_git_ignored():
+    import fnmatch
+    import subprocess
+
+    tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["finetec"]
+    pkg = ROOT / "src" / "finetec"
+    for name in zoo.names():
+        for f in ["zoo/models.json"] + [f"zoo/{name}/{fn}" for fn in zoo.get(name).files]:
+            assert any(fnmatch.fnmatch(f, g) for g in globs), f"{f} is not package data in pyproject.toml"
+            if (ROOT / ".git").exists():
+                ignored = subprocess.run(["git", "check-ignore", "-q", str(pkg / f)], cwd=ROOT).returncode == 0
+                assert not ignored, f"src/finetec/{f} is ignored by .gitignore"
+
+
 def test_model_cards_match_the_registry():
     """The cards are written from models.json by benchmarks/build_zoo.py; they must not drift."""
     build = _load_script("build_zoo", ROOT / "benchmarks" / "build_zoo.py")
