@@ -9,10 +9,9 @@ model of a person, not from any dataset (the datasets' licences do not allow cop
 - ``squat_coco17.json``: 2D, COCO-17, 45 frames: one back squat (hands holding a bar on the
   shoulders); three frames without a detection and an ankle undetected for seven frames (score 0
   at (0, 0)), as a pose estimator writes them.
-- ``squat_ntu25.json``: 3D, NTU RGB+D / Kinect v2 25 joints, camera coordinates in metres (x to
-  the person's right, y up, z away from the camera), 45 frames: one squat, arms raised forward.
-- ``sit_down_ntu25.json``: 3D, the same skeleton, 50 frames: standing, sitting down on a chair,
-  seated.
+- ``sit_down_ntu25.json``: 3D, NTU RGB+D / Kinect v2 25 joints, camera coordinates in metres (x
+  to the person's right, y up, z away from the camera), 50 frames: standing, sitting down on a
+  chair, seated.
 
 A clip holds one repetition of the action: a model resamples the whole clip to its clip length,
 and the training clips show the action about once.
@@ -159,15 +158,6 @@ def _body_3d(thigh_a: np.ndarray, shin_a: np.ndarray, hip_back: np.ndarray, trun
     return np.stack([J[j] for j in NTU25], axis=1)
 
 
-def squat_3d(rng: np.random.Generator) -> np.ndarray:
-    """One squat (45 frames), arms raised forward."""
-    ph = _phase(np.arange(45, dtype=np.float64), 45.0)
-    knee_bend = np.radians(100.0) * ph
-    kp = _body_3d(thigh_a=0.7 * knee_bend, shin_a=0.3 * knee_bend, hip_back=0.25 * ph,
-                  trunk_lean=np.radians(35.0) * ph, arm_raise=np.radians(85.0) * np.clip(1.5 * ph, 0, 1))
-    return kp + rng.normal(0.0, 0.008, kp.shape)
-
-
 def sit_down_3d(rng: np.random.Generator) -> np.ndarray:
     """Standing, sitting down on a chair (frames 10 to 35), seated (50 frames)."""
     t = np.arange(50, dtype=np.float64)
@@ -211,13 +201,11 @@ def write_3d(path: Path, kp: np.ndarray) -> None:
 
 def main(out: Path = HERE) -> list[Path]:
     rng = np.random.default_rng(2026)
-    paths = [out / "jumping_jacks_coco17.json", out / "squat_coco17.json", out / "squat_ntu25.json",
-             out / "sit_down_ntu25.json"]
+    paths = [out / "jumping_jacks_coco17.json", out / "squat_coco17.json", out / "sit_down_ntu25.json"]
     write_2d(paths[0], jumping_jacks(rng), rng)
     write_2d(paths[1], squat_2d(rng), rng, lost_frames=(12, 13, 30),
              occluded=[(t, COCO17.index("left_ankle")) for t in range(18, 25)])
-    write_3d(paths[2], squat_3d(rng))
-    write_3d(paths[3], sit_down_3d(rng))
+    write_3d(paths[2], sit_down_3d(rng))
     return paths
 
 
