@@ -119,6 +119,9 @@ def test_checkpoint_or_model_not_both_nor_neither(capsys, tmp_path):
     rc, _, err = _run(capsys, ["eval"])
     _one_line_error(rc, err)
     assert "--model NAME" in err
+    rc, _, err = _run(capsys, ["eval", "--model", "penn-action"])
+    _one_line_error(rc, err)
+    assert "needs --data: the Penn Action dataset" in err
     rc, _, err = _run(capsys, ["predict", "not-a-model", EXAMPLES / "squat_coco17.json"])
     _one_line_error(rc, err)
     assert "not-a-model: no such checkpoint" in err and "pretrained models:" in err

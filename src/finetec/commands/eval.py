@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from finetec.layouts import Layout
     from finetec.zoo import checkpoint_from_args
 
+    ckpt = checkpoint_from_args(args.checkpoint, args.model)
     if args.model is not None and args.data is None:
         from finetec.zoo import get
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise FinetecError(f"a pretrained model needs --data: the {m.dataset} dataset (its card's numbers come from "
                            f"`{m.evaluation.get('command', '')}`)", "--data")
     device = select_device(args.device)
-    model, info = load_model(checkpoint_from_args(args.checkpoint, args.model), device=str(device))
+    model, info = load_model(ckpt, device=str(device))
     if args.model is not None:
         args.checkpoint = args.model   # shown and recorded by name
     ds, data_name = open_eval_data(info, args.data)
