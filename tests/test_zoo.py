@@ -164,6 +164,21 @@ def test_load_by_name_and_by_folder_give_the_same_model():
     assert by_name.predict(kp, top_k=3) == by_folder.predict(kp, top_k=3)
 
 
+def test_python_api_takes_another_skeleton():
+    """finetec.load(NAME).predict(kp, layout="coco17") equals the CLI on the same clip."""
+    from finetec.data.readers import open_with_options
+
+    ds = open_with_options(str(EXAMPLES / "squat_coco17.json"), None, {})
+    s = ds[0]
+    model = finetec.load("penn-action")
+    kp = np.where(s.mask[..., None], s.keypoint, np.nan)            # NaN = missing, as a user writes it
+    top = model.predict(kp[0], layout="coco17", top_k=3)
+    assert top == model.top_k(model.probabilities(ds.to_layout("penn13")), 3)[0]
+    assert top[0][0] == "squat"
+    with pytest.raises(FinetecError, match="no joint map from layout 'h36m17'"):
+        model.predict(kp[0], layout="h36m17")
+
+
 def test_predict_example_clips_by_name(capsys):
     """The README's first prediction: COCO-17 pose-estimator JSON through the joint map."""
     rc, out, err = _run(capsys, ["predict", "--model", "penn-action", EXAMPLES / "jumping_jacks_coco17.json",
