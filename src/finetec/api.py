@@ -25,6 +25,7 @@ import numpy as np
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.sample import Sample
 from finetec.data.transforms import invert_normalization
+from finetec.engine.device import autocast, resolve_device
 from finetec.errors import FinetecError
 from finetec.layouts import Layout, get_layout
 
@@ -118,7 +119,7 @@ class Predictor:
         ``onnx`` extra; CPU only; completion stays on PyTorch)."""
         from finetec.engine.checkpoint import load_model
 
-        device = _resolve_device(device)
+        device = str(resolve_device(device))
         model, info = load_model(path, device=device)
         pred = cls(model, info, device=device, backend=backend)
         if backend == "onnxruntime" and not pred.is_completion:
@@ -258,7 +259,7 @@ class Predictor:
     def preprocess(self, samples: Any) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs for clips: (keypoint float32 (N, M, T, V, C_in), mask bool (N, M, T, V)).
 
-        The mask is the one the network receives in evaluation (``finetec.engine.tasks.model_mask``):
+        The mask is the one the network receives in evaluation (:func:`finetec.data.fillers.model_mask`):
         the observed joints, or, after an interpolating gap filler, the present persons.
         """
         pipe = self.pipeline()
@@ -270,10 +271,10 @@ class Predictor:
     def _stack(self, outs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        from finetec.engine.tasks import model_mask
+        from finetec.data.fillers import model_mask
 
         x = np.stack([o["keypoint"] for o in outs])
-        m = model_mask({"mask": torch.from_numpy(np.stack([o["mask"] for o in outs]))}, self.pipeline_config.filler)
+        m = model_mask(torch.from_numpy(np.stack([o["mask"] for o in outs])), self.pipeline_config.filler)
         return x, np.ascontiguousarray(m.numpy())
 
     # -- classification ------------------------------------------------------------------
@@ -291,7 +292,6 @@ class Predictor:
         self._require_classifier()
         if self._onnx is not None:
             return self._onnx(keypoint, mask).astype(np.float32, copy=False)
-        from finetec.engine.tasks import autocast
 
         with torch.inference_mode(), autocast(torch.device(self.device), True):
             x = torch.from_numpy(np.ascontiguousarray(keypoint)).to(self.device)
@@ -429,17 +429,3 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch.device(str(device))
-    except (RuntimeError, ValueError, TypeError):
-        raise FinetecError(f"unknown device {str(device)[:40]!r} (use cpu, cuda, cuda:N or auto)") from None
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise FinetecError(f"device {device!r} requested but CUDA is not available")
-    return str(device)

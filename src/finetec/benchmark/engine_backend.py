@@ -5,7 +5,7 @@ Each dataset is read once and written as a canonical ``DIR/data/<key>.finetec.np
 training config points to (loading it takes a fraction of a second; re-reading 2000 MATLAB files
 would not). A later sitting reuses that file. The completion table runs every gap filler and the
 stage-1 completion module through the engine's own restoration scoring
-(:func:`finetec.engine.tasks.completion_errors`) on the same test clips.
+(:func:`finetec.engine.evaluate.completion_errors`) on the same test clips.
 """
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ class EngineBackend:
         """Restoration errors of each filler (and the completion module) on the test split."""
         import torch
 
-        from finetec.engine.tasks import completion_errors
+        from finetec.engine.evaluate import completion_errors
 
         ds = self._data[entry.key]
         device = self._torch_device()
@@ -200,11 +200,9 @@ class EngineBackend:
 
     # -- environment ---------------------------------------------------------------------
     def _torch_device(self) -> str:
-        import torch
+        from finetec.engine.device import resolve_device
 
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+        return str(resolve_device(self.device))
 
     def machine(self) -> str:
         return machine_description(self._torch_device())
@@ -242,7 +240,7 @@ def code_version() -> str:
     """The finetec version and, in a git checkout, its commit (``+`` when files were modified)."""
     import subprocess
 
-    from finetec import __version__
+    from finetec.version import __version__
 
     root = Path(__file__).resolve().parents[3]
     try:

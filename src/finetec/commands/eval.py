@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from finetec.console import shown_path
     from finetec.data.corruption import LEVELS
     from finetec.engine.checkpoint import load_model
-    from finetec.engine.distributed import select_device
+    from finetec.engine.device import resolve_device
     from finetec.engine.evaluate import evaluate, evaluate_completion, open_eval_data, save_scores
     from finetec.errors import FinetecError
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                            f"{args.clips}", "--clips")
     if args.batch_size < 1:
         raise FinetecError("--batch-size must be >= 1", "--batch-size")
-    device = select_device(args.device)
+    device = resolve_device(args.device, 0)
     model, info = load_model(args.checkpoint, device=str(device))
     ds, data_name = open_eval_data(info, args.data)
     # score files record the data resolved (comparable from any folder); what is shown, as typed

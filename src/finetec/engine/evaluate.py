@@ -72,7 +72,8 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
     import torch
 
     from finetec.data.readers._common import progress_counter
-    from finetec.engine.tasks import autocast, model_mask
+    from finetec.data.fillers import model_mask
+    from finetec.engine.device import autocast
     from finetec.models.layers import fuse_batchnorm
 
     fuse_batchnorm(model)   # eval mode, BatchNorms folded (model.train() undoes it)
@@ -82,7 +83,7 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
         for batch in loader:
             bar.update(len(batch["index"]))
             x = batch["keypoint"].to(device, non_blocking=True)
-            m = model_mask({"mask": batch["mask"].to(device)}, filler)
+            m = model_mask(batch["mask"].to(device), filler)
             with autocast(device, amp):
                 out = model(x, m)
             logits = out["logits"] if isinstance(out, dict) else out
@@ -96,6 +97,58 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
 
 
 # -- checkpoint + data -> pipeline ---------------------------------------------------------
+def to_device(batch: dict[str, Any], device) -> dict[str, Any]:
+    """The batch's tensors moved to ``device`` (other values as they are)."""
+    return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
+
+
+def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
+    """Pooled MPJPE / N-MPJPE / MPJVE of the model's completion on the entries that are missing
+    after corruption but observed in the clean clip (pooled over clips, weighted by entries),
+    and ``by_gap``: MPJPE per gap-length group (:func:`finetec.metrics.restoration.mpjpe_by_gap`)."""
+    import torch
+
+    from finetec.engine.device import autocast
+    from finetec.metrics.restoration import GAP_GROUP_NAMES, mpjpe, mpjpe_by_gap, mpjve, n_mpjpe
+
+    sums = {"mpjpe": 0.0, "n_mpjpe": 0.0, "mpjve": 0.0}
+    counts = {"mpjpe": 0, "n_mpjpe": 0, "mpjve": 0}
+    groups = GAP_GROUP_NAMES
+    gap_sum, gap_n = dict.fromkeys(groups, 0.0), dict.fromkeys(groups, 0)
+    model.eval()
+    with torch.no_grad():
+        for batch in loader:
+            b = to_device(batch, device)
+            with autocast(device, amp):
+                out = model(b["keypoint"], b["mask"])
+            pred = out["completed"].float().cpu().numpy()
+            gt = batch["clean"].numpy()
+            seen = batch["mask"].numpy()
+            missing = (~seen) & batch["clean_mask"].numpy()
+            valid = batch["clean_mask"].numpy()
+            n_pos = int(missing.sum())
+            pair = (missing[..., 1:, :] | missing[..., :-1, :]) & valid[..., 1:, :] & valid[..., :-1, :]
+            n_vel = int(pair.sum())
+            if n_pos:
+                sums["mpjpe"] += mpjpe(pred, gt, missing) * n_pos
+                sums["n_mpjpe"] += n_mpjpe(pred, gt, missing) * n_pos
+                counts["mpjpe"] += n_pos
+                counts["n_mpjpe"] += n_pos
+                for name, r in mpjpe_by_gap(pred, gt, missing, seen).items():
+                    if r["count"]:
+                        gap_sum[name] += r["mpjpe"] * r["count"]
+                        gap_n[name] += r["count"]
+            if n_vel:
+                sums["mpjve"] += mpjve(pred, gt, missing, valid) * n_vel
+                counts["mpjve"] += n_vel
+    res: dict[str, Any] = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
+    res["num_missing"] = counts["mpjpe"]
+    total = max(counts["mpjpe"], 1)
+    res["by_gap"] = {g: {"mpjpe": gap_sum[g] / gap_n[g] if gap_n[g] else float("nan"), "count": gap_n[g],
+                         "share": gap_n[g] / total} for g in groups}
+    return res
+
+
 def eval_pipeline(info: dict[str, Any], level: str, pattern: str, seed: int, layout):
     """The checkpoint's pipeline in test mode at ``level`` / ``pattern`` (no augmentation)."""
     from finetec.data.pipeline import ClipPipeline, PipelineConfig
@@ -217,8 +270,6 @@ def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: st
     (normalised coordinates). Returns {"level", "pattern", "split", "mpjpe", "n_mpjpe", "mpjve",
     "num_missing"}."""
     import torch
-
-    from finetec.engine.tasks import completion_errors
 
     if level not in LEVELS:
         raise FinetecError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}, all")

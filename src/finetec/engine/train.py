@@ -146,7 +146,7 @@ def environment(env, device) -> dict[str, Any]:
     """Versions and hardware for the log (reproducibility)."""
     import torch
 
-    from finetec import __version__
+    from finetec.version import __version__
 
     return {
         "finetec": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -271,9 +271,9 @@ class Trainer:
         model.eval()
         with torch.no_grad():
             if cfg.task == "classification":
-                from finetec.engine.tasks import model_mask
+                from finetec.data.fillers import model_mask
 
-                sanity.check_logits(model(probe["keypoint"], model_mask(probe, cfg.pipeline.filler)), K,
+                sanity.check_logits(model(probe["keypoint"], model_mask(probe["mask"], cfg.pipeline.filler)), K,
                                     cfg.model.name)
         self.model = model.to(self.env.device)
 
@@ -425,7 +425,7 @@ class Trainer:
 
         from finetec.engine import sanity
         from finetec.engine.distributed import all_reduce_sum, loss_weight
-        from finetec.engine.tasks import autocast
+        from finetec.engine.device import autocast
 
         cfg, env = self.cfg, self.env
         start, self._resume_batch = self._resume_batch, 0

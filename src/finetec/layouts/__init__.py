@@ -329,4 +329,12 @@ def layouts_with_joints(num_joints: int) -> list[str]:
     return [n for n in builtin_layouts() if _builtin(n).num_joints == num_joints]
 
 
-__all__ = ["Layout", "REGION_NAMES", "builtin_layouts", "get_layout", "layouts_with_joints", "load_layout_file"]
+def layout_to_config(layout: Layout) -> "str | dict[str, Any]":
+    """The layout as stored in ``model.config`` and data files: its name when built-in, else its full dict."""
+    if layout.name in builtin_layouts() and get_layout(layout.name) == layout:
+        return layout.name
+    return layout.to_dict()
+
+
+__all__ = ["Layout", "REGION_NAMES", "builtin_layouts", "get_layout", "layout_to_config", "layouts_with_joints",
+           "load_layout_file"]

@@ -27,13 +27,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.data.fillers import fill_batch
+from finetec.data.fillers import check_filler, fill_batch
 from finetec.models.decomposition import (PerturbConfig, decompose, person_present,
                                           sample_generators, sample_keys)
 from finetec.models.fusion import FUSIONS, make_fusion
@@ -152,7 +151,7 @@ class FineTec(nn.Module):
 
 
 def _load_completion(path: str | os.PathLike) -> nn.Module:
-    from finetec.engine.checkpoint import load_model
+    from finetec.models.checkpoint import load_model  # models.checkpoint imports the registry: no top import
 
     model, _ = load_model(path)
     if model.config.get("name") != "completion":
@@ -199,8 +198,6 @@ def finetec(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int
         raise FinetecError(f"finetec: matrix_structure must be one of {', '.join(MATRIX_STRUCTURES)}, "
                            f"got {matrix_structure!r}")
     if not use_completion:
-        from finetec.data.fillers import check_filler
-
         check_filler(filler)
     try:
         pcfg = PerturbConfig(**(perturbation or {}))
@@ -211,7 +208,7 @@ def finetec(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int
         if completion_checkpoint:
             comp = _load_completion(completion_checkpoint)
         elif completion_config:
-            from finetec.engine.checkpoint import build_model
+            from finetec.models.checkpoint import build_model
 
             comp = build_model(completion_config, "<finetec completion_config>")
         elif allow_untrained_completion:

@@ -24,7 +24,7 @@ import json
 from typing import Any, Callable
 
 from finetec.errors import FinetecError
-from finetec.layouts import Layout, builtin_layouts, get_layout
+from finetec.layouts import Layout, get_layout, layout_to_config
 
 MODEL_MODULES: tuple[str, ...] = (
     "finetec.models.gcn",
@@ -109,13 +109,6 @@ def _resolve_layout(layout: Any) -> Layout:
     if isinstance(layout, str) or hasattr(layout, "__fspath__"):
         return get_layout(layout)
     raise FinetecError(f"layout must be a Layout, a layout name, a path or a dict, not {type(layout).__name__}")
-
-
-def layout_to_config(layout: Layout) -> str | dict[str, Any]:
-    """The layout as stored in ``model.config``: its name when built-in, else its full dict."""
-    if layout.name in builtin_layouts() and get_layout(layout.name) == layout:
-        return layout.name
-    return layout.to_dict()
 
 
 def _jsonable(value: Any) -> Any:

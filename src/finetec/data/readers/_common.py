@@ -8,7 +8,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -325,11 +325,21 @@ def read_capped(path: Path, cap: int, what: str, variable: str) -> bytes:
         raise FinetecError(f"cannot read file ({e.strerror or e})", path) from None
 
 
+def json_loader() -> tuple[Callable[[bytes], Any], type[Exception]]:
+    """The fastest available JSON parser for bytes and the exception it raises."""
+    try:
+        import orjson
+
+        return orjson.loads, orjson.JSONDecodeError
+    except ImportError:  # pragma: no cover - depends on the environment
+        import json
+
+        return json.loads, ValueError
+
+
 def load_json(path: str | os.PathLike, what: str = "JSON") -> Any:
     """A JSON file, read with a size cap (:data:`MAX_JSON_BYTES`); too deep a nesting (the parser's
     recursion limit) and every other problem is a one-line FinetecError naming the file."""
-    from finetec.data.readers.nw_ucla import json_loader
-
     p = Path(path)
     data = read_capped(p, MAX_JSON_BYTES, what, "FINETEC_MAX_JSON_BYTES")
     loads, decode_error = json_loader()

@@ -43,6 +43,7 @@ from finetec.data.readers._common import (
     as_float, as_int, choose_layout, load_json, make_sample, natural_key, progress,
 )
 from finetec.errors import FinetecError
+from finetec.layouts import layout_to_config
 
 NAME = "pose_json"
 DESCRIPTION = "pose-estimator JSON (COCO keypoints / OpenPose people), one clip per file or folder"
@@ -256,8 +257,6 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
 def layout_field(layout: Any) -> str:
     """What a file records as its layout: a built-in layout's name, else the whole layout as JSON
     (this reader and the plain ``.npz`` reader take either)."""
-    from finetec.models.registry import layout_to_config
-
     ref = layout_to_config(layout)
     return ref if isinstance(ref, str) else layout.to_json()
 
