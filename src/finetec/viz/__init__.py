@@ -1,34 +1,20 @@
-"""Plots and skeleton animations (the ``viz`` layer: beside the API and the benchmark, below the commands).
+"""Plots and skeleton animations (layer of the API and the benchmark, below the commands).
 
 Everything here draws on plain :class:`matplotlib.figure.Figure` objects with the Agg canvas, so
 it works without a display and never switches the backend of a caller's interactive session.
 
-Skeleton drawings (:func:`render_clip`, :func:`contact_sheet`)
-    A clip is ``keypoint`` (M, T, V, C) + ``mask`` (M, T, V) on a :class:`~finetec.layouts.Layout`.
-    Bones follow the layout's edges and take the colour of the child joint's region
-    (:data:`REGION_COLORS`). Each person gets its own marker shape. Axis limits are fixed over the
-    clip (from its observed joints). 2D clips in image coordinates (y grows downwards) are detected
-    from the layout's up axis (:func:`detect_y_down`) and drawn upright; 3D clips are drawn on an
-    orthographic 3D axes with the body's up direction vertical.
+One module per job:
 
-    Missing data is drawn, never hidden: a frame with no observed joint shows a faded grey ghost of
-    the nearest observed pose and a "missing" label; a timeline strip under every panel colours each
-    frame as observed, partial (some joints missing), missing, or restored (missing in the first
-    clip of a comparison, observed in this one). With ``show_mask`` every missing joint of a drawn
-    frame appears as a hollow red circle at its nearest observed position in time, and joints that
-    a compared clip restored get a blue ring.
+- :mod:`~finetec.viz.skeleton`: skeleton drawings (:func:`render_clip`, :func:`contact_sheet`);
+  missing data is drawn, never hidden;
+- :mod:`~finetec.viz.plots`: result figures (:func:`plot_accuracy_vs_level`,
+  :func:`plot_completion_vs_level`, :func:`plot_confusion`);
+- :mod:`~finetec.viz.results`: reading the eval / benchmark JSON and :func:`plot_result_file`
+  (``finetec plot``; schemas in ``docs/cli/plot.md``);
+- :mod:`~finetec.viz.layout_figure`: a layout's drawing (``finetec layout check``);
+- :mod:`~finetec.viz.figure`: shared figure plumbing.
 
-Result figures (:func:`plot_accuracy_vs_level`, :func:`plot_completion_vs_level`,
-:func:`plot_confusion`, :func:`plot_result_file`)
-    From the eval JSON written by ``finetec eval --json`` and the benchmark JSON written by the
-    benchmarks (schemas in ``docs/cli/plot.md``).
-
-Drawing a layout (:func:`finetec.viz.layout_figure.draw_layout`, ``finetec layout check``)
-
-Modules: :mod:`~finetec.viz.skeleton` (animations, contact sheets), :mod:`~finetec.viz.plots`
-(result figures), :mod:`~finetec.viz.results` (reading eval / benchmark JSON, ``finetec plot``),
-:mod:`~finetec.viz.layout_figure` (a layout's drawing), :mod:`~finetec.viz.figure` (shared
-figure plumbing). Every public name is importable from ``finetec.viz``.
+Every public name is importable from ``finetec.viz``.
 
 All output files are written atomically (:func:`finetec.fileio.atomic_path`).
 """
