@@ -18,7 +18,7 @@ all exactly zero (the usual "no detection" frame of pose estimators); everything
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from finetec.data.dataset import SkeletonDataset
 from finetec.data.sample import Sample
 from finetec.data.transforms import invert_normalization
 from finetec.engine.device import autocast, resolve_device
+from finetec.models.checkpoint import CheckpointInfo, load_model
 from finetec.errors import FinetecError
 from finetec.layouts import Layout, get_layout
 
@@ -60,8 +61,7 @@ class Predictor:
         max_persons:  persons per model input (M); clips are padded / cut to it.
     """
 
-    def __init__(self, model: Any, info: dict[str, Any], device: str = "cpu", backend: str = "torch") -> None:
-        from finetec.data.pipeline import PipelineConfig
+    def __init__(self, model: Any, info: Mapping[str, Any], device: str = "cpu", backend: str = "torch") -> None:
         from finetec.export import BACKENDS
         from finetec.models.layers import fuse_batchnorm
 
@@ -70,44 +70,29 @@ class Predictor:
         if backend != "torch" and str(device) != "cpu":
             raise FinetecError(f"--backend {backend} runs on the CPU; use --device cpu, or --backend torch for {device}")
         self.model = fuse_batchnorm(model)   # eval mode, BatchNorms folded into the convolutions
-        self.info = dict(info)
+        self.info = CheckpointInfo.from_dict(info, getattr(model, "config", None))
         self.device = device
         self.backend = backend
         self._onnx: Any = None
-        self.path = self.info.get("path")
-        cfg = self.info.get("config") or {}
-        mcfg = self.info.get("model_config") or getattr(model, "config", {}) or {}
-        self.model_name = str(mcfg.get("name", ""))
-        lay = self.info.get("layout", mcfg.get("layout"))
-        if isinstance(lay, dict):
-            self.layout = Layout.from_dict(lay, origin=str(self.path or "<checkpoint>"))
-        elif isinstance(lay, (str, Layout)):
-            self.layout = get_layout(lay)
-        else:
+        self.path = self.info.path
+        self.model_name = self.info.model_name
+        if self.info.layout is None:
             raise FinetecError("the checkpoint records no skeleton layout", self.path)
-        self.class_names = [str(c) for c in self.info.get("class_names") or []]
-        pcfg = dict(cfg.get("pipeline") or {})
-        if self.info.get("clip_len"):
-            pcfg["clip_len"] = int(self.info["clip_len"])
+        self.layout = self.info.layout
+        self.class_names = list(self.info.class_names)
         # evaluation preprocessing: test mode, no corruption, no augmentation
-        pcfg.update(level="clean", mixed=False, augment=False)
-        try:
-            self.pipeline_config = PipelineConfig.from_dict(pcfg)
-        except TypeError as e:
-            raise FinetecError(f"the checkpoint's pipeline settings are invalid ({e})", self.path) from None
+        self.pipeline_config = self.info.test_pipeline_config("clean")
         self.clip_len = int(self.pipeline_config.clip_len)
-        dims = self.info.get("dims") if isinstance(self.info.get("dims"), dict) else {}
-        self.in_channels = int(mcfg.get("in_channels", 0) or dims.get("in_channels", 0)) or None
-        dim = self.info.get("dim", dims.get("coords"))
+        self.in_channels = int(self.info.model_config.get("in_channels", 0)
+                               or self.info.dims.get("in_channels", 0)) or None
+        dim = self.info.coords
         if dim is None and self.in_channels:
             dim = self.in_channels // (1 if self.is_completion else len(self.pipeline_config.features))
         self.dim = int(dim or 3)
         if self.in_channels is None:
             self.in_channels = self.dim * len(self.pipeline_config.features)
-        mp = self.pipeline_config.max_persons or dims.get("num_persons") \
-            or (cfg.get("data") or {}).get("max_persons")
-        self.max_persons = int(mp) if mp else 1
-        self.seed = int(self.info.get("seed", cfg.get("seed", 0)) or 0)
+        self.max_persons = self.info.num_persons or 1
+        self.seed = self.info.seed
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -117,8 +102,6 @@ class Predictor:
         ``backend``: ``"torch"`` (default) or ``"onnxruntime"`` (classification runs the recognizer
         exported to ONNX in onnxruntime, checked against PyTorch within 1e-4 when loading; needs the
         ``onnx`` extra; CPU only; completion stays on PyTorch)."""
-        from finetec.engine.checkpoint import load_model
-
         device = str(resolve_device(device))
         model, info = load_model(path, device=device)
         pred = cls(model, info, device=device, backend=backend)
@@ -138,8 +121,7 @@ class Predictor:
     @property
     def is_completion(self) -> bool:
         """True for a completion-only checkpoint (no classifier)."""
-        task = self.info.get("task") or (self.info.get("config") or {}).get("task")
-        return self.model_name == "completion" or task == "completion"
+        return self.info.is_completion
 
     @property
     def has_completion(self) -> bool:

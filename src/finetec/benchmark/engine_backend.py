@@ -151,7 +151,7 @@ class EngineBackend:
         model, info = load_model(unit.run_dir / "best", device=self._torch_device())
         res = evaluate(model, info, self._data[unit.dataset.key], level=level, pattern=PATTERN,
                        split=unit.dataset.test_split, seed=unit.seed, device=self._torch_device())
-        save_scores(unit.run_dir / f"predictions_{level}.npz", res, info.get("class_names") or [],
+        save_scores(unit.run_dir / f"predictions_{level}.npz", res, info.class_names,
                     extra={"level": level, "seed": unit.seed})
         return {"top1": float(res["top1"]), "mean_class": float(res["mean_class"]),
                 "top5": None if res.get("top5") is None else float(res["top5"]),

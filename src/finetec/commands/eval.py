@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     data_key = os.path.abspath(data_name) if os.path.exists(data_name) else data_name
     data_name = shown_path(data_name)
     levels = list(LEVELS) if args.level == "all" else [args.level]
-    completion = info.get("task") == "completion"
+    completion = info.is_completion
     results = []
     for level in levels:
         if completion:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             r = evaluate(model, info, ds, level, args.pattern, seed=args.seed, split=args.split, clips=args.clips,
                          batch_size=args.batch_size, device=device, progress=True)
             if args.save_scores:
-                save_scores(_score_path(args.save_scores, level, len(levels) > 1), r, info["class_names"],
+                save_scores(_score_path(args.save_scores, level, len(levels) > 1), r, info.class_names,
                             extra={"level": level, "pattern": args.pattern, "seed": args.seed,
                                    "checkpoint": str(args.checkpoint), "data": data_key, "split": r["split"],
                                    "clips_per_sample": args.clips})
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                  "top5": r["top5"], "mean_class": r["mean_class"], "confusion": r["confusion"]} for r in results]
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "data": data_name, "split": split,
-                          "class_names": list(info.get("class_names", [])), "results": rows}))
+                          "class_names": list(info.class_names), "results": rows}))
         return 0
     n = len(ds.split_indices(split))
     print(f"checkpoint {args.checkpoint} | data {data_name} | split {split} ({n} clips) | test seed {args.seed}")

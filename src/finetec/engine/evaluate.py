@@ -15,8 +15,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from finetec.data import SkeletonDataset
 from finetec.data.corruption import LEVELS, PATTERNS
+from finetec.data.readers import open_with_options
+from finetec.data.readers._common import layout_fallback
 from finetec.errors import FinetecError
+from finetec.models.checkpoint import CheckpointInfo
 
 ALL_LEVELS = tuple(LEVELS)
 
@@ -149,61 +153,37 @@ def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
     return res
 
 
-def eval_pipeline(info: dict[str, Any], level: str, pattern: str, seed: int, layout):
-    """The checkpoint's pipeline in test mode at ``level`` / ``pattern`` (no augmentation)."""
-    from finetec.data.pipeline import ClipPipeline, PipelineConfig
-
-    p = dict(info.get("config", {}).get("pipeline", {}))
-    kw = {k: p[k] for k in ("clip_len", "filler", "features", "normalize", "align_view") if k in p}
-    if "clip_len" not in kw and info.get("clip_len"):
-        kw["clip_len"] = int(info["clip_len"])
-    if "features" in kw:
-        kw["features"] = tuple(kw["features"])
-    dims = info.get("dims", {})
-    cfg = PipelineConfig(level=level, pattern=pattern, mixed=False, augment=False,
-                         max_persons=dims.get("num_persons"), **kw)
-    return ClipPipeline(layout, cfg, train=False, seed=seed, dim=dims.get("coords"))
-
-
-def check_compatible(ds, info: dict[str, Any], data_name: str) -> None:
-    """The dataset matches the checkpoint: joint count and order, coordinates, class names."""
-    dims = info.get("dims", {})
-    if dims.get("num_joints") is not None and ds.layout.num_joints != dims["num_joints"]:
+def check_compatible(ds, info: CheckpointInfo, data_name: str, *, classes: bool = True) -> None:
+    """The dataset matches the checkpoint: joint count and order, coordinates, class names
+    (``classes=False``: not the class names, for a completion checkpoint)."""
+    n = info.dims.get("num_joints")
+    if n is not None and ds.layout.num_joints != n:
         raise FinetecError(f"the data has {ds.layout.num_joints} joints ({ds.layout.name}) but the model was "
-                           f"trained on {dims['num_joints']}", data_name)
-    joints = (info.get("layout") or {}).get("joints")
-    if joints and list(ds.layout.joints) != list(joints):
+                           f"trained on {n}", data_name)
+    if info.layout is not None and list(ds.layout.joints) != list(info.layout.joints):
         raise FinetecError(f"the data's layout {ds.layout.name!r} orders its joints differently from the "
-                           f"checkpoint's {info['layout'].get('name')!r} (convert the data to the same layout)",
+                           f"checkpoint's {info.layout.name!r} (convert the data to the same layout)",
                            data_name)
-    if dims.get("coords") is not None and ds.dim != dims["coords"]:
-        raise FinetecError(f"the data has {ds.dim}D coordinates but the model was trained on {dims['coords']}D",
+    if info.coords is not None and ds.dim != info.coords:
+        raise FinetecError(f"the data has {ds.dim}D coordinates but the model was trained on {info.coords}D",
                            data_name)
-    names = info.get("class_names")
-    if names and ds.class_names and list(ds.class_names) != list(names):
+    names = info.class_names
+    if classes and names and ds.class_names and list(ds.class_names) != list(names):
         raise FinetecError(f"the data's {len(ds.class_names)} classes differ from the checkpoint's {len(names)} "
                            "(same names in the same order are required)", data_name)
 
 
-def open_eval_data(info: dict[str, Any], data: Any = None):
+def open_eval_data(info: CheckpointInfo, data: Any = None):
     """(dataset, its name): ``data`` may be a SkeletonDataset, a spec, or None (training data)."""
-    from finetec.data import SkeletonDataset
-
     if isinstance(data, SkeletonDataset):
         return data, data.source or "<dataset>"
-    dcfg = info.get("config", {}).get("data", {})
+    dcfg = info.data_config
     spec = data if data is not None else dcfg.get("path")
     if not spec:
-        raise FinetecError("the checkpoint does not record its data; pass --data", info.get("path"))
+        raise FinetecError("the checkpoint does not record its data; pass --data", info.path)
     fmt = None if data is not None else dcfg.get("format")
-    from finetec.data.readers._common import layout_fallback
-    from finetec.layouts import Layout
-
-    lay = info.get("layout")
-    from finetec.data.readers import open_with_options
-
     options = {} if data is not None else dict(dcfg.get("options") or {})
-    with layout_fallback(Layout.from_dict(lay, origin="<checkpoint>") if isinstance(lay, dict) else None):
+    with layout_fallback(info.layout):
         return open_with_options(os.fspath(spec), fmt, options), os.fspath(spec)
 
 
@@ -235,9 +215,10 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
         raise FinetecError(f"unknown pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
     if clips < 1:
         raise FinetecError(f"--clips must be >= 1, got {clips}")
+    info = CheckpointInfo.from_dict(info)
     ds, name = open_eval_data(info, data)
     check_compatible(ds, info, name)
-    split = split or info.get("config", {}).get("data", {}).get("test_split") or "test"
+    split = split or info.test_split
     idx = ds.split_indices(split)
     if idx.size == 0:
         raise FinetecError(f"split {split!r} is empty", name)
@@ -247,7 +228,7 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
                            "evaluation needs labels", name)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
-    pipe = eval_pipeline(info, level, pattern, seed, ds.layout)
+    pipe = info.test_pipeline(level, pattern, seed, ds.layout)
     filler = pipe.cfg.filler
     loader = make_loader(MultiClipDataset(ds, idx, pipe, clips), batch_size, num_workers)
     scores, lab, _ = run_scores(model, loader, device, amp, filler, progress=f"eval {level}" if progress else None)
@@ -275,15 +256,16 @@ def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: st
         raise FinetecError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}, all")
     if pattern not in PATTERNS:
         raise FinetecError(f"unknown pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+    info = CheckpointInfo.from_dict(info)
     ds, name = open_eval_data(info, data)
-    check_compatible(ds, {**info, "class_names": None}, name)
-    split = split or info.get("config", {}).get("data", {}).get("test_split") or "test"
+    check_compatible(ds, info, name, classes=False)
+    split = split or info.test_split
     idx = ds.split_indices(split)
     if idx.size == 0:
         raise FinetecError(f"split {split!r} is empty", name)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
-    pipe = eval_pipeline(info, level, pattern, seed, ds.layout)
+    pipe = info.test_pipeline(level, pattern, seed, ds.layout)
     loader = make_loader(MultiClipDataset(ds, idx, pipe, 1), batch_size, num_workers)
     res = completion_errors(model, loader, device, amp)
     return {"level": level, "pattern": pattern, "split": split, **res}
@@ -303,5 +285,5 @@ def save_scores(path: str | os.PathLike, result: dict[str, Any], class_names: Se
             np.savez(f, **arrays)
 
 
-__all__ = ["ALL_LEVELS", "MultiClipDataset", "evaluate", "evaluate_completion", "eval_pipeline", "check_compatible", "make_loader",
+__all__ = ["ALL_LEVELS", "MultiClipDataset", "evaluate", "evaluate_completion", "check_compatible", "make_loader",
            "open_eval_data", "run_scores", "save_scores"]

@@ -29,6 +29,8 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,9 +38,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from finetec.data.pipeline import ClipPipeline, PipelineConfig
 from finetec.errors import FinetecError
 from finetec.fileio import atomic_path, write_text_atomic
-from finetec.layouts import Layout
+from finetec.layouts import Layout, get_layout
 from finetec.models.registry import create_model
 from finetec.version import __version__
 
@@ -180,8 +183,124 @@ def locate(path: str | os.PathLike) -> tuple[Path, Path]:
     return folder, weights
 
 
-def read_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``checkpoint.json`` of a checkpoint folder (or of the folder holding a .safetensors)."""
+def _dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+# the pipeline options that matter at test time (the others only act in training)
+_TEST_PIPELINE_KEYS = ("clip_len", "filler", "features", "normalize", "align_view")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo(Mapping):
+    """``checkpoint.json``, read and validated once (:func:`read_info`), with typed fields.
+
+    The fields a user of a checkpoint needs are attributes; every stored field stays readable as
+    a mapping (``info["epoch"]``, ``info.get("metrics")``) for code written against the plain
+    dict. :meth:`test_pipeline` is the one place that builds the test-time pipeline of a
+    checkpoint (evaluation, the benchmark's testing, the API and the ONNX export all use it).
+    """
+
+    raw: dict[str, Any]
+    path: str | None
+    model_config: dict[str, Any]
+    model_name: str
+    task: str | None
+    class_names: tuple[str, ...]
+    layout: Layout | None
+    clip_len: int | None
+    dims: dict[str, int]
+    coords: int | None
+    config: dict[str, Any] = field(repr=False)
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, info: Mapping[str, Any], model_config: Mapping[str, Any] | None = None) -> "CheckpointInfo":
+        """The record of a parsed ``checkpoint.json`` (``model_config`` stands in for a missing one)."""
+        if isinstance(info, CheckpointInfo):
+            return info
+        raw = dict(info)
+        path = raw.get("path")
+        mcfg = _dict(raw.get("model_config")) or _dict(model_config)
+        config = _dict(raw.get("config"))
+        lay = raw.get("layout", mcfg.get("layout"))
+        if isinstance(lay, dict):
+            layout = Layout.from_dict(lay, origin=str(path or "<checkpoint>"))
+        elif isinstance(lay, (str, Layout)):
+            layout = get_layout(lay)
+        else:
+            layout = None
+        pipeline = _dict(config.get("pipeline"))
+        clip_len = raw.get("clip_len") or pipeline.get("clip_len")
+        dims = {str(k): v for k, v in _dict(raw.get("dims")).items()}
+        coords = raw.get("dim", dims.get("coords"))
+        return cls(raw=raw, path=None if path is None else str(path), model_config=mcfg,
+                   model_name=str(mcfg.get("name", "")), task=raw.get("task") or config.get("task"),
+                   class_names=tuple(str(c) for c in raw.get("class_names") or ()), layout=layout,
+                   clip_len=int(clip_len) if clip_len else None, dims=dims,
+                   coords=int(coords) if coords else None, config=config,
+                   seed=int(raw.get("seed", config.get("seed", 0)) or 0))
+
+    # -- the mapping of the stored fields ----------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def is_completion(self) -> bool:
+        """A completion-only checkpoint (no classifier)."""
+        return self.model_name == "completion" or self.task == "completion"
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """The training config's ``data`` section (path, format, options, splits)."""
+        return _dict(self.config.get("data"))
+
+    @property
+    def test_split(self) -> str:
+        return str(self.data_config.get("test_split") or "test")
+
+    @property
+    def num_persons(self) -> int | None:
+        """Persons per model input (M) the model was trained with, when recorded."""
+        m = (self.dims.get("num_persons") or _dict(self.config.get("pipeline")).get("max_persons")
+             or self.data_config.get("max_persons"))
+        return int(m) if m else None
+
+    def test_pipeline_config(self, level: str = "clean", pattern: str = "random") -> PipelineConfig:
+        """The checkpoint's pipeline in test mode at ``level`` / ``pattern``: its clip length, filler,
+        features, normalisation and view alignment; no augmentation, no mixed levels."""
+        p = _dict(self.config.get("pipeline"))
+        kw: dict[str, Any] = {k: p[k] for k in _TEST_PIPELINE_KEYS if k in p}
+        if self.clip_len:
+            kw["clip_len"] = self.clip_len
+        if "features" in kw and not isinstance(kw["features"], str):
+            kw["features"] = tuple(kw["features"])
+        try:
+            return PipelineConfig(level=level, pattern=pattern, mixed=False, augment=False,
+                                  max_persons=self.num_persons, **kw)
+        except (TypeError, ValueError) as e:
+            raise FinetecError(f"the checkpoint's pipeline settings are invalid ({e})", self.path) from None
+
+    def test_pipeline(self, level: str = "clean", pattern: str = "random", seed: int = 0,
+                      layout: Layout | None = None) -> ClipPipeline:
+        """The test-time pipeline (see :meth:`test_pipeline_config`) on ``layout`` (default: the
+        checkpoint's); ``seed`` fixes the corrupted test set (0 is the benchmark's)."""
+        lay = layout if layout is not None else self.layout
+        if lay is None:
+            raise FinetecError("the checkpoint records no skeleton layout", self.path)
+        return ClipPipeline(lay, self.test_pipeline_config(level, pattern), train=False, seed=seed, dim=self.coords)
+
+
+def read_info(path: str | os.PathLike) -> CheckpointInfo:
+    """The ``checkpoint.json`` of a checkpoint folder (or of the folder holding a .safetensors),
+    checked and read into a :class:`CheckpointInfo`."""
     folder, _ = locate(path)
     f = folder / INFO
     try:
@@ -198,7 +317,7 @@ def read_info(path: str | os.PathLike) -> dict[str, Any]:
         raise FinetecError("checkpoint.json has no model_config with a model name", f)
     _check_info_types(info, f)
     info["path"] = str(folder)
-    return info
+    return CheckpointInfo.from_dict(info)
 
 
 _INFO_TYPES: dict[str, tuple[type, ...]] = {
@@ -313,12 +432,12 @@ def _compare(model: Any, shapes: dict[str, tuple[int, ...]], weights: Path) -> N
     raise FinetecError(f"checkpoint.json does not match the weights: {detail}", weights)
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, CheckpointInfo]:
     """Rebuild the model of a checkpoint, load its weights, move it to ``device``, eval mode.
 
     ``path``: a checkpoint folder, its ``model.safetensors``, or a training output folder (its
-    ``best/`` is used). Returns ``(model, info)`` with ``info`` = the parsed checkpoint.json plus
-    ``path``. A missing, incomplete or corrupt checkpoint, or one whose checkpoint.json does not
+    ``best/`` is used). Returns ``(model, info)`` with ``info`` the :class:`CheckpointInfo` of its
+    checkpoint.json (plus ``path``). A missing, incomplete or corrupt checkpoint, or one whose checkpoint.json does not
     describe its weights, raises :class:`FinetecError` before the model is built.
     """
     folder, weights = locate(path)
@@ -349,5 +468,5 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[
 
 
 
-__all__ = ["save_checkpoint", "load_model", "read_info", "build_model", "check_metadata", "unwrap", "verify",
+__all__ = ["CheckpointInfo", "save_checkpoint", "load_model", "read_info", "build_model", "check_metadata", "unwrap", "verify",
            "write_record", "record_of", "locate", "WEIGHTS", "INFO", "RECORD", "MAX_MODEL_SIZE", "MAX_INFO_BYTES"]
