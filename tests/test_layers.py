@@ -14,7 +14,9 @@ a lower one, never of a higher one. The layers, lowest first::
 Imports inside functions count like imports at module top (the test walks the whole syntax tree).
 Imports sit at module top, except where a command keeps ``finetec --help`` and start-up fast
 (``commands/*`` and ``cli.py`` import their heavy modules inside the function that runs the
-command, and the package root imports the API inside :func:`finetec.load`).
+command, and the package root imports the API inside :func:`finetec.load`); third-party packages
+that only some features need (matplotlib, onnx, onnxruntime, scipy, tensorboard, tqdm) are
+imported where they are used.
 No two modules import each other, directly or through others (no cycle), except the pairs in
 :data:`KNOWN_CYCLES` (each with its reason; the test fails when one of them is gone, so the list
 shrinks as they are fixed).
@@ -144,15 +146,48 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycle():
-    graph = _graph()
-    # a package's __init__ re-exporting its own modules is not a cycle between modules
-    pruned = {src: {d for d in dsts if not (src.startswith(d + ".") and d != "finetec")}
-              for src, dsts in graph.items()}
-    cycles = _cycles(pruned)
+    cycles = _cycles(_graph())
     new = [c for c in cycles if c not in KNOWN_CYCLES]
     assert not new, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in new)
     gone = [c for c in KNOWN_CYCLES if c not in cycles]
     assert not gone, f"no longer a cycle, remove it from KNOWN_CYCLES: {gone}"
+
+
+# Modules of the library (not commands) that still import finetec modules inside functions, and why.
+LAZY_IMPORTS: dict[str, str] = {
+    "finetec.data.dataset": "the dataset/store cycle (KNOWN_CYCLES)",
+    "finetec.data.store": "the dataset/store cycle (KNOWN_CYCLES)",
+    "finetec.benchmark.report": "not yet moved to the top",
+    "finetec.models.completion": "not yet moved to the top",
+}
+# Where imports stay inside functions on purpose: the command line's start-up (`finetec --help`
+# imports every command module) and the package root (`import finetec` stays light).
+STARTUP = ("finetec", "finetec.cli", "finetec.__main__")
+
+
+def _function_level_imports(path: Path) -> list[int]:
+    lines = []
+    for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "finetec":
+                    lines.append(node.lineno)
+                elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "finetec" for a in node.names):
+                    lines.append(node.lineno)
+    return lines
+
+
+def test_imports_sit_at_module_top():
+    """Outside the command line (commands/, cli.py, the package root) a module imports the finetec
+    modules it needs at its top, where a reader sees its dependencies."""
+    bad = []
+    for name, path in _modules().items():
+        if name in STARTUP or name.startswith("finetec.commands") or name in LAZY_IMPORTS:
+            continue
+        bad += [f"{path.relative_to(SRC)}:{line}" for line in _function_level_imports(path)]
+    assert not bad, "finetec imports inside functions (move them to the module top):\n" + "\n".join(bad)
+    stale = [n for n in LAZY_IMPORTS if not _function_level_imports(_modules()[n])]
+    assert not stale, f"no function-level import left, remove from LAZY_IMPORTS: {stale}"
 
 
 def test_checker_sees_upward_edges_and_cycles():

@@ -18,17 +18,23 @@ all exactly zero (the usual "no detection" frame of pose estimators); everything
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from finetec.data.dataset import SkeletonDataset
+from finetec.data.fillers import FILLERS, fill, model_mask
+from finetec.data.pipeline import ClipPipeline
 from finetec.data.sample import Sample
-from finetec.data.transforms import invert_normalization
+from finetec.data.transforms import invert_normalization, normalization_params, uniform_indices
 from finetec.engine.device import autocast, resolve_device
-from finetec.models.checkpoint import CheckpointInfo, load_model
 from finetec.errors import FinetecError
+from finetec.export import BACKENDS, OnnxRecognizer
 from finetec.layouts import Layout, get_layout
+from finetec.models.checkpoint import CheckpointInfo, load_model
+from finetec.models.layers import fuse_batchnorm
 
 __all__ = ["Predictor", "infer_mask"]
 
@@ -62,9 +68,6 @@ class Predictor:
     """
 
     def __init__(self, model: Any, info: Mapping[str, Any], device: str = "cpu", backend: str = "torch") -> None:
-        from finetec.export import BACKENDS
-        from finetec.models.layers import fuse_batchnorm
-
         if backend not in BACKENDS:
             raise FinetecError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend != "torch" and str(device) != "cpu":
@@ -106,8 +109,6 @@ class Predictor:
         model, info = load_model(path, device=device)
         pred = cls(model, info, device=device, backend=backend)
         if backend == "onnxruntime" and not pred.is_completion:
-            from finetec.export import OnnxRecognizer
-
             pred._onnx = OnnxRecognizer(pred)
         return pred
 
@@ -132,7 +133,6 @@ class Predictor:
         if self.is_completion:
             return self.model
         sub = getattr(self.model, "completion", None)
-        import torch
 
         return sub if isinstance(sub, torch.nn.Module) else None
 
@@ -226,9 +226,6 @@ class Predictor:
         ``completion=True``: positions only, no gap filler, persons kept as given (the completion
         network folds persons into the batch), ``clip_len`` frames (default: the checkpoint's).
         """
-        from dataclasses import replace
-
-        from finetec.data.pipeline import ClipPipeline
 
         cfg = self.pipeline_config
         if completion:
@@ -251,10 +248,6 @@ class Predictor:
         return self._stack(outs)
 
     def _stack(self, outs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        from finetec.data.fillers import model_mask
-
         x = np.stack([o["keypoint"] for o in outs])
         m = model_mask(torch.from_numpy(np.stack([o["mask"] for o in outs])), self.pipeline_config.filler)
         return x, np.ascontiguousarray(m.numpy())
@@ -269,7 +262,6 @@ class Predictor:
         """Run the classifier on model inputs (see :meth:`preprocess`): keypoint (N, M, T, V, C_in) and
         mask (N, M, T, V) -> (N, K) logits (bf16 autocast on CUDA, as in evaluation; onnxruntime with
         ``backend="onnxruntime"``)."""
-        import torch
 
         self._require_classifier()
         if self._onnx is not None:
@@ -340,7 +332,6 @@ class Predictor:
         sampled (clip longer than ``clip_len``) is interpolated linearly in time between its
         nearest known neighbours (observed values and network values).
         """
-        from finetec.data.fillers import FILLERS, fill
 
         squeeze = np.ndim(keypoint) == 3 if not isinstance(keypoint, Sample) else False
         s = self.to_sample(keypoint, mask)
@@ -361,10 +352,6 @@ class Predictor:
 
     def _complete_model(self, s: Sample) -> np.ndarray:
         """(M, T_src, V, C) completed clip in the input's frame (see :meth:`complete`)."""
-        import torch
-
-        from finetec.data.fillers import fill
-        from finetec.data.transforms import normalization_params, uniform_indices
 
         net = self.completion_module()
         T = int(getattr(net, "T", 0) or self.clip_len)  # the network's own clip length

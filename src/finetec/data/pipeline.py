@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.corruption import LEVELS, check_level, check_pattern, corrupt, draw_level, test_rng
@@ -188,7 +189,6 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack pipeline outputs into torch tensors: keypoint/clean float32 (N, M, T, V, *),
     mask/clean_mask bool (N, M, T, V), label/index int64 (N,). Persons are padded to the batch's
     largest M."""
-    import torch
 
     if not batch:
         raise ValueError("empty batch")

@@ -24,8 +24,7 @@ from finetec.errors import FinetecError
 from finetec.fileio import atomic_path, staging_dir
 from finetec.models import checkpoint as _model_ckpt
 from finetec.models.checkpoint import (INFO, MAX_INFO_BYTES, MAX_MODEL_SIZE, RECORD, WEIGHTS, build_model,
-                                       check_metadata, load_model, read_info, record_of, unwrap, verify,
-                                       write_record)
+                                       check_metadata, load_model, read_info, record_of, unwrap, verify, write_record)
 
 TRAIN_STATE = "train_state.pt"
 

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from finetec.errors import FinetecError
 from finetec.data.corruption import LEVELS
+from finetec.errors import FinetecError
+from finetec.fileio import write_text_atomic
 
 TASKS = ("classification", "completion")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -371,8 +372,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the config as YAML (atomically)."""
     import yaml
-
-    from finetec.fileio import write_text_atomic
 
     write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
 from finetec.engine.device import resolve_device
 from finetec.errors import FinetecError
@@ -38,8 +40,6 @@ class DistEnv:
 
 def init_distributed(device_pref: str = "auto") -> DistEnv:
     """Initialise DDP when launched by torchrun (RANK/WORLD_SIZE set), else a single process."""
-    import torch
-    import torch.distributed as dist
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistEnv(device=resolve_device(device_pref, 0))
@@ -60,7 +60,6 @@ def init_distributed(device_pref: str = "auto") -> DistEnv:
 
 def cleanup(env: DistEnv) -> None:
     """Destroy the process group if :func:`init_distributed` created it."""
-    import torch.distributed as dist
 
     if env.initialized and dist.is_initialized():
         dist.destroy_process_group()
@@ -70,8 +69,6 @@ def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:
     """Sum a few floats over ranks (identity in a single process)."""
     if not env.distributed:
         return list(values)
-    import torch
-    import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.float64, device=env.device)
     dist.all_reduce(t)

@@ -11,16 +11,26 @@ at relative position ``(k + 0.5) / K`` instead of the centre; the K logit vector
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 from finetec.data import SkeletonDataset
 from finetec.data.corruption import LEVELS, PATTERNS
+from finetec.data.fillers import model_mask
+from finetec.data.pipeline import collate
 from finetec.data.readers import open_with_options
-from finetec.data.readers._common import layout_fallback
+from finetec.data.readers._common import layout_fallback, progress_counter
+from finetec.engine.device import autocast
 from finetec.errors import FinetecError
+from finetec.fileio import atomic_path
+from finetec.metrics.classification import classification_report
+from finetec.metrics.restoration import GAP_GROUP_NAMES, mpjpe, mpjpe_by_gap, mpjve, n_mpjpe
 from finetec.models.checkpoint import CheckpointInfo
+from finetec.models.layers import fuse_batchnorm
 
 ALL_LEVELS = tuple(LEVELS)
 
@@ -43,8 +53,6 @@ class MultiClipDataset:
         return len(self.indices) * self.clips
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from dataclasses import replace
-
         pos, k = divmod(int(i), self.clips)
         j = int(self.indices[pos])
         sample = self.ds[j]
@@ -59,9 +67,6 @@ class MultiClipDataset:
 
 def make_loader(dataset, batch_size: int, num_workers: int = 0, batch_sampler=None, generator=None):
     """A DataLoader with the pipeline's collate (no shuffling here: order comes from the sampler)."""
-    from torch.utils.data import DataLoader
-
-    from finetec.data.pipeline import collate
 
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
@@ -73,12 +78,6 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits (N, K) float64, labels (N,), dataset indices (N,) for every item of ``loader``.
     ``progress``: the label of a progress bar on stderr (shown on a terminal for 200 items or more)."""
-    import torch
-
-    from finetec.data.readers._common import progress_counter
-    from finetec.data.fillers import model_mask
-    from finetec.engine.device import autocast
-    from finetec.models.layers import fuse_batchnorm
 
     fuse_batchnorm(model)   # eval mode, BatchNorms folded (model.train() undoes it)
     scores, labels, index = [], [], []
@@ -110,10 +109,6 @@ def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
     """Pooled MPJPE / N-MPJPE / MPJVE of the model's completion on the entries that are missing
     after corruption but observed in the clean clip (pooled over clips, weighted by entries),
     and ``by_gap``: MPJPE per gap-length group (:func:`finetec.metrics.restoration.mpjpe_by_gap`)."""
-    import torch
-
-    from finetec.engine.device import autocast
-    from finetec.metrics.restoration import GAP_GROUP_NAMES, mpjpe, mpjpe_by_gap, mpjve, n_mpjpe
 
     sums = {"mpjpe": 0.0, "n_mpjpe": 0.0, "mpjve": 0.0}
     counts = {"mpjpe": 0, "n_mpjpe": 0, "mpjve": 0}
@@ -205,9 +200,6 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
         "mean_class", "confusion"
         (K x K list), "scores" (N, K) logits, "label" (N,), "id" (N,) str}.
     """
-    import torch
-
-    from finetec.metrics.classification import classification_report
 
     if level not in LEVELS:
         raise FinetecError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}, all")
@@ -250,7 +242,6 @@ def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: st
     MPJVE pooled over the entries missing after corruption but observed in the clean clip
     (normalised coordinates). Returns {"level", "pattern", "split", "mpjpe", "n_mpjpe", "mpjve",
     "num_missing"}."""
-    import torch
 
     if level not in LEVELS:
         raise FinetecError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}, all")
@@ -274,7 +265,6 @@ def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: st
 def save_scores(path: str | os.PathLike, result: dict[str, Any], class_names: Sequence[str],
                 extra: dict[str, Any] | None = None) -> None:
     """Score file (.npz): ``scores`` (N, K) logits, ``label`` (N,), ``id`` (N,), ``class_names``."""
-    from finetec.fileio import atomic_path
 
     arrays = {"scores": np.asarray(result["scores"], dtype=np.float32), "label": np.asarray(result["label"]),
               "id": np.asarray(result["id"]).astype(str), "class_names": np.asarray(list(class_names), dtype=str)}

@@ -2,16 +2,31 @@
 validation metric. Two tasks: ``classification`` (CE + the model's optional ``aux_loss``) and
 ``completion`` (the completion model's own loss; validated by MPJPE on the missing entries).
 
+The trainer knows no task by name: it calls the hooks of its task object. ``prepare(model,
+trainer)`` runs once before training (classification: the logits' shape on one batch;
+completion: the model's skeleton bank from the training clips); ``split_labels(ds, idx)`` gives
+the labels the validation split is stratified on; ``loss`` per batch; ``train_metrics(correct,
+count)`` the training row's task metrics; ``validate`` per evaluation.
+
 Losses are SUMS over the clips of the rank's batch times :func:`loss_weight`, so that the DDP
 gradient average equals the mean over the global batch exactly, whatever the split.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
 from finetec.data.fillers import model_mask
+from finetec.engine import sanity
 from finetec.engine.evaluate import completion_errors, run_scores
+from finetec.errors import FinetecError
 from finetec.metrics.classification import mean_class_accuracy, topk_accuracy
+from finetec.models.checkpoint import unwrap
+
 
 class ClassificationTask:
     """Cross-entropy (with label smoothing) plus ``aux_loss`` when the model returns a dict."""
@@ -23,10 +38,23 @@ class ClassificationTask:
     def __init__(self, num_classes: int, filler: str, label_smoothing: float = 0.0):
         self.num_classes, self.filler, self.label_smoothing = num_classes, filler, label_smoothing
 
+    def prepare(self, model, trainer) -> None:
+        """Check, on one batch, that the model gives one logit per class."""
+        probe = trainer.probe_batch()
+        model.eval()
+        with torch.no_grad():
+            sanity.check_logits(model(probe["keypoint"], model_mask(probe["mask"], self.filler)),
+                                self.num_classes, trainer.cfg.model.name)
+
+    def split_labels(self, ds, idx: np.ndarray) -> np.ndarray:
+        """Labels the validation split is stratified on: the classes."""
+        return ds.label[idx]
+
+    def train_metrics(self, correct: float, count: float) -> dict[str, float]:
+        return {"train_top1": correct / max(count, 1)}
+
     def loss(self, model, batch: dict[str, Any], weight: float, rng=None) -> tuple[Any, dict[str, float]]:
         """(weighted loss tensor, {"loss_sum", "correct", "count"}) for one rank's batch."""
-        import torch.nn.functional as F
-
         out = model(batch["keypoint"], model_mask(batch["mask"], self.filler))
         logits = out["logits"] if isinstance(out, dict) else out
         n = logits.shape[0]
@@ -53,6 +81,20 @@ class CompletionTask:
     def __init__(self, num_classes: int = 0, filler: str = "none", label_smoothing: float = 0.0):
         self.filler = filler
 
+    def prepare(self, model, trainer) -> None:
+        """Fill the model's skeleton bank from the clean training clips."""
+        if not hasattr(model, "set_bank"):
+            raise FinetecError(f"task completion needs a completion model (with set_bank); "
+                               f"{trainer.cfg.model.name!r} is not one", trainer.cfg.source)
+        model.set_bank(*trainer.bank_clips())
+
+    def split_labels(self, ds, idx: np.ndarray) -> np.ndarray:
+        """No classes: the validation split is a plain random one."""
+        return np.zeros(len(idx), np.int64)
+
+    def train_metrics(self, correct: float, count: float) -> dict[str, float]:
+        return {}
+
     def loss(self, model, batch: dict[str, Any], weight: float, rng=None) -> tuple[Any, dict[str, float]]:
         """The model's loss; ``rng`` (np.random.Generator) drives its prompt sampling when the
         model's forward accepts one (so that runs and resumed runs are reproducible)."""
@@ -68,10 +110,6 @@ class CompletionTask:
 
 
 def _accepts_rng(model) -> bool:
-    import inspect
-
-    from finetec.engine.checkpoint import unwrap
-
     try:
         return "rng" in inspect.signature(unwrap(model).forward).parameters
     except (TypeError, ValueError):

@@ -30,14 +30,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from finetec.data.fillers import check_filler, fill_batch
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.data.fillers import check_filler, fill_batch
-from finetec.models.decomposition import (PerturbConfig, decompose, person_present,
-                                          sample_generators, sample_keys)
+from finetec.models.checkpoint import build_model, load_model
+from finetec.models.decomposition import PerturbConfig, decompose, person_present, sample_generators, sample_keys
 from finetec.models.fusion import FUSIONS, make_fusion
 from finetec.models.physics import MATRIX_STRUCTURES, LagrangianAcceleration
-from finetec.models.registry import create_model, register_model
+from finetec.models.registry import create_model, model_options, register_model
 
 __all__ = ["FineTec", "finetec"]
 
@@ -151,8 +151,6 @@ class FineTec(nn.Module):
 
 
 def _load_completion(path: str | os.PathLike) -> nn.Module:
-    from finetec.models.checkpoint import load_model  # models.checkpoint imports the registry: no top import
-
     model, _ = load_model(path)
     if model.config.get("name") != "completion":
         raise FinetecError(f"not a completion checkpoint (model {model.config.get('name')!r})", path)
@@ -208,8 +206,6 @@ def finetec(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int
         if completion_checkpoint:
             comp = _load_completion(completion_checkpoint)
         elif completion_config:
-            from finetec.models.checkpoint import build_model
-
             comp = build_model(completion_config, "<finetec completion_config>")
         elif allow_untrained_completion:
             comp = create_model("completion", num_classes=1, layout=layout, in_channels=in_channels,
@@ -224,7 +220,6 @@ def finetec(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int
                 f"(layout {cc.get('layout')!r}) but this model has V={layout.num_joints}, C={in_channels}, "
                 f"clip_len={clip_len}", completion_checkpoint)
     head_channels = in_channels * (2 if use_physics else 1)
-    from finetec.models.registry import model_options
 
     bb_opts = dict(backbone_overrides or {})
     if "num_person" in model_options(backbone):

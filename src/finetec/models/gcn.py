@@ -27,6 +27,8 @@ a CPU-sized variant (base width 32, 7 blocks, width doubling and stride 2 at blo
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Sequence
 
 import torch
@@ -313,8 +315,6 @@ def ctrgcn(*, num_classes: int, layout: Layout, in_channels: int, base_channels:
 
 def _small(factory):
     """The same options as ``factory`` with the CPU-variant width/depth as defaults."""
-    import functools
-    import inspect
 
     sig = inspect.signature(factory)
     params = [p.replace(default=SMALL[p.name]) if p.name in SMALL else p for p in sig.parameters.values()]

@@ -16,11 +16,11 @@ from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
 
 from finetec.viz.figure import PLOT_SUFFIXES, _check_suffix, _new_figure
+from finetec.data.corruption import LEVELS
 
 
 def _level_positions(levels: Sequence[str]) -> dict[str, float]:
     """x position of each level name: its drop fraction (corruption.LEVELS), or a float name."""
-    from finetec.data.corruption import LEVELS
 
     pos: dict[str, float] = {}
     for lv in levels:
