@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -148,9 +148,10 @@ def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
     return res
 
 
-def check_compatible(ds, info: CheckpointInfo, data_name: str, *, classes: bool = True) -> None:
+def check_compatible(ds, info: Mapping[str, Any], data_name: str, *, classes: bool = True) -> None:
     """The dataset matches the checkpoint: joint count and order, coordinates, class names
     (``classes=False``: not the class names, for a completion checkpoint)."""
+    info = CheckpointInfo.from_dict(info)
     n = info.dims.get("num_joints")
     if n is not None and ds.layout.num_joints != n:
         raise FinetecError(f"the data has {ds.layout.num_joints} joints ({ds.layout.name}) but the model was "
@@ -168,8 +169,9 @@ def check_compatible(ds, info: CheckpointInfo, data_name: str, *, classes: bool 
                            "(same names in the same order are required)", data_name)
 
 
-def open_eval_data(info: CheckpointInfo, data: Any = None):
+def open_eval_data(info: Mapping[str, Any], data: Any = None):
     """(dataset, its name): ``data`` may be a SkeletonDataset, a spec, or None (training data)."""
+    info = CheckpointInfo.from_dict(info)
     if isinstance(data, SkeletonDataset):
         return data, data.source or "<dataset>"
     dcfg = info.data_config
