@@ -62,8 +62,9 @@ class PipelineConfig:
         if not isinstance(self.clip_len, (int, np.integer)) or isinstance(self.clip_len, bool) or self.clip_len < 1:
             raise FinetecError(f"pipeline.clip_len must be a positive integer, got {self.clip_len!r}")
         check_level(self.level)
-        for lv in self.mixed_levels:
-            check_level(lv)
+        if not self.mixed_levels or any(lv not in LEVELS for lv in self.mixed_levels):
+            raise FinetecError(f"pipeline.mixed_levels must be a non-empty list of {', '.join(LEVELS)}, "
+                               f"got {list(self.mixed_levels)!r}")
         check_pattern(self.pattern)
         check_filler(self.filler)
         if self.max_persons is not None and (not isinstance(self.max_persons, (int, np.integer)) or self.max_persons < 1):
