@@ -4,7 +4,7 @@ Every module of ``finetec`` sits in one layer; a module may import modules of it
 a lower one, never of a higher one. The layers, lowest first::
 
     0  errors, fileio, console, cpu, version     foundation: no finetec imports above it
-    1  layouts, metrics                         skeleton definitions; metric functions
+    1  layouts, metrics, zoo                    skeleton definitions; metric functions; the model zoo's index
     2  data                                     readers -> Sample -> pipeline, corruption, fillers
     3  models                                   networks; a model package builds and loads its own checkpoints
     4  engine                                   training, evaluation, training state
@@ -32,7 +32,7 @@ PKG = SRC / "finetec"
 
 LAYERS: dict[str, int] = {
     "errors": 0, "fileio": 0, "console": 0, "cpu": 0, "version": 0,
-    "layouts": 1, "metrics": 1,
+    "layouts": 1, "metrics": 1, "zoo": 1,
     "data": 2,
     "models": 3,
     "engine": 4,
