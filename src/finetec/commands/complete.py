@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import replace
@@ -73,51 +72,16 @@ def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray]:
     return replace(ds, keypoint=kp, mask=mask), filled
 
 
-def _clip_arrays(ds: Any, filled: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), int(ds.persons[i])
-    return (ds.keypoint[a:b, :m].transpose(1, 0, 2, 3), ds.mask[a:b, :m].transpose(1, 0, 2),
-            filled[a:b, :m].transpose(1, 0, 2))
-
-
 def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
     """The canonical dataset file plus a ``filled`` (F, M, V) array (ignored by older readers)."""
     replace(ds, meta={**ds.meta, "completion": info}).save(path, extra={"filled": filled})
 
 
 def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
-    """Plain ``.npz``: keypoint (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of
-    equal length, mask, filled, label, id, layout, class_names."""
-    from finetec.data.readers.pose_json import layout_field
-    from finetec.errors import FinetecError
-    from finetec.fileio import atomic_path
+    """Plain ``.npz`` (:func:`finetec.data.readers.npz.write`) with the completion recorded."""
+    from finetec.data.readers import npz
 
-    lengths = ds.lengths
-    if len(ds) > 1 and len(set(lengths.tolist())) > 1:
-        raise FinetecError(f"{len(ds)} clips of different lengths do not fit one plain .npz array; "
-                           "write a .finetec.npz instead", path)
-    clips = [_clip_arrays(ds, filled, i) for i in range(len(ds))]
-    M = max(c[0].shape[0] for c in clips)
-
-    def pad(a: np.ndarray) -> np.ndarray:
-        out = np.zeros((M,) + a.shape[1:], dtype=a.dtype)
-        out[: a.shape[0]] = a
-        return out
-
-    kp = np.stack([pad(c[0]) for c in clips])
-    mk = np.stack([pad(c[1]) for c in clips])
-    fl = np.stack([pad(c[2]) for c in clips])
-    if len(ds) == 1:
-        kp, mk, fl = kp[0], mk[0], fl[0]
-    arrays = {
-        "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
-        "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
-        "id": ds.ids.astype(str), "layout": np.array(layout_field(ds.layout)),
-        "class_names": np.array(ds.class_names, dtype=str),
-        "completion": np.array(json.dumps(info)),
-    }
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    npz.write(path, ds, filled, extra={"completion": info})
 
 
 def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
@@ -129,7 +93,7 @@ def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
     if len(ds) != 1:
         raise FinetecError(f"pose JSON output holds one clip, the input has {len(ds)}; "
                            "write a .finetec.npz instead (or pick one clip with --id)", path)
-    pose_json.write(path, ds, 0, filled=_clip_arrays(ds, filled, 0)[2], extra={"completion": info})
+    pose_json.write(path, ds, 0, filled=ds.clip_part(filled, 0), extra={"completion": info})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -158,6 +158,13 @@ class SkeletonDataset:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def clip_part(self, flat: np.ndarray, i: int) -> np.ndarray:
+        """Clip ``i``'s part of a per-frame array shaped like :attr:`mask` ((F, M, ...), e.g. a
+        completion's ``filled``): (persons, frames, ...) like a :class:`Sample`'s arrays."""
+        a, b, m = int(self.offsets[i]), int(self.offsets[i + 1]), int(self.persons[i])
+        part = np.asarray(flat[a:b, :m])
+        return part.transpose((1, 0) + tuple(range(2, part.ndim)))
+
     def __getitem__(self, i: int) -> Sample:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
