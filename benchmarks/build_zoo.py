@@ -119,8 +119,8 @@ def add(args: argparse.Namespace) -> None:
     src = Path(args.checkpoint)
     if (src / "best" / INFO).exists():
         src = src / "best"
-    info = read_info(src)
-    info.pop("path", None)
+    read_info(src)   # the checks of a checkpoint.json; the file itself is copied as it is
+    info = json.loads((src / INFO).read_text(encoding="utf-8"))
     dataset_key = args.dataset
     facts = DATASETS[dataset_key]
     # the training data's location on the machine that trained it means nothing elsewhere
