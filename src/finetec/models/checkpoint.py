@@ -53,6 +53,11 @@ RECORD = "complete.json"
 MAX_MODEL_SIZE = 1 << 16
 # Largest checkpoint.json read (bytes).
 MAX_INFO_BYTES = 16 << 20
+# checkpoint.json's format_version: 2 = the completion module's linear pre-fill gives a joint
+# never observed in the clip its person's centroid (the project's one linear filler). A
+# checkpoint without the field (format 1) was trained with that joint pre-filled with 0, and
+# load_model rebuilds it so (prefill "linear_unseen_zero"), so that it computes what it learned.
+FORMAT_VERSION = 2
 
 
 def unwrap(model: Any) -> Any:
@@ -98,7 +103,8 @@ def save_checkpoint(directory: str | os.PathLike, model: Any, info: dict[str, An
     (out / RECORD).unlink(missing_ok=True)
     # Clone each tensor: safetensors refuses shared storage, and the copy is contiguous on CPU.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    payload = {**_jsonable(info), "model_config": _jsonable(config), "finetec_version": __version__}
+    payload = {**_jsonable(info), "model_config": _jsonable(config), "finetec_version": __version__,
+               "format_version": FORMAT_VERSION}
     text = json.dumps(payload, indent=1, sort_keys=False, allow_nan=True)
     with atomic_path(out / WEIGHTS) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "finetec_version": __version__})
@@ -323,6 +329,7 @@ def read_info(path: str | os.PathLike) -> CheckpointInfo:
 _INFO_TYPES: dict[str, tuple[type, ...]] = {
     "class_names": (list,), "layout": (dict,), "dims": (dict,), "clip_len": (int,), "epoch": (int,),
     "metrics": (dict,), "config": (dict,), "task": (str,), "seed": (int,), "selection": (str,),
+    "format_version": (int,),
 }
 
 
@@ -347,6 +354,19 @@ def _check_info_types(info: dict[str, Any], f: Path) -> None:
             raise FinetecError(f"checkpoint.json: {key} must be a positive integer, got {v!r}"[:200], f)
     if info.get("clip_len") is not None and info["clip_len"] < 1:
         raise FinetecError(f"checkpoint.json: clip_len must be at least 1, got {info['clip_len']}", f)
+
+
+def upgraded_model_config(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_config`` of a checkpoint.json, with what an older format left implicit made explicit:
+    before format 2 the completion module (alone, or inside FineTec as ``completion_config``)
+    pre-filled a joint never observed in the clip with 0 (``prefill: linear_unseen_zero``)."""
+    cfg = json.loads(json.dumps(info["model_config"]))
+    if int(info.get("format_version") or 1) >= 2:
+        return cfg
+    for c in (cfg, cfg.get("completion_config")):
+        if isinstance(c, dict) and c.get("name") == "completion" and c.get("prefill", "linear") == "linear":
+            c["prefill"] = "linear_unseen_zero"
+    return cfg
 
 
 def build_model(model_config: dict[str, Any], origin: str | os.PathLike | None = None,
@@ -449,7 +469,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Check
         if problem is not None:
             raise FinetecError(f"not a complete checkpoint: {problem}", folder)
     shapes = check_metadata(info, weights, folder / INFO)
-    model = build_model(info["model_config"], folder / INFO)
+    model = build_model(upgraded_model_config(info), folder / INFO)
     _compare(model, shapes, weights)
     try:
         state = load_file(str(weights), device="cpu")
@@ -468,5 +488,5 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Check
 
 
 
-__all__ = ["CheckpointInfo", "save_checkpoint", "load_model", "read_info", "build_model", "check_metadata", "unwrap", "verify",
+__all__ = ["CheckpointInfo", "FORMAT_VERSION", "upgraded_model_config", "save_checkpoint", "load_model", "read_info", "build_model", "check_metadata", "unwrap", "verify",
            "write_record", "record_of", "locate", "WEIGHTS", "INFO", "RECORD", "MAX_MODEL_SIZE", "MAX_INFO_BYTES"]
