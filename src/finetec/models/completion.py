@@ -43,6 +43,7 @@ from torch import nn
 
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
+from finetec.data.corruption import keep_frames
 from finetec.data.fillers import fill_linear, interpolate_gaps
 from finetec.models.decomposition import gap_position, person_present
 from finetec.models.registry import register_model
@@ -224,8 +225,6 @@ class CompletionNet(nn.Module):
     # -- prompts -----------------------------------------------------------------------------
     def _train_prompts(self, B: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """B random bank clips (B, T, V, C) and their frame keep masks (B, T) (random pattern and ratio)."""
-        from finetec.data.corruption import keep_frames
-
         n = int(self.bank_count)
         idx = rng.integers(0, n, size=B)
         keep = np.stack([
