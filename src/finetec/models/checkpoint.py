@@ -219,6 +219,7 @@ class CheckpointInfo(Mapping):
     coords: int | None
     config: dict[str, Any] = field(repr=False)
     seed: int = 0
+    format_version: int = 1
 
     @classmethod
     def from_dict(cls, info: Mapping[str, Any], model_config: Mapping[str, Any] | None = None) -> "CheckpointInfo":
@@ -245,7 +246,8 @@ class CheckpointInfo(Mapping):
                    class_names=tuple(str(c) for c in raw.get("class_names") or ()), layout=layout,
                    clip_len=int(clip_len) if clip_len else None, dims=dims,
                    coords=int(coords) if coords else None, config=config,
-                   seed=int(raw.get("seed", config.get("seed", 0)) or 0))
+                   seed=int(raw.get("seed", config.get("seed", 0)) or 0),
+                   format_version=int(raw.get("format_version") or 1))
 
     # -- the mapping of the stored fields ----------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -356,12 +358,12 @@ def _check_info_types(info: dict[str, Any], f: Path) -> None:
         raise FinetecError(f"checkpoint.json: clip_len must be at least 1, got {info['clip_len']}", f)
 
 
-def upgraded_model_config(info: Mapping[str, Any]) -> dict[str, Any]:
+def upgraded_model_config(info: CheckpointInfo) -> dict[str, Any]:
     """``model_config`` of a checkpoint.json, with what an older format left implicit made explicit:
     before format 2 the completion module (alone, or inside FineTec as ``completion_config``)
     pre-filled a joint never observed in the clip with 0 (``prefill: linear_unseen_zero``)."""
-    cfg = json.loads(json.dumps(info["model_config"]))
-    if int(info.get("format_version") or 1) >= 2:
+    cfg = json.loads(json.dumps(info.model_config))
+    if info.format_version >= 2:
         return cfg
     for c in (cfg, cfg.get("completion_config")):
         if isinstance(c, dict) and c.get("name") == "completion" and c.get("prefill", "linear") == "linear":
@@ -411,7 +413,7 @@ def _ints(x: Any) -> list[int]:
     return []
 
 
-def check_metadata(info: dict[str, Any], weights: Path, origin: Path) -> dict[str, tuple[int, ...]]:
+def check_metadata(info: CheckpointInfo, weights: Path, origin: Path) -> dict[str, tuple[int, ...]]:
     """Check checkpoint.json against the weights before a model is built; returns the weights'
     tensor shapes (read from the file's header, no tensor data).
 
@@ -421,16 +423,15 @@ def check_metadata(info: dict[str, Any], weights: Path, origin: Path) -> dict[st
     its own weights describe; the class names must fit the classifier."""
     shapes = _weight_shapes(weights)
     largest = max([d for shp in shapes.values() for d in shp] + [64])
-    for key, value in info["model_config"].items():
+    for key, value in info.model_config.items():
         if key == "seed":
             continue
         for v in _ints(value):
             if v > largest:
                 raise FinetecError(f"checkpoint.json does not match the weights: model_config.{key} = {v} but "
                                    f"no tensor of the weights has a dimension above {largest}", origin)
-    names, k = info.get("class_names"), info["model_config"].get("num_classes")
-    task = info.get("task") or (info.get("config") or {}).get("task")
-    if names and isinstance(k, int) and task != "completion" and len(names) != k:
+    names, k = info.class_names, info.model_config.get("num_classes")
+    if names and isinstance(k, int) and info.task != "completion" and len(names) != k:
         raise FinetecError(f"checkpoint.json lists {len(names)} class names for a model with {k} classes", origin)
     return shapes
 
