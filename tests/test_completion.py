@@ -237,3 +237,46 @@ def test_dropout_acts_in_training_only():
     d = net(x, mask, rng=np.random.default_rng(0))["completed"]
     assert not torch.equal(c, d)  # same prompts, different dropout masks
     assert torch.equal(torch.where(mask[..., None], c, 0 * c), torch.where(mask[..., None], x, 0 * x))
+
+
+def test_train_patterns_redraw_the_query_from_the_clean_clip():
+    net = tiny_net(train_patterns=("prefix",), loss="l2").train()
+    x, mask = corrupted()
+    target = torch.as_tensor(smooth_clips(6, 2)).reshape(3, 2, T, V, C)
+    tm = torch.ones_like(mask)
+    seen = []
+    net._redraw_query = (lambda f: (lambda *a: seen.append(f(*a)) or seen[-1]))(net._redraw_query)
+    out = net(x, mask, target=target, target_mask=tm, rng=np.random.default_rng(0))
+    qx, qm = seen[0]
+    # prefix: the first frames are lost, the rest is the clean clip, whatever the pipeline's mask was
+    assert not qm[..., 0, :].any() and qm[..., -1, :].all()
+    assert torch.equal(qx[qm], target[qm])
+    assert torch.isfinite(out["loss"])
+    with pytest.raises(FinetecError, match="train_patterns"):
+        tiny_net(train_patterns=("sideways",))
+
+
+def test_transplant_hides_the_joints_another_clip_did_not_see():
+    net = tiny_net(train_patterns=("random",), transplant=1.0, loss="l2").train()
+    target = torch.as_tensor(smooth_clips(3, 2)).reshape(3, 1, T, V, C)
+    tm = torch.ones(3, 1, T, V, dtype=torch.bool)
+    tm[1, :, :, 2] = False  # clip 1 never saw joint 2 -> clip 2 (its successor in the batch) loses it
+    _, m = net._redraw_query(target, tm, tm, np.random.default_rng(0))
+    assert not m[2, :, :, 2].any() and not m[1, :, :, 2].any()
+    assert m[0, :, :, 2].any()
+
+
+def test_uncertainty_head_predicts_an_error_per_filled_entry():
+    net = tiny_net(uncertainty=True, loss="l2")
+    x, mask = corrupted()
+    net.eval()
+    out = net(x, mask)
+    u = out["uncertainty"]
+    assert u.shape == mask.shape
+    assert (u[mask] == 0).all() and (u[~mask] > 0).all()
+    net.train()
+    target = torch.as_tensor(smooth_clips(6, 2)).reshape(3, 2, T, V, C)
+    loss = net(x, mask, target=target, target_mask=torch.ones_like(mask), rng=np.random.default_rng(0))["loss"]
+    loss.backward()
+    assert net.error_head.weight.grad.abs().sum() > 0
+    assert "uncertainty" not in tiny_net()(x, mask)

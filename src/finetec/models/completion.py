@@ -115,19 +115,34 @@ class CompletionNet(nn.Module):
         gap_features: add, per joint, the frames since the last / until the next observation (/ T)
             as input channels, so the network knows where each entry sits inside its gap.
         dropout: dropout after the hidden activation of every spatial and temporal MLP (0 = off).
+        train_patterns: when not empty, every training query is drawn afresh from its clean clip
+            (one of these patterns at a drop ratio ``U[PROMPT_RATIO]``) instead of the pipeline's
+            corruption, so the module learns long holes (prefix, suffix, middle) as well as scattered ones.
+        transplant: with ``train_patterns``, the probability that a training query also loses the
+            joints the previous clip of its batch did not observe (real occlusion of the data).
+        uncertainty: predict, per filled entry, its expected Euclidean error (output ``uncertainty``,
+            0 on observed entries), trained by ``e / s + log s`` on the detached error ``e``.
         seed: seed of the module's own generator for training prompts (used when forward gets no rng).
 
     forward(x (N, M, T, V, C), mask (N, M, T, V) bool, target (N, M, T, V, C) | None,
     target_mask (N, M, T, V) bool | None, rng: np.random.Generator | None) -> dict with
-    ``completed`` (N, M, T, V, C) and, when target is given, ``loss`` (scalar), ``query_loss``,
+    ``completed`` (N, M, T, V, C), ``uncertainty`` (N, M, T, V; with ``uncertainty=True``) and, when target is given, ``loss`` (scalar), ``query_loss``,
     ``prompt_loss``.
     """
 
     def __init__(self, num_joints: int, channels: int, clip_len: int, width: int = 128, depth: int = 4,
                  merge_at: int = 2, expansion: int = 2, bank_size: int = 256, prompt_weight: float = 1.0,
                  prefill: str = "linear", loss: str = "mse", gap_features: bool = True, dropout: float = 0.0,
+                 train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0, uncertainty: bool = False,
                  seed: int = 0):
         super().__init__()
+        bad = [p for p in train_patterns if p not in PROMPT_PATTERNS]
+        if bad:
+            raise FinetecError(f"completion: train_patterns must be among {', '.join(PROMPT_PATTERNS)}, got {bad}")
+        self.train_patterns = tuple(train_patterns)
+        if not 0.0 <= float(transplant) <= 1.0:
+            raise FinetecError(f"completion: transplant must be in [0, 1], got {transplant!r}")
+        self.transplant = float(transplant)
         if not 0.0 <= float(dropout) < 1.0:
             raise FinetecError(f"completion: dropout must be in [0, 1), got {dropout!r}")
         if loss not in LOSSES:
@@ -153,6 +168,11 @@ class CompletionNet(nn.Module):
         self.head = nn.Linear(width, self.V * self.C)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        # the expected error of each entry, as log(metres of the normalised body); None = not predicted
+        self.error_head = nn.Linear(width, self.V) if uncertainty else None
+        if self.error_head is not None:
+            nn.init.zeros_(self.error_head.weight)
+            nn.init.constant_(self.error_head.bias, float(np.log(0.05)))
         self.register_buffer("bank", torch.zeros(int(bank_size), self.T, self.V, self.C))
         self.register_buffer("bank_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("prior", torch.zeros(self.T, self.V, self.C))
@@ -243,6 +263,30 @@ class CompletionNet(nn.Module):
         b2 = torch.einsum("btv,ktv->bk", mf, bank.pow(2).sum(-1))
         return ((q2 - 2 * cross + b2) / mf.flatten(1).sum(1, keepdim=True).clamp(min=1)).argmin(dim=1)
 
+    def _redraw_query(self, target: torch.Tensor, target_mask: torch.Tensor | None, mask: torch.Tensor,
+                      rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training query drawn afresh from the clean clip: one of ``train_patterns`` at a drop
+        ratio ``U[PROMPT_RATIO]`` per person, on the entries observed in the clean clip; with probability
+        ``transplant`` a clip also loses the joints that the previous clip of the batch did not observe
+        (its real invisibility flags)."""
+        from finetec.data.corruption import keep_frames
+
+        N, M, T = target.shape[:3]
+        tm = person_present(mask)[:, :, None, None] & (
+            torch.ones_like(mask) if target_mask is None else target_mask.bool())
+        keep = np.stack([
+            keep_frames(T, float(rng.uniform(*PROMPT_RATIO)),
+                        self.train_patterns[int(rng.integers(0, len(self.train_patterns)))], rng)
+            for _ in range(N * M)
+        ]).reshape(N, M, T)
+        m = tm & torch.as_tensor(keep, device=target.device)[..., None]
+        if self.transplant > 0 and N > 1:  # real occlusion: the joints another clip of the batch did not see
+            donor = tm.roll(1, dims=0)[:, :1] | ~person_present(tm.roll(1, dims=0))[:, :1, None, None]
+            hit = torch.as_tensor(rng.random(N) < self.transplant, device=target.device)[:, None, None, None]
+            m = m & (donor | ~hit)
+        m = torch.where(m.flatten(2).any(2)[:, :, None, None], m, tm)  # never a person with nothing observed
+        return torch.where(m[..., None], target, torch.zeros_like(target)), m
+
     # -- network -----------------------------------------------------------------------------
     def _fill(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         x = torch.where(m[..., None], x, torch.zeros_like(x))
@@ -280,12 +324,15 @@ class CompletionNet(nn.Module):
             mask = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
         mask = mask.bool()
         B = N * M
+        rng = rng if rng is not None else self._rng
+        if self.training and self.train_patterns and target is not None:
+            x, mask = self._redraw_query(target, target_mask, mask, rng)
         xq, mq = x.reshape(B, T, V, C), mask.reshape(B, T, V)
         present = person_present(mask).reshape(B)
         if self.training:
             if int(self.bank_count) == 0:
                 raise RuntimeError("the completion module's skeleton bank is empty: call set_bank() before training")
-            ctx, keep = self._train_prompts(B, rng if rng is not None else self._rng)
+            ctx, keep = self._train_prompts(B, rng)
             pm = keep[:, :, None].expand(B, T, V)
         else:
             ctx = self.bank[self.nearest_bank(xq, mq)] if int(self.bank_count) > 0 else torch.zeros_like(xq)
@@ -305,6 +352,10 @@ class CompletionNet(nn.Module):
         completed = torch.where(mq[..., None], xq, pred)
         completed = torch.where(present[:, None, None, None], completed, xq).reshape(N, M, T, V, C)
         out: dict[str, Any] = {"completed": completed}
+        filled = ~mask & person_present(mask)[:, :, None, None]
+        if self.error_head is not None:
+            log_err = self.error_head(self.norm(hq[:, :self.T])).reshape(N, M, T, V)
+            out["uncertainty"] = torch.where(filled, log_err.exp(), torch.zeros_like(log_err))
         if target is not None:
             tm = torch.ones_like(mask) if target_mask is None else target_mask.bool()
             tm = tm & person_present(mask)[:, :, None, None]
@@ -316,8 +367,13 @@ class CompletionNet(nn.Module):
             else:
                 q_loss = _masked_l2(completed, target, tm & ~mask)
                 p_loss = _masked_l2(recon, ctx, live & ~pm)
-            out.update(loss=q_loss + self.prompt_weight * p_loss, query_loss=q_loss.detach(),
-                       prompt_loss=p_loss.detach())
+            loss = q_loss + self.prompt_weight * p_loss
+            if self.error_head is not None:  # the expected error: minimiser of e / s + log s is s = E[e]
+                scored = tm & filled
+                e = (completed - target).detach().pow(2).sum(-1).add(1e-8).sqrt()
+                nll = e * torch.exp(-log_err) + log_err
+                loss = loss + (nll * scored).sum() / scored.sum().clamp(min=1)
+            out.update(loss=loss, query_loss=q_loss.detach(), prompt_loss=p_loss.detach())
         return out
 
 
@@ -338,9 +394,11 @@ def _masked_l2(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor, ep
 def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int = 64, width: int = 128,
                depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
                prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", gap_features: bool = True,
-               dropout: float = 0.0, seed: int = 0) -> CompletionNet:
+               dropout: float = 0.0, train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0,
+               uncertainty: bool = False, seed: int = 0) -> CompletionNet:
     """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
     return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
                          expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
-                         loss=loss, gap_features=gap_features, dropout=dropout, seed=seed)
+                         loss=loss, gap_features=gap_features, dropout=dropout, train_patterns=tuple(train_patterns),
+                         transplant=transplant, uncertainty=uncertainty, seed=seed)
 
