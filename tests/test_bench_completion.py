@@ -84,3 +84,21 @@ def test_records_and_page(run, tmp_path):
     md.unlink()
     assert b.main(["--report-only", "--results", str(results), "--md", str(md)]) == 0
     assert "| severe | prefix |" in md.read_text()
+
+
+def test_finetec_complete_writes_the_expected_error(run, tmp_path):
+    from finetec.cli import main
+
+    out = tmp_path / "done.finetec.npz"
+    data = load_model(run)[1]["config"]["data"]["path"]
+    assert main(["complete", str(run), data, str(out), "--split", "test"]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        filled, unc = z["filled"], z["uncertainty"]
+    assert filled.any() and (unc[filled] > 0).all() and (unc[~filled] == 0).all()
+    from finetec.data import open_dataset
+
+    first = str(open_dataset(data).ids[0])
+    lin = tmp_path / "lin.npz"
+    assert main(["complete", str(run), data, str(lin), "--id", first, "--method", "linear"]) == 0
+    with np.load(lin, allow_pickle=False) as z:
+        assert "filled" in z.files and "uncertainty" not in z.files  # a gap filler predicts no error

@@ -16,7 +16,9 @@ DESCRIPTION = (
     "Complete every clip of INPUT and write OUTPUT with the completed coordinates and a 'filled' "
     "mask of the entries that were missing. The output format follows OUTPUT's suffix: "
     ".finetec.npz (canonical dataset, any number of clips), .npz (plain arrays), .json (pose "
-    "JSON: a list of frames, like a pose estimator's output). --method model uses the "
+    "JSON: a list of frames, like a pose estimator's output). A completion module trained with "
+    "model.uncertainty adds an 'uncertainty' array to .npz outputs: the error it expects at each filled "
+    "entry, in the input's units (0 elsewhere). --method model uses the "
     "checkpoint's completion network (a completion or FineTec checkpoint); the gap fillers "
     "(linear, cubic, copy_lr, copy_rl, zero) need the checkpoint only for its layout."
 )
@@ -53,20 +55,26 @@ def output_kind(path: str | os.PathLike) -> str:
     raise FinetecError("unknown output format: the name must end in .finetec.npz, .npz or .json", path)
 
 
-def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray]:
+def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray, np.ndarray | None]:
     """Complete every clip of ``ds``; returns (dataset with completed keypoints and mask = observed
-    or filled, filled (F, M, V) bool in the dataset's flat frame layout)."""
+    or filled, filled (F, M, V) bool in the dataset's flat frame layout, uncertainty (F, M, V)
+    float32: the expected error of each filled entry, 0 elsewhere; None when the method has none)."""
     kp = ds.keypoint.copy()
     mask = ds.mask.copy()
     filled = np.zeros_like(ds.mask)
+    unc: np.ndarray | None = np.zeros(ds.mask.shape, dtype=np.float32)
     for i in range(len(ds)):
         s = ds[i]
         a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), s.num_persons
-        out, fl = pred.complete(s, method=method)  # the Sample as is: it may have nothing observed
+        out, fl, u = pred.complete(s, method=method, with_uncertainty=True)  # the Sample as is
         kp[a:b, :m] = out.transpose(1, 0, 2, 3)
         filled[a:b, :m] = fl.transpose(1, 0, 2)
+        if u is None:
+            unc = None
+        elif unc is not None:
+            unc[a:b, :m] = u.transpose(1, 0, 2)
     mask |= filled
-    return replace(ds, keypoint=kp, mask=mask), filled
+    return replace(ds, keypoint=kp, mask=mask), filled, unc
 
 
 def _clip_arrays(ds: Any, filled: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,14 +83,19 @@ def _clip_arrays(ds: Any, filled: np.ndarray, i: int) -> tuple[np.ndarray, np.nd
             filled[a:b, :m].transpose(1, 0, 2))
 
 
-def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
-    """The canonical dataset file plus a ``filled`` (F, M, V) array (ignored by older readers)."""
-    replace(ds, meta={**ds.meta, "completion": info}).save(path, extra={"filled": filled})
+def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
+                    uncertainty: np.ndarray | None = None) -> None:
+    """The canonical dataset file plus a ``filled`` (F, M, V) array and, when the model predicts
+    it, ``uncertainty`` (F, M, V) (ignored by older readers)."""
+    extra = {"filled": filled, **({} if uncertainty is None else {"uncertainty": uncertainty})}
+    replace(ds, meta={**ds.meta, "completion": info}).save(path, extra=extra)
 
 
-def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
+def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
+              uncertainty: np.ndarray | None = None) -> None:
     """Plain ``.npz``: keypoint (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of
-    equal length, mask, filled, label, id, layout, class_names."""
+    equal length, mask, filled, (with a model that predicts it) uncertainty, label, id, layout,
+    class_names."""
     from finetec.data.readers.pose_json import layout_field
     from finetec.errors import FinetecError
     from finetec.fileio import atomic_path
@@ -93,6 +106,7 @@ def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> 
                            "write a .finetec.npz instead", path)
     clips = [_clip_arrays(ds, filled, i) for i in range(len(ds))]
     M = max(c[0].shape[0] for c in clips)
+    unc = None if uncertainty is None else [_clip_arrays(ds, uncertainty, i)[2] for i in range(len(ds))]
 
     def pad(a: np.ndarray) -> np.ndarray:
         out = np.zeros((M,) + a.shape[1:], dtype=a.dtype)
@@ -102,10 +116,12 @@ def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> 
     kp = np.stack([pad(c[0]) for c in clips])
     mk = np.stack([pad(c[1]) for c in clips])
     fl = np.stack([pad(c[2]) for c in clips])
+    un = None if unc is None else np.stack([pad(u) for u in unc])
     if len(ds) == 1:
-        kp, mk, fl = kp[0], mk[0], fl[0]
+        kp, mk, fl, un = kp[0], mk[0], fl[0], None if un is None else un[0]
     arrays = {
         "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
+        **({} if un is None else {"uncertainty": un.astype(np.float32)}),
         "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
         "id": ds.ids.astype(str), "layout": np.array(layout_field(ds.layout)),
         "class_names": np.array(ds.class_names, dtype=str),
@@ -116,9 +132,11 @@ def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> 
             np.savez(f, **arrays)
 
 
-def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
+def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
+                    uncertainty: np.ndarray | None = None) -> None:
     """Pose JSON of one clip (2D or 3D), readable by the ``pose_json`` reader, with the completion
-    recorded and a per-joint ``filled`` list for each person (:func:`finetec.data.readers.pose_json.write`)."""
+    recorded and a per-joint ``filled`` list for each person (:func:`finetec.data.readers.pose_json.write`;
+    the uncertainty is not written: use a .npz output for it)."""
     from finetec.data.readers import pose_json
     from finetec.errors import FinetecError
 
@@ -152,11 +170,11 @@ def run(args: argparse.Namespace) -> int:
     if len(ds) == 0:
         raise FinetecError("no clips to complete", args.input)
     pred.check_dataset(ds)
-    done, filled = complete_dataset(pred, ds, args.method)
+    done, filled, unc = complete_dataset(pred, ds, args.method)
     info = {"method": args.method, "checkpoint": str(args.checkpoint), "input": str(args.input)}
     writer = {"canonical": write_canonical, "npz": write_npz, "json": write_pose_json}[kind]
     with new_output(out, args.overwrite) as tmp:
-        writer(tmp, done, filled, info)
+        writer(tmp, done, filled, info, unc)
     n_missing = int(filled.sum())
     print(f"completed {len(ds)} clip(s) with {args.method}: {n_missing} missing joint entries filled "
           f"-> {out}", file=sys.stderr)
