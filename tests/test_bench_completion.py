@@ -102,3 +102,19 @@ def test_finetec_complete_writes_the_expected_error(run, tmp_path):
     assert main(["complete", str(run), data, str(lin), "--id", first, "--method", "linear"]) == 0
     with np.load(lin, allow_pickle=False) as z:
         assert "filled" in z.files and "uncertainty" not in z.files  # a gap filler predicts no error
+
+
+def test_completing_a_clip_with_nothing_observed_is_a_one_line_error(run, tmp_path, capsys):
+    from finetec.cli import main
+    from finetec.data import open_dataset
+
+    ds = open_dataset(load_model(run)[1]["config"]["data"]["path"])
+    mask = ds.mask.copy()
+    mask[int(ds.offsets[0]):int(ds.offsets[1])] = False
+    src = tmp_path / "empty.finetec.npz"
+    replace(ds, mask=mask).save(src)
+    out = tmp_path / "done.npz"
+    capsys.readouterr()
+    assert main(["complete", str(run), str(src), str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nothing observed" in err and str(src) in err and not out.exists()

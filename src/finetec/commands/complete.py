@@ -63,8 +63,13 @@ def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray, 
     mask = ds.mask.copy()
     filled = np.zeros_like(ds.mask)
     unc: np.ndarray | None = np.zeros(ds.mask.shape, dtype=np.float32)
+    from finetec.errors import FinetecError
+
     for i in range(len(ds)):
         s = ds[i]
+        if method == "model" and not s.mask.any():
+            raise FinetecError(f"clip {s.id!r} has nothing observed: the completion module has nothing to "
+                               "complete it from (--method linear passes it through unfilled)", ds.source)
         a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), s.num_persons
         out, fl, u = pred.complete(s, method=method, with_uncertainty=True)  # the Sample as is
         kp[a:b, :m] = out.transpose(1, 0, 2, 3)

@@ -53,6 +53,8 @@ class DataConfig:
     test_split: str = "test"
     val_fraction: float = 0.1        # carved from train_split, stratified by class, from seed
     max_persons: int | None = None   # pad/cut persons (default: the dataset's maximum)
+    pool: list[str] = field(default_factory=list)  # task completion: more datasets whose training clips join
+                                                   # (mapped onto the main layout; finetec.data.pool)
 
 
 @dataclass
@@ -365,6 +367,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     cfg = apply_overrides(cfg, overrides)
     config_dir = Path(cfg.source).parent if cfg.source else None
     cfg.data.path = resolve_data_path(cfg.data.path, config_dir)
+    cfg.data.pool = [resolve_data_path(str(p), config_dir) for p in cfg.data.pool]
     return cfg
 
 

@@ -237,6 +237,15 @@ class Trainer:
         labels = ds.label[all_train] if cfg.task == "classification" else np.zeros(len(all_train), np.int64)
         tr, va = split_validation(labels, cfg.data.val_fraction, cfg.seed)
         self.ds, self.train_idx, self.val_idx = ds, all_train[tr], all_train[va]
+        if cfg.data.pool:  # more datasets of the family: their training clips join (validation stays)
+            from finetec.data.pool import pool_datasets
+
+            if cfg.task != "completion":
+                raise FinetecError("data.pool (training on a list of datasets) is for task completion only",
+                                   cfg.source)
+            self.ds, extra = pool_datasets(ds, cfg.data.pool, cfg.data.train_split)
+            self.train_idx = np.concatenate([self.train_idx, extra])
+            ds = self.ds
         self.num_persons = cfg.data.max_persons or ds.max_persons
         pcfg = PipelineConfig(**cfg.pipeline_kwargs())
         common = dict(dim=ds.dim, num_persons=self.num_persons)
