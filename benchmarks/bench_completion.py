@@ -32,7 +32,9 @@ Usage (from the project root)::
     python benchmarks/bench_completion.py --report-only          # regenerate the Markdown page
 
 ``--checkpoint RECIPE:DATASET=DIR`` measures an existing completion checkpoint (e.g. a benchmark
-stage 1) under the name RECIPE instead of training one.
+stage 1, or a module pooled over several datasets of a family) under the name RECIPE instead of
+training one; when DIR was trained on another dataset, DATASET's own test split (from
+``configs/completion_t64_<DATASET>.yaml``) is moved onto the checkpoint's layout by its joint map.
 """
 from __future__ import annotations
 
@@ -116,11 +118,27 @@ def train_recipe(recipe: str, name: str, out: Path, epochs: int | None, threads:
     return run
 
 
-def _test_data(info: dict[str, Any], max_clips: int | None):
+def _test_data(info: dict[str, Any], max_clips: int | None, name: str | None = None):
+    """(dataset, test indices): the checkpoint's own test split, or, when the checkpoint was trained on
+    another dataset of the family (a pooled module serving ``name``), ``name``'s own data and test
+    split (from ``configs/completion_t64_<name>.yaml``) moved onto the checkpoint's layout."""
+    import yaml
+
+    from finetec.data import open_dataset
     from finetec.engine.evaluate import open_eval_data
+    from finetec.layouts import Layout
 
     ds, _ = open_eval_data(info)
-    idx = ds.split_indices(info["config"]["data"]["test_split"])
+    split = info["config"]["data"]["test_split"]
+    own = ROOT / "configs" / f"completion_t64_{name}.yaml"
+    if name is not None and own.exists():
+        data = yaml.safe_load(own.read_text())["data"]
+        path = str((ROOT / data["path"]).resolve()) if not str(data["path"]).startswith("synthetic") \
+            else data["path"]
+        if Path(str(ds.source or "")).name.split(".")[0] != Path(path).name.split(".")[0]:
+            ds = open_dataset(path).to_layout(Layout.from_dict(info["layout"], origin="<checkpoint>"))
+            split = data["test_split"]
+    idx = ds.split_indices(split)
     if max_clips and len(idx) > max_clips:
         idx = np.unique(idx[np.linspace(0, len(idx) - 1, max_clips).round().astype(np.int64)])
     return ds, idx
@@ -215,7 +233,7 @@ def measure(dataset: str, recipe: str, run: Path, seed: int, max_clips: int | No
 
     model, info = load_model(run)
     model.eval()
-    ds, idx = _test_data(info, max_clips)
+    ds, idx = _test_data(info, max_clips, dataset)
     cfg_file = f"configs/{recipe}_{dataset}.yaml"
     if not (ROOT / cfg_file).exists():
         cfg_file = str(run / "config.yaml")
@@ -396,9 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.checkpoint:
         head, _, path = spec.partition("=")
         recipe, _, name = head.partition(":")
-        if not path or name not in KEYS:
-            print(f"error: --checkpoint {spec!r}: expected RECIPE:DATASET=DIR with DATASET one of "
-                  f"{', '.join(KEYS)}", file=sys.stderr)
+        if not path or not recipe or not name:
+            print(f"error: --checkpoint {spec!r}: expected RECIPE:DATASET=DIR", file=sys.stderr)
             return 2
         jobs.append((recipe, name, Path(path)))
     if not args.checkpoint:

@@ -68,7 +68,7 @@ def test_records_and_page(run, tmp_path):
     b = bench()
     results, md = tmp_path / "results.json", tmp_path / "page.md"
     results.write_text(json.dumps({"schema": 2, "cells": [], "completion": [], "meta": {}}))
-    assert b.main(["--checkpoint", f"tiny:synthetic={run}", "--levels", "severe", "--patterns", "random",
+    assert b.main(["--checkpoint", f"tiny:holes={run}", "--levels", "severe", "--patterns", "random",
                    "prefix", "--results", str(results), "--md", str(md)]) == 0
     rows = json.loads(results.read_text())["completion"]
     combos = {(r["filler"], r["level"], r["pattern"]) for r in rows}

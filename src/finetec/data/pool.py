@@ -6,7 +6,8 @@ moved onto the main dataset's layout through its joint map (:meth:`SkeletonDatas
 joints a map cannot supply are missing), its labels are dropped (its classes are not the main
 dataset's), and its clip ids are prefixed with its name. Validation and test stay on the main
 dataset. A pool member's training clips are those of the split named like the main one's
-(``data.train_split``) when it has one, else of its only split whose name ends in ``train``
+(``data.train_split``) when it has one, else of its ``train`` split, else of its only split whose
+name ends in ``train``
 (``xsub_train``, ``xview_train``), else every clip outside its splits whose names end in ``test``,
 so that none of its test clips is ever trained on.
 """
@@ -31,8 +32,9 @@ POOL_SPLIT = "pool"
 def member_train_indices(ds: SkeletonDataset, train_split: str) -> np.ndarray:
     """The clips of a pool member to train on (see the module docstring)."""
     splits = ds.splits or {}
-    if train_split in splits:
-        return ds.split_indices(train_split)
+    for name in (train_split, "train"):
+        if name in splits:
+            return ds.split_indices(name)
     trains = [s for s in splits if s.endswith("train")]
     if len(trains) == 1:
         return ds.split_indices(trains[0])
