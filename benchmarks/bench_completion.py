@@ -279,8 +279,8 @@ def _ratio(a: Any, b: Any) -> str:
 
 
 def _pool(by_gap: dict, groups: tuple[str, ...]) -> float:
-    n = sum(by_gap[g]["count"] for g in groups)
-    return sum(by_gap[g]["mpjpe"] * by_gap[g]["count"] for g in groups if by_gap[g]["count"]) / n if n else float("nan")
+    n = sum(by_gap[g]["share"] for g in groups)  # shares are proportional to the counts
+    return sum(by_gap[g]["mpjpe"] * by_gap[g]["share"] for g in groups if by_gap[g]["share"]) / n if n else float("nan")
 
 
 def targets(rows: dict[tuple[str, str, str], dict]) -> list[str]:
@@ -304,7 +304,7 @@ def targets(rows: dict[tuple[str, str, str], dict]) -> list[str]:
         if cp and lp:
             line(f"`{p}` pattern, completion / linear", cp["mpjpe"] / lp["mpjpe"], 0.6)
     line("all missing entries, completion / linear", c["mpjpe"] / lin["mpjpe"], 0.85)
-    worst = max((cg[g]["mpjpe"] / lg[g]["mpjpe"], g) for g in GAP_GROUP_NAMES if lg[g]["count"])
+    worst = max((cg[g]["mpjpe"] / lg[g]["mpjpe"], g) for g in GAP_GROUP_NAMES if lg[g]["share"])
     line(f"worst gap group ({worst[1]}), completion / linear", worst[0], 1.02)
     if c.get("ms_per_clip") is not None:
         line("ms per T=64 clip, one thread, batch of one", c["ms_per_clip"], 5.0)
@@ -335,7 +335,11 @@ def markdown(records: list[dict[str, Any]]) -> str:
     for (ds, recipe, seed), rows in sorted(groups.items()):
         c0 = next((r for r in rows.values() if r["filler"] == "completion"), None)
         lines += ["", f"## {TITLES.get(ds, ds)}: recipe `{recipe}`, seed {seed}", ""]
-        if c0 is not None:
+        if c0 is not None and c0.get("migrated_from"):
+            lines += [f"Recovered from {c0['migrated_from']} (random pattern only; the checkpoints were not kept): "
+                      f"`{c0.get('config_file')}` trained by `{c0.get('command')}`, best epoch {c0.get('epochs')}; "
+                      f"{c0.get('num_clips')} test clips.", ""]
+        elif c0 is not None:
             wall = c0.get("wall_s")
             lines += [f"Completion module: `{c0.get('config_file')}` (checkpoint `{c0.get('checkpoint')}`, best "
                       f"epoch {c0.get('epochs')}, training {'-' if wall is None else f'{wall / 60:.0f} min'}); "
@@ -375,6 +379,41 @@ def markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def migrate_page(rev: str) -> list[dict[str, Any]]:
+    """The rows of the completion page at git revision ``rev`` (written by the earlier version of this
+    script: random pattern, every level, by-gap table at severe) as records with ``migrated_from``;
+    their checkpoints were not kept. ``budget`` = ``completion_t64`` (configs/completion_t64_<dataset>.yaml)."""
+    import re
+    import subprocess
+
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:docs/results_completion.md"], check=True,
+                          capture_output=True, text=True).stdout
+    head = re.search(r"command: `([^`]*)`", text)
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    dataset, gaps = None, None
+    for ln in text.splitlines():
+        m = re.match(r"## (\S+) \((\d+) test clips; completion trained (\d+) epochs, best checkpoint at epoch (\d+)", ln)
+        if m:
+            dataset, n, epochs = KEYS.get(m.group(1), m.group(1)), int(m.group(2)), int(m.group(4))
+            continue
+        f = [x.strip().strip("*") for x in ln.strip().strip("|").split("|")]
+        if dataset and len(f) == 6 and f[0] in LEVELS:
+            rows[(dataset, f[1], f[0])] = {
+                "dataset": dataset, "filler": f[1], "level": f[0], "pattern": "random", "seed": 0,
+                "budget": "completion_t64", "mpjpe": float(f[2]), "n_mpjpe": float(f[3]), "mpjve": float(f[4]),
+                "by_gap": None, "num_clips": n, "command": head.group(1) if head else None,
+                "config_file": f"configs/completion_t64_{dataset.replace('_', '-')}.yaml",
+                "source": SOURCE, "migrated_from": f"docs/results_completion.md at {rev}",
+                **({"epochs": epochs} if f[1] == "completion" else {})}
+        elif dataset and ln.startswith("| method | 1-3"):
+            gaps = [c.split(" (")[0].strip() for c in f[1:]]
+            shares = [float(c.split("(")[1].rstrip("%)")) / 100 for c in f[1:]]
+        elif dataset and gaps and len(f) == len(gaps) + 1 and (dataset, f[0], "severe") in rows:
+            rows[(dataset, f[0], "severe")]["by_gap"] = {
+                g: {"mpjpe": float(v), "count": None, "share": sh} for g, v, sh in zip(gaps, f[1:], shares)}
+    return list(rows.values())
+
+
 def write_markdown(results: Path, md: Path) -> None:
     from finetec.benchmark.store import ResultsStore
     from finetec.fileio import write_text_atomic
@@ -401,10 +440,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-clips", type=int, default=None, help="evaluate on this many test clips (evenly spaced)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report-only", action="store_true", help="only regenerate --md from --results")
+    ap.add_argument("--migrate", metavar="REV", default=None,
+                    help="add the rows of docs/results_completion.md at git revision REV (an earlier page) "
+                         "to --results, then regenerate --md")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     results, md = Path(args.results), Path(args.md)
-    if args.report_only:
+    if args.migrate:
+        from finetec.benchmark.store import ResultsStore
+
+        ResultsStore(results).add_completion(migrate_page(args.migrate))
+    if args.report_only or args.migrate:
         write_markdown(results, md)
         return 0
     from finetec.benchmark.engine_backend import code_version
