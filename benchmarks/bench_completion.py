@@ -135,7 +135,8 @@ def _test_data(info: dict[str, Any], max_clips: int | None, name: str | None = N
         data = yaml.safe_load(own.read_text())["data"]
         path = str((ROOT / data["path"]).resolve()) if not str(data["path"]).startswith("synthetic") \
             else data["path"]
-        if Path(str(ds.source or "")).name.split(".")[0] != Path(path).name.split(".")[0]:
+        trained_on = str(info["config"]["data"]["path"])
+        if Path(trained_on.split("?")[0]).name.split(".")[0] != Path(path.split("?")[0]).name.split(".")[0]:
             ds = open_dataset(path).to_layout(Layout.from_dict(info["layout"], origin="<checkpoint>"))
             split = data["test_split"]
     idx = ds.split_indices(split)

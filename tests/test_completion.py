@@ -280,3 +280,22 @@ def test_uncertainty_head_predicts_an_error_per_filled_entry():
     loss.backward()
     assert net.error_head.weight.grad.abs().sum() > 0
     assert "uncertainty" not in tiny_net()(x, mask)
+
+
+def test_retrieval_borrows_the_motion_of_the_nearest_bank_clips():
+    net = tiny_net(retrieval=1).eval()
+    bank = net.bank[: int(net.bank_count)]
+    q = bank[3:5] + torch.tensor([5.0, -2.0])                 # two bank clips, moved: same motion
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(2, T, V, generator=g) > 0.3
+    m[:, : T // 2] = False                                    # a long hole at the start
+    assert net.retrieve(q, m, 1)[:, 0].tolist() == [3, 4]     # translation-invariant match
+    assert net.retrieve(q, m, 1, skip=1)[:, 0].tolist() != [3, 4]
+    x = torch.where(m[..., None], q, torch.zeros_like(q))[:, None]
+    with torch.no_grad():
+        out = net(x, m[:, None])["completed"][:, 0]
+    assert torch.allclose(out, q, atol=1e-4)                  # the hole is the bank clip's motion
+    lin = tiny_net().eval()(x, m[:, None])["completed"][:, 0]
+    assert float((lin - q).abs().max()) > 0.1
+    with pytest.raises(FinetecError, match="retrieval"):
+        tiny_net(retrieval=-1)

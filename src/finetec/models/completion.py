@@ -120,6 +120,10 @@ class CompletionNet(nn.Module):
             corruption, so the module learns long holes (prefix, suffix, middle) as well as scattered ones.
         transplant: with ``train_patterns``, the probability that a training query also loses the
             joints the previous clip of its batch did not observe (real occlusion of the data).
+        retrieval: k > 0 pre-fills the query with linear interpolation plus the mean deviation of its
+            k nearest bank clips (on the observed entries, translation-invariant) from their own linear
+            interpolation over the query's gaps (:meth:`retrieve`); in training the nearest one is
+            skipped (the query itself may be in the bank). 0 = linear pre-fill only.
         uncertainty: predict, per filled entry, its expected Euclidean error (output ``uncertainty``,
             0 on observed entries), trained by ``e / s + log s`` on the detached error ``e``.
         seed: seed of the module's own generator for training prompts (used when forward gets no rng).
@@ -134,7 +138,7 @@ class CompletionNet(nn.Module):
                  merge_at: int = 2, expansion: int = 2, bank_size: int = 256, prompt_weight: float = 1.0,
                  prefill: str = "linear", loss: str = "mse", gap_features: bool = True, dropout: float = 0.0,
                  train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0, uncertainty: bool = False,
-                 seed: int = 0):
+                 retrieval: int = 0, seed: int = 0):
         super().__init__()
         bad = [p for p in train_patterns if p not in PROMPT_PATTERNS]
         if bad:
@@ -143,6 +147,9 @@ class CompletionNet(nn.Module):
         if not 0.0 <= float(transplant) <= 1.0:
             raise FinetecError(f"completion: transplant must be in [0, 1], got {transplant!r}")
         self.transplant = float(transplant)
+        if int(retrieval) < 0:
+            raise FinetecError(f"completion: retrieval must be >= 0, got {retrieval!r}")
+        self.retrieval = int(retrieval)
         if not 0.0 <= float(dropout) < 1.0:
             raise FinetecError(f"completion: dropout must be in [0, 1), got {dropout!r}")
         if loss not in LOSSES:
@@ -287,6 +294,34 @@ class CompletionNet(nn.Module):
         m = torch.where(m.flatten(2).any(2)[:, :, None, None], m, tm)  # never a person with nothing observed
         return torch.where(m[..., None], target, torch.zeros_like(target)), m
 
+    def retrieve(self, q: torch.Tensor, m: torch.Tensor, k: int, skip: int = 0) -> torch.Tensor:
+        """(B, k) indices of the bank clips nearest to each query q (B, T, V, C) on its observed
+        entries m (B, T, V), translation-invariant (both centred on their mean over those entries);
+        the ``skip`` nearest are left out (in training the query itself may be in the bank)."""
+        n = int(self.bank_count)
+        bank = self.bank[:n]
+        mf = m.to(q.dtype)
+        cnt = mf.flatten(1).sum(1).clamp(min=1)                                    # (B,)
+        cq = torch.einsum("btv,btvc->bc", mf, q) / cnt[:, None]
+        qc = (q - cq[:, None, None]) * mf[..., None]
+        cb = torch.einsum("btv,ktvc->bkc", mf, bank) / cnt[:, None, None]          # (B, n, C)
+        d = (qc.pow(2).flatten(1).sum(1)[:, None] - 2 * torch.einsum("btvc,ktvc->bk", qc, bank)
+             + torch.einsum("btv,ktv->bk", mf, bank.pow(2).sum(-1)) - cnt[:, None] * cb.pow(2).sum(-1))
+        k = max(1, min(k, n - skip))
+        return d.topk(min(n, k + skip), dim=1, largest=False).indices[:, skip:skip + k]
+
+    def _retrieval_fill(self, x: torch.Tensor, m: torch.Tensor, skip: int) -> torch.Tensor:
+        """Linear interpolation plus the mean deviation of the ``retrieval`` nearest bank clips from
+        their own linear interpolation over the same missing entries: the shape of the motion in a
+        gap, borrowed from the clips that move most like the query where it is observed."""
+        B, T, V, C = x.shape
+        idx = self.retrieve(x, m, self.retrieval, skip)                              # (B, k)
+        k = idx.shape[1]
+        nb = self.bank[idx].reshape(B * k, T, V, C)
+        mk = m[:, None].expand(B, k, T, V).reshape(B * k, T, V)
+        dev = (nb - self._fill(nb, mk)).reshape(B, k, T, V, C).mean(1)
+        return self._fill(x, m) + torch.where(m[..., None], torch.zeros_like(dev), dev)
+
     # -- network -----------------------------------------------------------------------------
     def _fill(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         x = torch.where(m[..., None], x, torch.zeros_like(x))
@@ -337,7 +372,10 @@ class CompletionNet(nn.Module):
         else:
             ctx = self.bank[self.nearest_bank(xq, mq)] if int(self.bank_count) > 0 else torch.zeros_like(xq)
             pm = mq
-        query_base = self._fill(xq, mq)
+        if self.retrieval and int(self.bank_count) > 0:
+            query_base = self._retrieval_fill(xq, mq, skip=1 if self.training else 0)
+        else:
+            query_base = self._fill(xq, mq)
         prompt_base = self._fill(ctx, pm)
         prior = self.prior.to(x.dtype).expand(B, T, V, C)
         h = self.embed(torch.cat([self._tokens(query_base, mq, prior, 0.0),
@@ -395,10 +433,10 @@ def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: 
                depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
                prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", gap_features: bool = True,
                dropout: float = 0.0, train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0,
-               uncertainty: bool = False, seed: int = 0) -> CompletionNet:
+               uncertainty: bool = False, retrieval: int = 0, seed: int = 0) -> CompletionNet:
     """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
     return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
                          expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
                          loss=loss, gap_features=gap_features, dropout=dropout, train_patterns=tuple(train_patterns),
-                         transplant=transplant, uncertainty=uncertainty, seed=seed)
+                         transplant=transplant, uncertainty=uncertainty, retrieval=retrieval, seed=seed)
 
