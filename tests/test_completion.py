@@ -295,7 +295,8 @@ def test_retrieval_borrows_the_motion_of_the_nearest_bank_clips():
     with torch.no_grad():
         out = net(x, m[:, None])["completed"][:, 0]
     assert torch.allclose(out, q, atol=1e-4)                  # the hole is the bank clip's motion
-    lin = tiny_net().eval()(x, m[:, None])["completed"][:, 0]
+    with torch.no_grad():
+        lin = tiny_net().eval()(x, m[:, None])["completed"][:, 0]
     assert float((lin - q).abs().max()) > 0.1
     with pytest.raises(FinetecError, match="retrieval"):
         tiny_net(retrieval=-1)
