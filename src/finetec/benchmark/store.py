@@ -109,6 +109,8 @@ class ResultsStore:
         return any(cell_key(c) == k for c in self.cells)
 
     def has_completion(self, **key: Any) -> bool:
+        """Whether a completion row with this key exists (``pattern`` defaults to ``random``)."""
+        key.setdefault("pattern", "random")
         k = tuple(key.get(f) for f in COMPLETION_KEY)
         return any(completion_key(c) == k for c in self.completion)
 
