@@ -294,19 +294,33 @@ class CompletionNet(nn.Module):
         m = torch.where(m.flatten(2).any(2)[:, :, None, None], m, tm)  # never a person with nothing observed
         return torch.where(m[..., None], target, torch.zeros_like(target)), m
 
+    def _bank_matrices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bank as matrices for :meth:`retrieve` (cached until the bank changes): clips (n, T*V*C),
+        squared norms per entry (T*V, n) and coordinates per entry (T*V, C*n)."""
+        n = int(self.bank_count)
+        key = (self.bank.data_ptr(), self.bank._version, n, self.bank.device)
+        if getattr(self, "_bank_cache", (None,))[0] != key:
+            bank = self.bank[:n].detach()
+            TV = self.T * self.V
+            self._bank_cache = (key, bank.reshape(n, -1), bank.pow(2).sum(-1).reshape(n, TV).T.contiguous(),
+                                bank.reshape(n, TV, self.C).permute(1, 2, 0).reshape(TV, self.C * n).contiguous())
+        return self._bank_cache[1:]
+
     def retrieve(self, q: torch.Tensor, m: torch.Tensor, k: int, skip: int = 0) -> torch.Tensor:
         """(B, k) indices of the bank clips nearest to each query q (B, T, V, C) on its observed
         entries m (B, T, V), translation-invariant (both centred on their mean over those entries);
         the ``skip`` nearest are left out (in training the query itself may be in the bank)."""
         n = int(self.bank_count)
-        bank = self.bank[:n]
-        mf = m.to(q.dtype)
-        cnt = mf.flatten(1).sum(1).clamp(min=1)                                    # (B,)
-        cq = torch.einsum("btv,btvc->bc", mf, q) / cnt[:, None]
-        qc = (q - cq[:, None, None]) * mf[..., None]
-        cb = torch.einsum("btv,ktvc->bkc", mf, bank) / cnt[:, None, None]          # (B, n, C)
-        d = (qc.pow(2).flatten(1).sum(1)[:, None] - 2 * torch.einsum("btvc,ktvc->bk", qc, bank)
-             + torch.einsum("btv,ktv->bk", mf, bank.pow(2).sum(-1)) - cnt[:, None] * cb.pow(2).sum(-1))
+        flat, sq, coords = self._bank_matrices()
+        B = q.shape[0]
+        mf = m.to(q.dtype).reshape(B, -1)                                           # (B, T*V)
+        cnt = mf.sum(1).clamp(min=1)
+        q = q.detach().reshape(B, -1, self.C)
+        cq = (mf[..., None] * q).sum(1) / cnt[:, None]                              # (B, C)
+        qc = (q - cq[:, None]) * mf[..., None]
+        cb = (mf @ coords).reshape(B, self.C, n).transpose(1, 2) / cnt[:, None, None]  # (B, n, C)
+        d = qc.pow(2).sum((1, 2))[:, None] - 2 * qc.reshape(B, -1) @ flat.T + mf @ sq \
+            - cnt[:, None] * cb.pow(2).sum(-1)
         k = max(1, min(k, n - skip))
         return d.topk(min(n, k + skip), dim=1, largest=False).indices[:, skip:skip + k]
 
