@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from finetec.data.corruption import keep_frames
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
 from finetec.models.decomposition import gap_position, interpolate_gaps, person_present
@@ -246,8 +247,6 @@ class CompletionNet(nn.Module):
     # -- prompts -----------------------------------------------------------------------------
     def _train_prompts(self, B: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """B random bank clips (B, T, V, C) and their frame keep masks (B, T) (random pattern and ratio)."""
-        from finetec.data.corruption import keep_frames
-
         n = int(self.bank_count)
         idx = rng.integers(0, n, size=B)
         keep = np.stack([
@@ -276,8 +275,6 @@ class CompletionNet(nn.Module):
         ratio ``U[PROMPT_RATIO]`` per person, on the entries observed in the clean clip; with probability
         ``transplant`` a clip also loses the joints that the previous clip of the batch did not observe
         (its real invisibility flags)."""
-        from finetec.data.corruption import keep_frames
-
         N, M, T = target.shape[:3]
         tm = person_present(mask)[:, :, None, None] & (
             torch.ones_like(mask) if target_mask is None else target_mask.bool())
