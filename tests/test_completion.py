@@ -300,3 +300,13 @@ def test_retrieval_borrows_the_motion_of_the_nearest_bank_clips():
     assert float((lin - q).abs().max()) > 0.1
     with pytest.raises(FinetecError, match="retrieval"):
         tiny_net(retrieval=-1)
+
+
+def test_uncertainty_is_the_spread_of_the_retrieved_motions():
+    net = tiny_net(retrieval=3, uncertainty=True).eval()
+    x, mask = corrupted()
+    with torch.no_grad():
+        out = net(x, mask)
+    u = out["uncertainty"]
+    assert (u[mask] == 0).all() and (u[~mask] >= 0).all() and u[~mask].max() > 0
+    assert not torch.equal(u, out["expected_error"])

@@ -359,9 +359,10 @@ class Predictor:
         nearest known neighbours (observed values and network values).
 
         ``with_uncertainty=True`` returns ``(completed, filled, uncertainty)``: float32 (input shape
-        without C), for each filled entry the error the network expects there (a completion module
-        with ``uncertainty: true``), in the input's units; 0 on observed entries; None for a gap
-        filler or a module without that head.
+        without C), for each filled entry how unsure the network is there (the spread of its
+        retrieved bank motions, or the error its head expects: the module's ``uncertainty``
+        output), in the input's units; 0 on observed entries; None for a gap filler or a module
+        without one.
         """
         from finetec.data.fillers import FILLERS, fill
 

@@ -16,9 +16,9 @@ DESCRIPTION = (
     "Complete every clip of INPUT and write OUTPUT with the completed coordinates and a 'filled' "
     "mask of the entries that were missing. The output format follows OUTPUT's suffix: "
     ".finetec.npz (canonical dataset, any number of clips), .npz (plain arrays), .json (pose "
-    "JSON: a list of frames, like a pose estimator's output). A completion module trained with "
-    "model.uncertainty adds an 'uncertainty' array to .npz outputs: the error it expects at each filled "
-    "entry, in the input's units (0 elsewhere). --method model uses the "
+    "JSON: a list of frames, like a pose estimator's output). A completion module with retrieval "
+    "(model.retrieval >= 2) or an error head (model.uncertainty) adds an 'uncertainty' array to .npz "
+    "outputs: how unsure it is of each filled entry, in the input's units (0 elsewhere). --method model uses the "
     "checkpoint's completion network (a completion or FineTec checkpoint); the gap fillers "
     "(linear, cubic, copy_lr, copy_rl, zero) need the checkpoint only for its layout."
 )

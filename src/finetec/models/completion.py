@@ -125,13 +125,16 @@ class CompletionNet(nn.Module):
             k nearest bank clips (on the observed entries, translation-invariant) from their own linear
             interpolation over the query's gaps (:meth:`retrieve`); in training the nearest one is
             skipped (the query itself may be in the bank). 0 = linear pre-fill only.
-        uncertainty: predict, per filled entry, its expected Euclidean error (output ``uncertainty``,
+        uncertainty: predict, per filled entry, its expected Euclidean error (output ``expected_error``,
             0 on observed entries), trained by ``e / s + log s`` on the detached error ``e``.
+        Output ``uncertainty`` (the confidence of ``finetec complete``; larger = less sure): with
+        ``retrieval`` >= 2 the spread of the k retrieved motions at each filled entry (it ranks the
+        real errors better than the error head, docs/results_completion.md), else ``expected_error``.
         seed: seed of the module's own generator for training prompts (used when forward gets no rng).
 
     forward(x (N, M, T, V, C), mask (N, M, T, V) bool, target (N, M, T, V, C) | None,
     target_mask (N, M, T, V) bool | None, rng: np.random.Generator | None) -> dict with
-    ``completed`` (N, M, T, V, C), ``uncertainty`` (N, M, T, V; with ``uncertainty=True``) and, when target is given, ``loss`` (scalar), ``query_loss``,
+    ``completed`` (N, M, T, V, C), ``uncertainty`` / ``expected_error`` (N, M, T, V; see above) and, when target is given, ``loss`` (scalar), ``query_loss``,
     ``prompt_loss``.
     """
 
@@ -321,17 +324,21 @@ class CompletionNet(nn.Module):
         k = max(1, min(k, n - skip))
         return d.topk(min(n, k + skip), dim=1, largest=False).indices[:, skip:skip + k]
 
-    def _retrieval_fill(self, x: torch.Tensor, m: torch.Tensor, skip: int) -> torch.Tensor:
+    def _retrieval_fill(self, x: torch.Tensor, m: torch.Tensor, skip: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Linear interpolation plus the mean deviation of the ``retrieval`` nearest bank clips from
         their own linear interpolation over the same missing entries: the shape of the motion in a
-        gap, borrowed from the clips that move most like the query where it is observed."""
+        gap, borrowed from the clips that move most like the query where it is observed. Also
+        returns the spread of those deviations per entry (B, T, V): the Euclidean norm of their
+        standard deviation over the k clips (0 on observed entries)."""
         B, T, V, C = x.shape
         idx = self.retrieve(x, m, self.retrieval, skip)                              # (B, k)
         k = idx.shape[1]
         nb = self.bank[idx].reshape(B * k, T, V, C)
         mk = m[:, None].expand(B, k, T, V).reshape(B * k, T, V)
-        dev = (nb - self._fill(nb, mk)).reshape(B, k, T, V, C).mean(1)
-        return self._fill(x, m) + torch.where(m[..., None], torch.zeros_like(dev), dev)
+        devs = (nb - self._fill(nb, mk)).reshape(B, k, T, V, C)
+        dev = torch.where(m[..., None], torch.zeros_like(devs[:, 0]), devs.mean(1))
+        spread = devs.std(1).norm(dim=-1) if k > 1 else torch.zeros_like(m, dtype=x.dtype)
+        return self._fill(x, m) + dev, torch.where(m, torch.zeros_like(spread), spread)
 
     # -- network -----------------------------------------------------------------------------
     def _fill(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -383,8 +390,9 @@ class CompletionNet(nn.Module):
         else:
             ctx = self.bank[self.nearest_bank(xq, mq)] if int(self.bank_count) > 0 else torch.zeros_like(xq)
             pm = mq
+        spread = None
         if self.retrieval and int(self.bank_count) > 0:
-            query_base = self._retrieval_fill(xq, mq, skip=1 if self.training else 0)
+            query_base, spread = self._retrieval_fill(xq, mq, skip=1 if self.training else 0)
         else:
             query_base = self._fill(xq, mq)
         prompt_base = self._fill(ctx, pm)
@@ -404,7 +412,10 @@ class CompletionNet(nn.Module):
         filled = ~mask & person_present(mask)[:, :, None, None]
         if self.error_head is not None:
             log_err = self.error_head(self.norm(hq[:, :self.T])).reshape(N, M, T, V)
-            out["uncertainty"] = torch.where(filled, log_err.exp(), torch.zeros_like(log_err))
+            out["expected_error"] = torch.where(filled, log_err.exp(), torch.zeros_like(log_err))
+            out["uncertainty"] = out["expected_error"]
+        if spread is not None and self.retrieval > 1:  # the spread of the retrieved motions ranks errors better
+            out["uncertainty"] = torch.where(filled, spread.reshape(N, M, T, V), torch.zeros_like(spread.reshape(N, M, T, V)))
         if target is not None:
             tm = torch.ones_like(mask) if target_mask is None else target_mask.bool()
             tm = tm & person_present(mask)[:, :, None, None]
