@@ -73,10 +73,10 @@ def test_training_on_a_pool(tmp_path):
             "model.name=completion", "model.width=16", "model.depth=2", "model.merge_at=1", "model.bank_size=8",
             "optim.name=adam", "optim.epochs=1", "optim.batch_size=8", "runtime.threads=1",
             "runtime.tensorboard=off"]
-    res = train(apply_overrides(Config(), [*base, "data.pool=[synthetic:coco17?clips=16&seed=4]"]), tmp_path / "r")
+    res = train(apply_overrides(Config(), [*base, "data.pool=['synthetic:coco17?clips=16&seed=4']"]), tmp_path / "r")
     assert res["epochs"] == 1
     log = (tmp_path / "r" / "train.log").read_text()
     assert "train" in log
     with pytest.raises(FinetecError, match="task completion only"):
         train(apply_overrides(Config(), [*[b for b in base if not b.startswith(("task", "model"))],
-                                         "data.pool=[synthetic:coco17?clips=16&seed=4]"]), tmp_path / "c")
+                                         "data.pool=['synthetic:coco17?clips=16&seed=4']"]), tmp_path / "c")

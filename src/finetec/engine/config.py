@@ -181,6 +181,8 @@ class Config:
             (self.optim.grad_clip is None or self.optim.grad_clip > 0, "optim.grad_clip must be > 0"),
             (0 <= self.data.val_fraction < 1, "data.val_fraction must be in [0, 1)"),
             (self.data.max_persons is None or self.data.max_persons >= 1, "data.max_persons must be >= 1"),
+            (isinstance(self.data.pool, list) and all(isinstance(p, str) and p for p in self.data.pool),
+             "data.pool must be a list of dataset paths"),
             (self.pipeline.clip_len >= 2, "pipeline.clip_len must be >= 2"),
             (len(self.pipeline.features) >= 1, "pipeline.features must not be empty"),
             (self.runtime.num_workers >= 0, "runtime.num_workers must be >= 0"),
