@@ -54,6 +54,7 @@ def test_every_json_option_prints_only_json(tiny_run, tmp_path, capfd, monkeypat
     check("eval", [run, "--level", "all"])
     check("inspect", ["synthetic:coco17?clips=20&subjects=2"])
     check("layout", ["check", "coco17", tmp_path / "coco17.png"])
+    check("models", [])
     for lv in ("clean", "severe"):
         main(["eval", str(run), "--level", lv, "--save-scores", str(tmp_path / f"{lv}.npz")])
     capfd.readouterr()

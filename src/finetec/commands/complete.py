@@ -27,7 +27,10 @@ METHODS = ("model", "linear", "cubic", "copy_lr", "copy_rl", "zero")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (completion or FineTec for --method model)")
+    from finetec.zoo import add_model_option
+
+    p.add_argument("checkpoint", metavar="CKPT", nargs="?",
+                   help="checkpoint folder (completion or FineTec for --method model); omit with --model")
     p.add_argument("input", metavar="INPUT", help="clips to complete (anything finetec reads)")
     p.add_argument("output", metavar="OUTPUT", help="output file: .finetec.npz, .npz or .json")
     p.add_argument("--method", choices=METHODS, default="model", help="completion method (default model)")
@@ -39,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reader option, repeatable (e.g. -o dim=3 for a 3D pose JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_model_option(p)
 
 
 def output_kind(path: str | os.PathLike) -> str:
@@ -163,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.input).exists() and out.resolve() == Path(args.input).resolve():
         raise FinetecError("the output would overwrite the input; choose another name", out)
     check_output(out, args.overwrite)
-    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    from finetec.zoo import checkpoint_from_args
+
+    pred = Predictor.from_checkpoint(checkpoint_from_args(args.checkpoint, args.model), device=args.device)
     if args.method == "model":
         pred.completion_module()  # fail early with a clear message
     with layout_fallback(pred.layout):   # a file that names no layout: the model's
@@ -174,9 +180,10 @@ def run(args: argparse.Namespace) -> int:
         ds = ds.subset([ds.index_of(i) for i in args.ids])
     if len(ds) == 0:
         raise FinetecError("no clips to complete", args.input)
+    ds = ds.to_layout(pred.layout)   # another skeleton: through its joint map (output in the model's layout)
     pred.check_dataset(ds)
     done, filled, unc = complete_dataset(pred, ds, args.method)
-    info = {"method": args.method, "checkpoint": str(args.checkpoint), "input": str(args.input)}
+    info = {"method": args.method, "checkpoint": str(args.model or args.checkpoint), "input": str(args.input)}
     writer = {"canonical": write_canonical, "npz": write_npz, "json": write_pose_json}[kind]
     with new_output(out, args.overwrite) as tmp:
         writer(tmp, done, filled, info, unc)

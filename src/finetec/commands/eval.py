@@ -17,7 +17,11 @@ are reported instead."""
 MAX_CLIPS = 100
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint folder (or its model.safetensors, or a run folder: its best/)")
+    from finetec.zoo import add_model_option
+
+    p.add_argument("checkpoint", nargs="?",
+                   help="checkpoint folder (or its model.safetensors, or a run folder: its best/); omit with --model")
+    add_model_option(p)
     p.add_argument("--data", help="dataset to evaluate on (default: the training config's data.path)")
     p.add_argument("--split", help="split name (default: the config's data.test_split; 'all' = every clip)")
     p.add_argument("--level", default="clean", help="clean, minor, moderate, severe, or all (default: clean)")
@@ -56,9 +60,16 @@ def run(args: argparse.Namespace) -> int:
                            f"{args.clips}", "--clips")
     if args.batch_size < 1:
         raise FinetecError("--batch-size must be >= 1", "--batch-size")
+    from finetec.layouts import Layout
+    from finetec.zoo import checkpoint_from_args
+
     device = select_device(args.device)
-    model, info = load_model(args.checkpoint, device=str(device))
+    model, info = load_model(checkpoint_from_args(args.checkpoint, args.model), device=str(device))
+    if args.model is not None:
+        args.checkpoint = args.model   # shown and recorded by name
     ds, data_name = open_eval_data(info, args.data)
+    if isinstance(info.get("layout"), dict):   # another skeleton: through its joint map
+        ds = ds.to_layout(Layout.from_dict(info["layout"], origin=info["path"]))
     # score files record the data resolved (comparable from any folder); what is shown, as typed
     data_key = os.path.abspath(data_name) if os.path.exists(data_name) else data_name
     data_name = shown_path(data_name)

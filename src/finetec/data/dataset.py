@@ -221,6 +221,28 @@ class SkeletonDataset:
         return SkeletonDataset.from_samples(
             [self[int(i)] for i in idx], self.layout, self.class_names, meta=self.meta, source=self.source)
 
+    def to_layout(self, layout: Layout | str) -> "SkeletonDataset":
+        """The dataset moved onto another layout through its joint map
+        (:func:`finetec.layouts.find_joint_map`; FinetecError naming the file when there is none);
+        joints the map cannot supply are missing. ``self`` when the joints are already the same, or
+        when the layouts have the same name (a different joint order under one name is not mapped:
+        the checks of the dataset against a model report it)."""
+        from finetec.layouts import find_joint_map, get_layout
+
+        if get_layout(layout).name == self.layout.name:
+            return self
+        try:
+            jmap = find_joint_map(self.layout, layout)
+        except FinetecError as e:
+            raise FinetecError(e.problem, self.source) from None
+        if self.layout.joints == jmap.target.joints:
+            return self
+        kp, mk, sc = jmap.apply(self.keypoint, self.mask, self.score)
+        return SkeletonDataset(
+            keypoint=kp, mask=mk, offsets=self.offsets, persons=self.persons, label=self.label, ids=self.ids,
+            layout=jmap.target, class_names=self.class_names, splits=self.splits, score=sc,
+            meta={**self.meta, "mapped_from": self.layout.name}, clip_meta=self.clip_meta, source=self.source)
+
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> Path:
         """Write the canonical file atomically; ``extra`` arrays (e.g. a completion's ``filled``
