@@ -43,6 +43,7 @@ def test_a_member_without_a_joint_map_is_a_one_line_error(tmp_path):
     main = open_dataset("synthetic:coco17?clips=6&seed=1")
     d = get_layout("coco17").to_dict()
     d["name"], d["joints"] = "renamed17", [f"j{i}" for i in range(17)]
+    d.pop("maps", None)
     other = tmp_path / "other.finetec.npz"
     replace(open_dataset("synthetic:coco17?clips=6&seed=2"), layout=Layout.from_dict(d)).save(other)
     with pytest.raises(FinetecError, match="no joint map") as e:
