@@ -230,7 +230,7 @@ def measure(dataset: str, recipe: str, run: Path, seed: int, max_clips: int | No
             commit: str | None) -> list[dict[str, Any]]:
     from finetec.data.fillers import FILLERS
     from finetec.engine.checkpoint import load_model
-    from finetec.engine.tasks import completion_errors
+    from finetec.engine.evaluate import completion_errors
 
     model, info = load_model(run)
     model.eval()

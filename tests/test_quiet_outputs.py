@@ -179,9 +179,10 @@ def _eval_json(tmp_path, top1s):
 
 def test_plot_titles_and_axis(tmp_path, monkeypatch):
     from finetec import viz
+    from finetec.viz import plots, results
 
     seen = {}
-    real_conf, real_save = viz.plot_confusion, viz._save_figure
+    real_conf, real_save = viz.plot_confusion, plots._save_figure
 
     def grab(fig, path, dpi):
         seen["ylim"] = [ax.get_ylim() for ax in fig.axes]
@@ -192,8 +193,8 @@ def test_plot_titles_and_axis(tmp_path, monkeypatch):
         seen["title"] = title
         return real_conf(matrix, names, path, title=title, dpi=dpi)
 
-    monkeypatch.setattr(viz, "_save_figure", grab)
-    monkeypatch.setattr(viz, "plot_confusion", conf)
+    monkeypatch.setattr(plots, "_save_figure", grab)
+    monkeypatch.setattr(results, "plot_confusion", conf)
     viz.plot_result_file(_eval_json(tmp_path, [0.80, 0.79, 0.78, 0.77]), tmp_path / "lv.png")
     assert seen["ylim"][0] == (0.0, 1.0)                    # from 0: a 3-point spread looks small
     assert any(lbl.startswith("stgcnpp_severe") for lbl in seen["labels"])

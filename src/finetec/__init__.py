@@ -5,9 +5,8 @@ The public Python API lives here; heavy modules (torch) are imported lazily so t
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from finetec.errors import FinetecError
+from finetec.version import __version__
 
 __all__ = ["__version__", "FinetecError", "load"]
 

@@ -13,7 +13,7 @@ import os
 import pkgutil
 import sys
 
-from finetec import __version__
+from finetec.version import __version__
 from finetec.errors import FinetecError
 
 # Order in which subcommands are listed in --help; modules not named here follow alphabetically.

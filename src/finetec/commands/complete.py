@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import replace
@@ -62,13 +61,13 @@ def output_kind(path: str | os.PathLike) -> str:
 def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray, np.ndarray | None]:
     """Complete every clip of ``ds``; returns (dataset with completed keypoints and mask = observed
     or filled, filled (F, M, V) bool in the dataset's flat frame layout, uncertainty (F, M, V)
-    float32: the expected error of each filled entry, 0 elsewhere; None when the method has none)."""
+    float32: the module's uncertainty of each filled entry, 0 elsewhere; None when it has none)."""
+    from finetec.errors import FinetecError
+
     kp = ds.keypoint.copy()
     mask = ds.mask.copy()
     filled = np.zeros_like(ds.mask)
     unc: np.ndarray | None = np.zeros(ds.mask.shape, dtype=np.float32)
-    from finetec.errors import FinetecError
-
     for i in range(len(ds)):
         s = ds[i]
         if method == "model" and not s.mask.any():
@@ -86,59 +85,22 @@ def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray, 
     return replace(ds, keypoint=kp, mask=mask), filled, unc
 
 
-def _clip_arrays(ds: Any, filled: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), int(ds.persons[i])
-    return (ds.keypoint[a:b, :m].transpose(1, 0, 2, 3), ds.mask[a:b, :m].transpose(1, 0, 2),
-            filled[a:b, :m].transpose(1, 0, 2))
-
-
 def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
                     uncertainty: np.ndarray | None = None) -> None:
-    """The canonical dataset file plus a ``filled`` (F, M, V) array and, when the model predicts
-    it, ``uncertainty`` (F, M, V) (ignored by older readers)."""
+    """The canonical dataset file plus a ``filled`` (F, M, V) array and, when the model gives one,
+    ``uncertainty`` (F, M, V) (ignored by older readers)."""
     extra = {"filled": filled, **({} if uncertainty is None else {"uncertainty": uncertainty})}
     replace(ds, meta={**ds.meta, "completion": info}).save(path, extra=extra)
 
 
 def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
               uncertainty: np.ndarray | None = None) -> None:
-    """Plain ``.npz``: keypoint (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of
-    equal length, mask, filled, (with a model that predicts it) uncertainty, label, id, layout,
-    class_names."""
-    from finetec.data.readers.pose_json import layout_field
-    from finetec.errors import FinetecError
-    from finetec.fileio import atomic_path
+    """Plain ``.npz`` (:func:`finetec.data.readers.npz.write`) with the completion recorded and,
+    when the model gives one, ``uncertainty`` shaped like ``filled``."""
+    from finetec.data.readers import npz
 
-    lengths = ds.lengths
-    if len(ds) > 1 and len(set(lengths.tolist())) > 1:
-        raise FinetecError(f"{len(ds)} clips of different lengths do not fit one plain .npz array; "
-                           "write a .finetec.npz instead", path)
-    clips = [_clip_arrays(ds, filled, i) for i in range(len(ds))]
-    M = max(c[0].shape[0] for c in clips)
-    unc = None if uncertainty is None else [_clip_arrays(ds, uncertainty, i)[2] for i in range(len(ds))]
-
-    def pad(a: np.ndarray) -> np.ndarray:
-        out = np.zeros((M,) + a.shape[1:], dtype=a.dtype)
-        out[: a.shape[0]] = a
-        return out
-
-    kp = np.stack([pad(c[0]) for c in clips])
-    mk = np.stack([pad(c[1]) for c in clips])
-    fl = np.stack([pad(c[2]) for c in clips])
-    un = None if unc is None else np.stack([pad(u) for u in unc])
-    if len(ds) == 1:
-        kp, mk, fl, un = kp[0], mk[0], fl[0], None if un is None else un[0]
-    arrays = {
-        "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
-        **({} if un is None else {"uncertainty": un.astype(np.float32)}),
-        "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
-        "id": ds.ids.astype(str), "layout": np.array(layout_field(ds.layout)),
-        "class_names": np.array(ds.class_names, dtype=str),
-        "completion": np.array(json.dumps(info)),
-    }
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    npz.write(path, ds, filled, extra={"completion": info},
+              per_entry=None if uncertainty is None else {"uncertainty": uncertainty})
 
 
 def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
@@ -152,7 +114,7 @@ def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
     if len(ds) != 1:
         raise FinetecError(f"pose JSON output holds one clip, the input has {len(ds)}; "
                            "write a .finetec.npz instead (or pick one clip with --id)", path)
-    pose_json.write(path, ds, 0, filled=_clip_arrays(ds, filled, 0)[2], extra={"completion": info})
+    pose_json.write(path, ds, 0, filled=ds.clip_part(filled, 0), extra={"completion": info})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ import numpy as np
 
 from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
-from finetec.layouts import Layout, get_layout
+from finetec.layouts import Layout, find_joint_map, get_layout
 from finetec.data.sample import Sample
 
 FORMAT_VERSION = 1
@@ -158,6 +158,13 @@ class SkeletonDataset:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def clip_part(self, flat: np.ndarray, i: int) -> np.ndarray:
+        """Clip ``i``'s part of a per-frame array shaped like :attr:`mask` ((F, M, ...), e.g. a
+        completion's ``filled``): (persons, frames, ...) like a :class:`Sample`'s arrays."""
+        a, b, m = int(self.offsets[i]), int(self.offsets[i + 1]), int(self.persons[i])
+        part = np.asarray(flat[a:b, :m])
+        return part.transpose((1, 0) + tuple(range(2, part.ndim)))
+
     def __getitem__(self, i: int) -> Sample:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
@@ -227,8 +234,6 @@ class SkeletonDataset:
         joints the map cannot supply are missing. ``self`` when the joints are already the same, or
         when the layouts have the same name (a different joint order under one name is not mapped:
         the checks of the dataset against a model report it)."""
-        from finetec.layouts import find_joint_map, get_layout
-
         if get_layout(layout).name == self.layout.name:
             return self
         try:

@@ -472,5 +472,12 @@ def find_joint_map(source: Layout | str, target: Layout | str) -> JointMap:
     return JointMap(src, dst, tuple(table[j] for j in dst.joints))
 
 
+def layout_to_config(layout: Layout) -> "str | dict[str, Any]":
+    """The layout as stored in ``model.config`` and data files: its name when built-in, else its full dict."""
+    if layout.name in builtin_layouts() and get_layout(layout.name) == layout:
+        return layout.name
+    return layout.to_dict()
+
+
 __all__ = ["JointMap", "Layout", "REGION_NAMES", "builtin_layouts", "find_joint_map", "get_layout",
-           "layouts_mapping_onto", "layouts_with_joints", "load_layout_file"]
+           "layout_to_config", "layouts_mapping_onto", "layouts_with_joints", "load_layout_file"]
