@@ -126,7 +126,6 @@ def _test_data(info: dict[str, Any], max_clips: int | None, name: str | None = N
 
     from finetec.data import open_dataset
     from finetec.engine.evaluate import open_eval_data
-    from finetec.layouts import Layout
 
     ds, _ = open_eval_data(info)
     split = info["config"]["data"]["test_split"]
@@ -137,7 +136,7 @@ def _test_data(info: dict[str, Any], max_clips: int | None, name: str | None = N
             else data["path"]
         trained_on = str(info["config"]["data"]["path"])
         if Path(trained_on.split("?")[0]).name.split(".")[0] != Path(path.split("?")[0]).name.split(".")[0]:
-            ds = open_dataset(path).to_layout(Layout.from_dict(info["layout"], origin="<checkpoint>"))
+            ds = open_dataset(path).to_layout(info.layout)
             split = data["test_split"]
     idx = ds.split_indices(split)
     if max_clips and len(idx) > max_clips:
@@ -147,9 +146,9 @@ def _test_data(info: dict[str, Any], max_clips: int | None, name: str | None = N
 
 def corrupted_batches(info: dict[str, Any], ds, idx, level: str, pattern: str, seed: int) -> list[dict]:
     """The test clips through the checkpoint's test pipeline at ``level`` / ``pattern`` (collated batches)."""
-    from finetec.engine.evaluate import MultiClipDataset, eval_pipeline, make_loader
+    from finetec.engine.evaluate import MultiClipDataset, make_loader
 
-    pipe = eval_pipeline(info, level, pattern, seed, ds.layout)
+    pipe = info.test_pipeline(level, pattern, seed, ds.layout)
     return list(make_loader(MultiClipDataset(ds, idx, pipe, 1), 64, 0))
 
 
@@ -162,9 +161,7 @@ def occluded_batches(info: dict[str, Any], ds, idx, seed: int) -> list[dict] | N
     """
     from finetec.data.pipeline import collate, select_persons
     from finetec.data.transforms import apply_normalization, normalization_params, uniform_indices
-    from finetec.engine.evaluate import eval_pipeline
-
-    pipe = eval_pipeline(info, "clean", "random", seed, ds.layout)
+    pipe = info.test_pipeline("clean", "random", seed, ds.layout)
     cfg, T = pipe.cfg, pipe.cfg.clip_len
     clips = []
     for i in idx:

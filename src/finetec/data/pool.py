@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
+from finetec.data.readers import open_dataset
 from finetec.errors import FinetecError
 
 __all__ = ["POOL_SPLIT", "member_train_indices", "pool_datasets"]
@@ -67,8 +68,7 @@ def pool_datasets(main: SkeletonDataset, members: Sequence[Any], train_split: st
     file when its layout has no joint map onto main's, its coordinates have another dimension, or
     it has no clip to train on.
     """
-    if open_fn is None:
-        from finetec.data import open_dataset as open_fn
+    open_fn = open_fn or open_dataset
     samples = [main[i] for i in range(len(main))]
     for spec in members:
         ds = spec if isinstance(spec, SkeletonDataset) else open_fn(os.fspath(spec))

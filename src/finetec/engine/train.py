@@ -50,6 +50,7 @@ from safetensors.torch import load_file
 
 from finetec.console import shown_path
 from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
+from finetec.data.pool import pool_datasets
 from finetec.data.readers import open_with_options
 from finetec.engine import checkpoint as ck
 from finetec.engine import sanity
@@ -241,8 +242,6 @@ class Trainer:
         tr, va = split_validation(self.task.split_labels(ds, all_train), cfg.data.val_fraction, cfg.seed)
         self.ds, self.train_idx, self.val_idx = ds, all_train[tr], all_train[va]
         if cfg.data.pool:  # more datasets of the family: their training clips join (validation stays)
-            from finetec.data.pool import pool_datasets
-
             if cfg.task != "completion":
                 raise FinetecError("data.pool (training on a list of datasets) is for task completion only",
                                    cfg.source)
