@@ -224,13 +224,15 @@ def ms_per_clip(model: nn.Module, batches: list[dict], n: int = 40) -> float:
 
 def measure(dataset: str, recipe: str, run: Path, seed: int, max_clips: int | None,
             levels: tuple[str, ...], patterns: tuple[str, ...], real: bool, machine: str, command: str,
-            commit: str | None) -> list[dict[str, Any]]:
+            commit: str | None, linear_below: int | None = None, label: str | None = None) -> list[dict[str, Any]]:
     from finetec.data.fillers import FILLERS
     from finetec.engine.checkpoint import load_model
     from finetec.engine.evaluate import completion_errors
 
     model, info = load_model(run)
     model.eval()
+    if linear_below is not None:  # an evaluation-only option of the module (training is unaffected)
+        model.linear_below = int(linear_below)
     ds, idx = _test_data(info, max_clips, dataset)
     cfg_file = f"configs/{recipe}_{dataset}.yaml"
     if not (ROOT / cfg_file).exists():
@@ -252,17 +254,18 @@ def measure(dataset: str, recipe: str, run: Path, seed: int, max_clips: int | No
             rec.outputs = []
             r = completion_errors(net, batches, torch.device("cpu"), False)
             row = {"dataset": KEYS.get(dataset, dataset), "filler": m, "level": level, "pattern": pattern,
-                   "seed": seed, "budget": recipe, **{k: r[k] for k in ("mpjpe", "n_mpjpe", "mpjve", "num_missing",
+                   "seed": seed, "budget": label or recipe, **{k: r[k] for k in ("mpjpe", "n_mpjpe", "mpjve", "num_missing",
                                                                         "by_gap")},
                    "num_clips": int(len(idx)), "machine": machine, "command": command, "commit": commit,
                    "config_file": cfg_file, "source": SOURCE}
             if m == "completion":
                 row.update(wall_s=_wall_s(run), ms_per_clip=speed, uncertainty_spearman=spearman(rec.outputs, batches),
-                           checkpoint=str(run), epochs=info.get("epoch"))
+                           checkpoint=str(run), epochs=info.get("epoch"),
+                           linear_below=int(getattr(model, "linear_below", 0)))
             rows.append(row)
         lin = next(r for r in rows[-len(methods):] if r["filler"] == "linear")["mpjpe"]
         mod = rows[-1]
-        print(f"[{recipe} {dataset}] {level:8s} {pattern:8s} linear {lin:.4f} completion {mod['mpjpe']:.4f} "
+        print(f"[{label or recipe} {dataset}] {level:8s} {pattern:8s} linear {lin:.4f} completion {mod['mpjpe']:.4f} "
               f"({mod['mpjpe'] / lin:.2f}x) rho {mod['uncertainty_spearman']} ({time.time() - t0:.0f}s)", flush=True)
     return rows
 
@@ -432,6 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=PATTERNS)
     ap.add_argument("--no-real", action="store_true", help="skip the real-occlusion rows")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--linear-below", type=int, default=None, metavar="N",
+                    help="set the module's evaluation-only option linear_below (short interior gaps take linear "
+                         "interpolation) on the checkpoint before measuring")
+    ap.add_argument("--label", default=None, help="the records' budget name (default: the recipe)")
     ap.add_argument("--out", default="runs", help="training runs go to OUT/<recipe>_<dataset>")
     ap.add_argument("--results", default=str(ROOT / "docs" / "results.json"))
     ap.add_argument("--md", default=str(ROOT / "docs" / "results_completion.md"))
@@ -470,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     for recipe, name, path in jobs:
         run = path if path else train_recipe(recipe, name, Path(args.out), args.epochs, args.threads)
         rows = measure(name, recipe, run, args.seed, args.max_clips, tuple(args.levels), tuple(args.patterns),
-                       not args.no_real, machine, command, commit_of(code_version()))
+                       not args.no_real, machine, command, commit_of(code_version()), args.linear_below, args.label)
         store.add_completion(rows)
         write_markdown(results, md)
     return 0

@@ -314,3 +314,25 @@ def test_uncertainty_is_the_spread_of_the_retrieved_motions():
     u = out["uncertainty"]
     assert (u[mask] == 0).all() and (u[~mask] >= 0).all() and u[~mask].max() > 0
     assert not torch.equal(u, out["expected_error"])
+
+
+def test_linear_below_takes_linear_interpolation_in_short_interior_gaps():
+    net = tiny_net(linear_below=3)
+    with torch.no_grad():
+        net.head.weight.normal_(0, 0.5)
+    x, mask = corrupted()
+    net.eval()
+    with torch.no_grad():
+        out = net(x, mask)["completed"]
+        ref = tiny_net().eval()
+        ref.load_state_dict(net.state_dict())
+        full = ref(x, mask)["completed"]
+    lin = fill_linear(torch.where(mask[..., None], x, torch.zeros_like(x)).reshape(-1, T, V, C),
+                      mask.reshape(-1, T, V)).reshape(x.shape)
+    from finetec.metrics.restoration import gap_lengths
+    length, edge = gap_lengths(mask.numpy())
+    short = torch.as_tensor((length > 0) & (length < 3) & ~edge)
+    other = ~mask & ~short
+    assert short.any() and other.any()
+    assert torch.allclose(out[short], lin[short], atol=1e-5)
+    assert torch.equal(out[other], full[other])

@@ -139,7 +139,7 @@ _SMALL = {"base_channels": 32, "num_stages": 7, "inflate_stages": [4, 6], "down_
 _COMPLETION = {"depth": 4, "merge_at": 2, "expansion": 2, "bank_size": 1024, "prompt_weight": 1.0,
                "prefill": "linear", "loss": "l2", "gap_features": True,
                "train_patterns": ["random", "periodic", "prefix", "suffix", "middle"], "transplant": 0.5,
-               "uncertainty": True, "dropout": 0.1, "retrieval": 4}
+               "uncertainty": True, "dropout": 0.1, "retrieval": 4, "linear_below": 8}
 
 BUDGETS: dict[str, Budget] = {
     # The quick start: synthetic data, tiny models, a handful of epochs; about 2 minutes on 2 cores.

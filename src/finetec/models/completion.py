@@ -126,6 +126,9 @@ class CompletionNet(nn.Module):
             k nearest bank clips (on the observed entries, translation-invariant) from their own linear
             interpolation over the query's gaps (:meth:`retrieve`); in training the nearest one is
             skipped (the query itself may be in the bank). 0 = linear pre-fill only.
+        linear_below: at evaluation, entries in interior gaps shorter than this many frames take
+            linear interpolation (there the keyframes' own jitter dominates and the network measured
+            worse than linear, docs/results_completion.md); training is unchanged. 0 = off.
         uncertainty: predict, per filled entry, its expected Euclidean error (output ``expected_error``,
             0 on observed entries), trained by ``e / s + log s`` on the detached error ``e``.
         Output ``uncertainty`` (the confidence of ``finetec complete``; larger = less sure): with
@@ -143,7 +146,7 @@ class CompletionNet(nn.Module):
                  merge_at: int = 2, expansion: int = 2, bank_size: int = 256, prompt_weight: float = 1.0,
                  prefill: str = "linear", loss: str = "mse", gap_features: bool = True, dropout: float = 0.0,
                  train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0, uncertainty: bool = False,
-                 retrieval: int = 0, seed: int = 0):
+                 retrieval: int = 0, linear_below: int = 0, seed: int = 0):
         super().__init__()
         bad = [p for p in train_patterns if p not in PROMPT_PATTERNS]
         if bad:
@@ -155,6 +158,9 @@ class CompletionNet(nn.Module):
         if int(retrieval) < 0:
             raise FinetecError(f"completion: retrieval must be >= 0, got {retrieval!r}")
         self.retrieval = int(retrieval)
+        if int(linear_below) < 0:
+            raise FinetecError(f"completion: linear_below must be >= 0, got {linear_below!r}")
+        self.linear_below = int(linear_below)
         if not 0.0 <= float(dropout) < 1.0:
             raise FinetecError(f"completion: dropout must be in [0, 1), got {dropout!r}")
         if loss not in LOSSES:
@@ -407,6 +413,10 @@ class CompletionNet(nn.Module):
         for blk in self.blocks[self.merge_at:]:
             hq = blk(hq)
         pred = self._readout(hq, query_base)
+        if self.linear_below and not self.training:  # short interior gaps: linear interpolation is better
+            pos = gap_position(mq) * T                                                # (B, T, V, 2)
+            short = (pos[..., 0] < T) & (pos[..., 1] < T) & (pos.sum(-1) - 1 < self.linear_below)
+            pred = torch.where(short[..., None], self._fill(xq, mq), pred)
         completed = torch.where(mq[..., None], xq, pred)
         completed = torch.where(present[:, None, None, None], completed, xq).reshape(N, M, T, V, C)
         out: dict[str, Any] = {"completed": completed}
@@ -456,10 +466,11 @@ def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: 
                depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
                prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", gap_features: bool = True,
                dropout: float = 0.0, train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0,
-               uncertainty: bool = False, retrieval: int = 0, seed: int = 0) -> CompletionNet:
+               uncertainty: bool = False, retrieval: int = 0, linear_below: int = 0, seed: int = 0) -> CompletionNet:
     """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
     return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
                          expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
                          loss=loss, gap_features=gap_features, dropout=dropout, train_patterns=tuple(train_patterns),
-                         transplant=transplant, uncertainty=uncertainty, retrieval=retrieval, seed=seed)
+                         transplant=transplant, uncertainty=uncertainty, retrieval=retrieval,
+                         linear_below=linear_below, seed=seed)
 
