@@ -118,3 +118,36 @@ def test_completing_a_clip_with_nothing_observed_is_a_one_line_error(run, tmp_pa
     assert main(["complete", str(run), str(src), str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nothing observed" in err and str(src) in err and not out.exists()
+
+
+def test_render_mask_shades_the_restored_joints_by_the_uncertainty(run, tmp_path, monkeypatch):
+    from finetec import viz
+    from finetec.cli import main
+    from finetec.commands import render
+
+    data = load_model(run)[1]["config"]["data"]["path"]
+    done = tmp_path / "done.finetec.npz"
+    corrupted = tmp_path / "corrupted.finetec.npz"
+    from finetec.data import open_dataset
+
+    ds = open_dataset(data)
+    mask = ds.mask.copy()
+    a, b = int(ds.offsets[0]), int(ds.offsets[1])
+    mask[a + 2:b:3] = False
+    replace(ds.subset([0]), mask=mask[a:b]).save(corrupted)
+    assert main(["complete", str(run), str(corrupted), str(done)]) == 0
+    other = open_dataset(str(done))
+    unc = render._uncertainty(str(done), other, 0)
+    assert unc is not None and unc.shape == other[0].mask.shape and (unc[~open_dataset(str(corrupted))[0].mask] > 0).any()
+    seen = {}
+    real = viz.contact_sheet
+
+    def spy(clips, *a, **k):
+        seen["clips"] = clips
+        return real(clips, *a, **k)
+
+    monkeypatch.setattr(viz, "contact_sheet", spy)
+    assert main(["render", str(corrupted), str(tmp_path / "sheet.png"), "--compare", str(done), "--mask",
+                 "--sheet", "3"]) == 0
+    assert isinstance(seen["clips"][1], viz.ClipView) and seen["clips"][1].uncertainty is not None
+    assert (tmp_path / "sheet.png").stat().st_size > 0
