@@ -44,7 +44,8 @@ from torch import nn
 from finetec.data.corruption import keep_frames
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.data.fillers import fill_linear
+from finetec.data.corruption import keep_frames
+from finetec.data.fillers import fill_linear, interpolate_gaps
 from finetec.models.decomposition import gap_position, person_present
 from finetec.models.registry import register_model
 
@@ -53,6 +54,7 @@ __all__ = ["CompletionNet", "completion", "PROMPT_PATTERNS", "PROMPT_RATIO"]
 PROMPT_PATTERNS: tuple[str, ...] = ("random", "periodic", "prefix", "suffix", "middle")
 PROMPT_RATIO: tuple[float, float] = (0.25, 0.85)
 LOSSES: tuple[str, ...] = ("mse", "l2")
+PREFILLS = ("linear", "zero", "linear_unseen_zero")
 
 
 class _SpatialMLP(nn.Module):
@@ -113,7 +115,10 @@ class CompletionNet(nn.Module):
         prompt_weight: weight of the prompt reconstruction loss.
         loss: ``mse`` (the paper's MSE over the clean entries) or ``l2`` (mean Euclidean error per
             joint over the entries missing in the input: the MPJPE itself, robust to outliers).
-        prefill: ``linear`` (missing entries pre-filled by linear interpolation) or ``zero``.
+        prefill: ``linear`` (missing entries pre-filled by the project's linear filler,
+            :func:`finetec.data.fillers.fill_linear`) or ``zero``; ``linear_unseen_zero`` is the rule
+            of checkpoints written before checkpoint format 2 (a joint never observed in the clip
+            pre-filled with 0, not its person's centroid), which ``load_model`` sets for them.
         gap_features: add, per joint, the frames since the last / until the next observation (/ T)
             as input channels, so the network knows where each entry sits inside its gap.
         dropout: dropout after the hidden activation of every spatial and temporal MLP (0 = off).
@@ -168,8 +173,8 @@ class CompletionNet(nn.Module):
         self.loss_kind = loss
         if not 0 <= merge_at <= depth:
             raise FinetecError(f"completion: merge_at must be in 0..depth ({depth}), got {merge_at}")
-        if prefill not in ("linear", "zero"):
-            raise FinetecError(f"completion: prefill must be 'linear' or 'zero', got {prefill!r}")
+        if prefill not in PREFILLS:
+            raise FinetecError(f"completion: prefill must be one of {', '.join(PREFILLS)}, got {prefill!r}")
         if clip_len < 2:
             raise FinetecError(f"completion: clip_len must be >= 2, got {clip_len}")
         self.V, self.C, self.T = int(num_joints), int(channels), int(clip_len)
@@ -224,7 +229,7 @@ class CompletionNet(nn.Module):
             clips, m = clips[keep], m[keep]
             if clips.shape[0] == 0:
                 raise FinetecError("every clip of the skeleton bank is empty (mask all False)")
-            clips = fill_linear(clips, m)
+            clips = self._linear(clips, m)
         n = clips.shape[0]
         if n > self.bank_size:
             idx = np.linspace(0, n - 1, self.bank_size).round().astype(np.int64)
@@ -350,7 +355,11 @@ class CompletionNet(nn.Module):
     # -- network -----------------------------------------------------------------------------
     def _fill(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         x = torch.where(m[..., None], x, torch.zeros_like(x))
-        return fill_linear(x, m) if self.prefill == "linear" else x
+        return self._linear(x, m) if self.prefill != "zero" else x
+
+    def _linear(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The linear pre-fill: the project's one linear filler (or the rule of older checkpoints)."""
+        return interpolate_gaps(x, m) if self.prefill == "linear_unseen_zero" else fill_linear(x, m)
 
     def _tokens(self, first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor,
                 second_flag: float) -> torch.Tensor:
