@@ -44,7 +44,6 @@ from torch import nn
 from finetec.data.corruption import keep_frames
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.data.corruption import keep_frames
 from finetec.data.fillers import fill_linear, interpolate_gaps
 from finetec.models.decomposition import gap_position, person_present
 from finetec.models.registry import register_model
