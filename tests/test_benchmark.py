@@ -12,7 +12,7 @@ import pytest
 
 from finetec.benchmark import report
 from finetec.benchmark.runner import DONE_MARKER, Progress, plan_cells, run_benchmark
-from finetec.benchmark.spec import BUDGETS, METHODS, dataset_key, make_entries, method_levels
+from finetec.benchmark.spec import BUDGETS, METHODS, clip_len_rule, dataset_key, make_entries, method_levels
 from finetec.benchmark.store import ResultsStore
 from finetec.cli import main
 from finetec.errors import FinetecError
@@ -392,6 +392,33 @@ def test_budget_is_one_rule_for_every_dataset():
     entries = make_entries(["synthetic:coco17"])
     cells = plan_cells(entries, [METHODS["finetec"]], ["severe"], "per-level", std, 0, Path("x"), True)
     assert cells[0].unit.budget is std
+
+
+@pytest.mark.parametrize("median, expected", [(31, 32), (31.5, 32), (45, 32), (46, 64), (56, 64), (67, 64),
+                                               (100, 64), (12, 32), (0, 32)])
+def test_clip_length_rule(median, expected):
+    """T = the power of two nearest the median training-clip length in log scale, in [32, 64]
+    (sqrt(32 * 64) = 45.25 is the boundary): NW-UCLA 31 -> 32, Penn Action 56 and UTD-MHAD 67 -> 64."""
+    assert clip_len_rule(median, 32, 64) == expected
+    assert BUDGETS["standard"].for_data(median).clip_len == expected
+    assert BUDGETS["gpu"].for_data(median).clip_len == expected
+    assert BUDGETS["quick"].for_data(median) is BUDGETS["quick"]  # a fixed clip length
+
+
+def test_cells_record_the_clip_length_their_dataset_gets(tmp_path):
+    class Short(FakeBackend):
+        def prepare(self, entry, out_dir):
+            return {**super().prepare(entry, out_dir), "median_train_frames": 31.0}
+
+    entries = make_entries(["synthetic:coco17"])
+    store = run_benchmark(entries, [METHODS["stgcnpp_linear"]], ["clean"], "mixed", BUDGETS["standard"],
+                          tmp_path, 0, Short(), explicit_levels=True, stream=io.StringIO())
+    assert [c["clip_len"] for c in store.cells] == [32]
+    assert all(r["clip_len"] == 32 for r in store.completion)
+    # the same folder under a rule giving another T: refused, not skipped nor resumed silently
+    with pytest.raises(FinetecError, match="trained at T=32.*gives T=64"):
+        run_benchmark(entries, [METHODS["stgcnpp_linear"]], ["clean"], "mixed", BUDGETS["standard"],
+                      tmp_path, 0, FakeBackend(), explicit_levels=True, stream=io.StringIO())
 
 
 def test_reader_options_and_title(tmp_path, capsys):

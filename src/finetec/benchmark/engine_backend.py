@@ -52,11 +52,13 @@ class EngineBackend:
         self._data[entry.key] = ds
         self._paths[entry.key] = str(canonical.resolve())
         test = ds.split_indices(entry.test_split)
+        train = ds.split_indices(entry.train_split)
         ids = [str(ds.ids[i]) for i in test]
         # a title stored in the data file names the dataset unless --title or a known name did
         named = {"title": str(ds.meta["title"])} if ds.meta.get("title") and entry.title == entry.key else {}
         return {**named, "path": self._paths[entry.key], "num_clips": len(ds), "num_classes": ds.num_classes,
-                "num_train": int(len(ds.splits[entry.train_split])), "num_test": int(len(test)),
+                "num_train": int(len(train)), "num_test": int(len(test)),
+                "median_train_frames": float(np.median(ds.lengths[train])),
                 "layout": ds.layout.name, "dims": ds.dim, "test_ids": ids, "test_ids_sha1": ids_digest(ids),
                 "test_labels": [int(v) for v in ds.label[test]]}
 

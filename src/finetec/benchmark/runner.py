@@ -24,6 +24,7 @@ from finetec.benchmark.spec import (
     COMPLETION_FILLERS, COMPLETION_MODEL, LEVEL_ORDER, Budget, DatasetEntry, Method, method_levels,
 )
 from finetec.benchmark.store import ResultsStore, commit_of, upgrade_completion
+from finetec.errors import FinetecError
 from finetec.fileio import write_text_atomic
 
 DONE_MARKER = "benchmark_done.json"
@@ -104,11 +105,15 @@ class Backend(Protocol):
 
 
 def plan_cells(entries: list[DatasetEntry], methods: list[Method], levels: list[str], regime: str,
-               budget: Budget, seed: int, out_dir: Path, explicit_levels: bool) -> list[Cell]:
-    """Every cell of the benchmark, in run order (dataset, then method, then level)."""
+               budget: Budget, seed: int, out_dir: Path, explicit_levels: bool,
+               facts: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
+    """Every cell of the benchmark, in run order (dataset, then method, then level).
+
+    facts: what :meth:`Backend.prepare` said about each dataset; its ``median_train_frames`` sets
+    the clip length of budgets whose clip length follows the data (:meth:`Budget.for_data`)."""
     cells: list[Cell] = []
     for entry in entries:
-        b = budget
+        b = dataset_budget(budget, entry, facts)
         for method in methods:
             lv = method_levels(method, levels, regime, explicit_levels)
             if regime == "mixed":
@@ -118,6 +123,11 @@ def plan_cells(entries: list[DatasetEntry], methods: list[Method], levels: list[
                 cells += [Cell(TrainUnit(entry, method, "per-level", level, b, seed, out_dir), level)
                           for level in lv]
     return cells
+
+
+def dataset_budget(budget: Budget, entry: DatasetEntry, facts: dict[str, dict[str, Any]] | None) -> Budget:
+    """The budget as it applies to one dataset (its clip length from the training clips' median length)."""
+    return budget.for_data((facts or {}).get(entry.key, {}).get("median_train_frames"))
 
 
 def completion_unit(entry: DatasetEntry, budget: Budget, seed: int, out_dir: Path) -> TrainUnit:
@@ -179,8 +189,10 @@ def _train_unit(backend: Backend, unit: TrainUnit, completion_dir: Path | None,
     marker = unit.run_dir / DONE_MARKER
     if marker.exists():
         try:
-            return float(json.loads(marker.read_text())["train_seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
+            done = json.loads(marker.read_text())
+            _same_clip_len(done, unit, f"run {unit.name}", marker)
+            return float(done["train_seconds"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # a damaged marker: train again (resuming) and rewrite it
     config = backend.config(unit, completion_dir)
     unit.run_dir.mkdir(parents=True, exist_ok=True)
@@ -262,8 +274,9 @@ def run_benchmark(
 
     store.update_meta(record_meta)
 
-    cells = plan_cells(entries, methods, levels, regime, budget, seed, out, explicit_levels)
+    cells = plan_cells(entries, methods, levels, regime, budget, seed, out, explicit_levels, facts)
     progress = Progress(len(cells), stream)
+    _check_clip_lengths(cells, store)
     todo = [c for c in cells if not store.has_cell(**c.key)]
     progress.skipped(len(cells) - len(todo))
     if len(todo) < len(cells):
@@ -271,7 +284,7 @@ def run_benchmark(
     comp_levels = [lv for lv in LEVEL_ORDER if lv != "clean"]
 
     for entry in entries:
-        b = budget
+        b = dataset_budget(budget, entry, facts)
         mine = [c for c in todo if c.unit.dataset.key == entry.key]
         uses_model = any(m.needs_completion for m in methods)
         table_done = not completion_table or all(
@@ -280,14 +293,14 @@ def run_benchmark(
         completion_dir: Path | None = None
         stage1_seconds = None
         if uses_model and (not table_done or any(c.unit.method.needs_completion for c in mine)):
-            cu = completion_unit(entry, budget, seed, out)
+            cu = completion_unit(entry, b, seed, out)
             stage1_seconds = _train_unit(backend, cu, None, progress, f"{entry.key}: stage-1 completion module")
             completion_dir = cu.run_dir
         if not table_done:
             progress.line(f"{entry.key}: completion table (fillers{' + completion module' if completion_dir else ''})")
             rows = [upgrade_completion(r) for r in backend.completion_rows(entry, b, seed, comp_levels, completion_dir)]
             for r in rows:
-                r.update({"budget": b.name, "seed": seed, "machine": machine, "command": command, "code": code,
+                r.update({"budget": b.name, "clip_len": b.clip_len, "seed": seed, "machine": machine, "command": command, "code": code,
                           "commit": commit_of(code)})
                 if r["filler"] == COMPLETION_MODEL and completion_dir is not None:
                     r.update({"wall_s": round(stage1_seconds or 0.0, 1),
@@ -305,7 +318,7 @@ def run_benchmark(
                 progress.line(f"{cell.label}: testing")
                 res = backend.evaluate(unit, cell.level)
                 row = {**cell.key, "top1": res["top1"], "mean_class": res["mean_class"],
-                       "n_test": res["num_clips"], "wall_s": round(seconds, 1), "commit": commit_of(code),
+                       "n_test": res["num_clips"], "clip_len": unit.budget.clip_len, "wall_s": round(seconds, 1), "commit": commit_of(code),
                        "machine": machine, "top5": res.get("top5"), "pattern": res.get("pattern", "random"),
                        "pred": res.get("pred"), "ids_sha1": res.get("ids_sha1"),
                        "train_top1": done.get("train_top1"), "epochs": done.get("epochs"),
@@ -318,6 +331,32 @@ def run_benchmark(
                               f"mean-class {100 * res['mean_class']:.1f} %{fit}")
     progress.line(f"finished; results in {store.path}")
     return store
+
+
+def clip_len_of(row: dict[str, Any]) -> int | None:
+    """The clip length a recorded cell (or run marker) was trained at: its ``clip_len`` or, in
+    records written before it was stored, its config's."""
+    if row.get("clip_len") is not None:
+        return int(row["clip_len"])
+    cfg = row.get("config")
+    t = cfg.get("pipeline", {}).get("clip_len") if isinstance(cfg, dict) else None
+    return None if t is None else int(t)
+
+
+def _check_clip_lengths(cells: list[Cell], store: ResultsStore) -> None:
+    """Refuse to mix clip lengths: a recorded cell (or a finished run folder) trained at another T
+    than the budget now gives is not skipped nor resumed silently."""
+    for c in cells:
+        row = store.find_cell(**c.key)
+        if row is not None:
+            _same_clip_len(row, c.unit, f"cell {c.label}", store.path)
+
+
+def _same_clip_len(row: dict[str, Any], unit: TrainUnit, what: str, where: Path) -> None:
+    t = clip_len_of(row)
+    if t is not None and t != unit.budget.clip_len:
+        raise FinetecError(f"{what} was trained at T={t}, the {unit.budget.name} budget now gives "
+                           f"T={unit.budget.clip_len}: write to a new --out folder", where)
 
 
 def _table_fillers(with_model: bool) -> list[str]:
