@@ -89,7 +89,7 @@ class EngineBackend:
         """The engine config of one unit: the same seed, split, clip length and budget for all."""
         b: Budget = unit.budget
         entry = unit.dataset
-        val_fraction = 0.1
+        val_fraction = b.val_fraction
         data = {"path": self._paths[entry.key], "train_split": entry.train_split, "test_split": entry.test_split,
                 "val_fraction": val_fraction}
         runtime = {"device": self.device, "num_workers": b.num_workers, "tensorboard": "off",

@@ -330,9 +330,11 @@ def _facts_line(facts: dict[str, Any], cfg: dict[str, Any], ds: str) -> list[str
     out = []
     if facts.get("num_test"):
         vf = (cfg or {}).get("data", {}).get("val_fraction", 0.1)
+        held = f"{100 * vf:.0f} % held out to select the checkpoint" if vf else \
+            "none held out: the last epoch's model is tested"
         out.append(f"Data: `{facts.get('spec', ds)}` ({facts.get('layout')}, {facts.get('dims')}D, "
                    f"{facts.get('num_classes')} classes); trained on {facts.get('num_train')} clips "
-                   f"({100 * vf:.0f} % held out to select the checkpoint), tested on {facts.get('num_test')}.")
+                   f"({held}), tested on {facts.get('num_test')}.")
     if (cfg or {}).get("optim"):
         p, o = cfg.get("pipeline", {}), cfg["optim"]
         out.append(f"Training: T={p.get('clip_len')}, {o.get('epochs')} epochs, batch {o.get('batch_size')}, "

@@ -85,7 +85,8 @@ class Budget:
     label_smoothing: of the recognizer's loss; clip_len_range: when set, the clip length follows the
     data (see :func:`clip_len_rule`): the power of two nearest, in log scale, to the median length
     of the training clips, clamped to this range (``clip_len`` is then only the value used before
-    the data is read); threads: torch CPU threads per run (0 = torch's
+    the data is read); val_fraction: share of the training clips held out (stratified) to select the
+    checkpoint with the best validation top-1; 0: no hold-out, the last epoch's model is kept; threads: torch CPU threads per run (0 = torch's
     choice; the CPU budgets use 1: on a 2-core machine shared with other jobs, two threads per run
     measured 15-30x slower than one, idle it costs less than 2x); default_methods /
     default_levels / default_regime: what runs when the user names none. Nothing depends on the dataset's name.
@@ -117,6 +118,7 @@ class Budget:
     align_view: bool | None = None
     label_smoothing: float = 0.0
     clip_len_range: tuple[int, int] | None = None
+    val_fraction: float = 0.1
     default_regime: str = "mixed"
     description: str = ""
 
