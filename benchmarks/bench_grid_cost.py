@@ -2,8 +2,7 @@
 
 For each method of the grid (and the stage-1 completion module) it times a few real optimiser
 steps (forward, backward, SGD / Adam step) on batches that the benchmark's own pipeline makes from
-the real dataset (the clip length the budget's rule gives that dataset, augmentation, the method's
-gap filler), in **CPU seconds of this process**
+the real dataset (T=64, augmentation, the method's gap filler), in **CPU seconds of this process**
 (`time.process_time`, one torch thread): on a busy machine the wall time of a step depends on the
 other jobs, its CPU time much less. Then per dataset it multiplies by the number of steps the
 budget's rule gives (`Budget.epochs_for`) and adds the test passes (four levels for a mixed model),
@@ -42,22 +41,21 @@ def main() -> int:
 
     from finetec.benchmark.engine_backend import EngineBackend
     from finetec.benchmark.machine import machine_description
-    from finetec.benchmark.runner import TrainUnit, completion_unit, dataset_budget
+    from finetec.benchmark.runner import TrainUnit, completion_unit
     from finetec.benchmark.spec import BUDGETS, METHODS, make_entries
     from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
     from finetec.engine.config import load_config
     from finetec.engine.tasks import model_mask
     from finetec.models.registry import create_model
 
-    grid_budget = BUDGETS[args.budget]
+    budget = BUDGETS[args.budget]
     backend = EngineBackend("cpu", threads=1)
     tmp = Path("runs/bench_grid_cost")
     grid = {"mixed": {m: 3 for m in METHODS} | {"stgcnpp_linear": 5, "finetec": 5}, "per-level": {m: 3 for m in METHODS}}
     rows, total = [], 0.0
     for name in args.datasets:
         entry = make_entries([f"{args.data}/{name}"])[0]
-        facts = backend.prepare(entry, tmp)
-        budget = dataset_budget(grid_budget, entry, {entry.key: facts})  # its clip length from the clips
+        backend.prepare(entry, tmp)
         ds = backend.dataset(entry.key)
         stage1 = completion_unit(entry, budget, 0, tmp)
         units = {"completion": stage1} | {m: TrainUnit(entry, METHODS[m], "mixed", None, budget, 0, tmp)
@@ -113,18 +111,18 @@ def main() -> int:
             epochs = budget.epochs_for(n_fit, completion=what == "completion")
             steps = epochs * math.ceil(n_fit / c.optim.batch_size)
             per_unit[what] = step_s * steps
-            rows.append((name, what, budget.clip_len, c.optim.batch_size, step_s, epochs, steps, step_s * steps))
+            rows.append((name, what, c.optim.batch_size, step_s, epochs, steps, step_s * steps))
         # the grid: mixed (all methods x 3 seeds, best two x 5), per-level at severe (x 3), stage 1 x 5
         ds_total = 5 * per_unit["completion"] + sum(per_unit[m] * n for reg in grid.values() for m, n in reg.items())
         total += ds_total
-        rows.append((name, "grid (46 models + 5 stage-1)", None, None, None, None, None, ds_total))
+        rows.append((name, "grid (46 models + 5 stage-1)", None, None, None, None, ds_total))
     print(f"Machine: {machine_description('cpu')}; {platform.python_version()}; 1 torch thread; "
           f"budget `{args.budget}`; CPU seconds per step, median of {args.steps}.\n")
-    print("| dataset | model | T | batch | CPU s / step | epochs | steps | CPU hours |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, what, t, bs, st, ep, n, tot in rows:
-        print(f"| {name} | {what} | {t or ''} | {bs or ''} | {'' if st is None else f'{st:.2f}'} | {ep or ''} "
-              f"| {n or ''} | {tot / 3600:.2f} |")
+    print("| dataset | model | batch | CPU s / step | epochs | steps | CPU hours |")
+    print("|---|---|---|---|---|---|---|")
+    for name, what, bs, st, ep, n, tot in rows:
+        print(f"| {name} | {what} | {bs or ''} | {'' if st is None else f'{st:.2f}'} | {ep or ''} | {n or ''} "
+              f"| {tot / 3600:.2f} |")
     print(f"\nWhole grid: {total / 3600:.1f} CPU hours; on 2 cores running two jobs at once about "
           f"{total / 3600 / 2:.1f} hours of wall time (training only; testing adds a few %).")
     return 0

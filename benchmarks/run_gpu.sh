@@ -6,9 +6,7 @@
 # What it covers: NW-UCLA, UTD-MHAD and Penn Action; ST-GCN++ + linear interpolation (the best
 # baseline of the CPU benchmarks) and FineTec (with its stage-1 completion module); mixed regime,
 # tested at clean, minor, moderate and severe; seed 0. Paper-width backbones (64 channels, 10
-# blocks), the clip-length rule of the standard budget (T = the power of two nearest the median
-# training-clip length, in [32, 64]: NW-UCLA 32, UTD-MHAD and Penn Action 64), >= 60 epochs and
-# >= 3000 steps of batch 32 (finetec.benchmark.spec.BUDGETS["gpu"]).
+# blocks), T=64, >= 60 epochs and >= 3000 steps of batch 32 (finetec.benchmark.spec.BUDGETS["gpu"]).
 # That is 9 trainings (3 x stage 1, 3 x baseline, 3 x FineTec), 24 cells. More seeds or methods:
 #   SEEDS="0 1 2" METHODS="stgcnpp_linear finetec ctrgcn_linear" benchmarks/run_gpu.sh
 # (each further seed adds about the same time again).

@@ -5,9 +5,7 @@
 #     baseline (ST-GCN++ + linear) also with seeds 3 and 4 (5 seeds);
 #   - per-level regime at severe: every method with seeds 0-2.
 # Per dataset: 46 recognition models + 5 stage-1 completion modules (one per seed, shared by both
-# regimes); 121 cells (a mixed model gives 4). In all: 138 + 15 trainings, 363 cells. The clip
-# length follows the budget's rule (standard: the power of two nearest the median training-clip
-# length, in [32, 64]: NW-UCLA 32, UTD-MHAD and Penn Action 64; every cell records its T). Then
+# regimes); 121 cells (a mixed model gives 4). In all: 138 + 15 trainings, 363 cells. Then
 # docs/results.json and docs/results.md are regenerated (per-clip predictions, paired intervals).
 #
 #   benchmarks/run_grid.sh                       # everything, resumable (re-run after an interruption)

@@ -12,7 +12,7 @@ import pytest
 
 from finetec.benchmark import report
 from finetec.benchmark.runner import DONE_MARKER, Progress, plan_cells, run_benchmark
-from finetec.benchmark.spec import BUDGETS, METHODS, clip_len_rule, dataset_key, make_entries, method_levels
+from finetec.benchmark.spec import BUDGETS, METHODS, dataset_key, make_entries, method_levels
 from finetec.benchmark.store import ResultsStore
 from finetec.cli import main
 from finetec.errors import FinetecError
@@ -394,30 +394,16 @@ def test_budget_is_one_rule_for_every_dataset():
     assert cells[0].unit.budget is std
 
 
-@pytest.mark.parametrize("median, expected", [(31, 32), (31.5, 32), (45, 32), (46, 64), (56, 64), (67, 64),
-                                               (100, 64), (12, 32), (0, 32)])
-def test_clip_length_rule(median, expected):
-    """T = the power of two nearest the median training-clip length in log scale, in [32, 64]
-    (sqrt(32 * 64) = 45.25 is the boundary): NW-UCLA 31 -> 32, Penn Action 56 and UTD-MHAD 67 -> 64."""
-    assert clip_len_rule(median, 32, 64) == expected
-    assert BUDGETS["standard"].for_data(median).clip_len == expected
-    assert BUDGETS["gpu"].for_data(median).clip_len == expected
-    assert BUDGETS["quick"].for_data(median) is BUDGETS["quick"]  # a fixed clip length
-
-
-def test_cells_record_the_clip_length_their_dataset_gets(tmp_path):
-    class Short(FakeBackend):
-        def prepare(self, entry, out_dir):
-            return {**super().prepare(entry, out_dir), "median_train_frames": 31.0}
-
+def test_cells_record_their_clip_length_and_a_changed_one_is_refused(tmp_path):
     entries = make_entries(["synthetic:coco17"])
-    store = run_benchmark(entries, [METHODS["stgcnpp_linear"]], ["clean"], "mixed", BUDGETS["standard"],
-                          tmp_path, 0, Short(), explicit_levels=True, stream=io.StringIO())
-    assert [c["clip_len"] for c in store.cells] == [32]
-    assert all(r["clip_len"] == 32 for r in store.completion)
-    # the same folder under a rule giving another T: refused, not skipped nor resumed silently
-    with pytest.raises(FinetecError, match="trained at T=32.*gives T=64"):
-        run_benchmark(entries, [METHODS["stgcnpp_linear"]], ["clean"], "mixed", BUDGETS["standard"],
+    short = dataclasses.replace(BUDGETS["quick"], clip_len=16)
+    store = run_benchmark(entries, [METHODS["stgcnpp_linear"]], ["clean"], "mixed", short,
+                          tmp_path, 0, FakeBackend(), explicit_levels=True, stream=io.StringIO())
+    assert [c["clip_len"] for c in store.cells] == [16]
+    assert all(r["clip_len"] == 16 for r in store.completion)
+    # the same folder after the budget's clip length changed: refused, not skipped nor resumed silently
+    with pytest.raises(FinetecError, match="trained at T=16.*gives T=32"):
+        run_benchmark(entries, [METHODS["stgcnpp_linear"]], ["clean"], "mixed", BUDGETS["quick"],
                       tmp_path, 0, FakeBackend(), explicit_levels=True, stream=io.StringIO())
 
 

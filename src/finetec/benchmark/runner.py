@@ -105,15 +105,11 @@ class Backend(Protocol):
 
 
 def plan_cells(entries: list[DatasetEntry], methods: list[Method], levels: list[str], regime: str,
-               budget: Budget, seed: int, out_dir: Path, explicit_levels: bool,
-               facts: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
-    """Every cell of the benchmark, in run order (dataset, then method, then level).
-
-    facts: what :meth:`Backend.prepare` said about each dataset; its ``median_train_frames`` sets
-    the clip length of budgets whose clip length follows the data (:meth:`Budget.for_data`)."""
+               budget: Budget, seed: int, out_dir: Path, explicit_levels: bool) -> list[Cell]:
+    """Every cell of the benchmark, in run order (dataset, then method, then level)."""
     cells: list[Cell] = []
     for entry in entries:
-        b = dataset_budget(budget, entry, facts)
+        b = budget
         for method in methods:
             lv = method_levels(method, levels, regime, explicit_levels)
             if regime == "mixed":
@@ -123,11 +119,6 @@ def plan_cells(entries: list[DatasetEntry], methods: list[Method], levels: list[
                 cells += [Cell(TrainUnit(entry, method, "per-level", level, b, seed, out_dir), level)
                           for level in lv]
     return cells
-
-
-def dataset_budget(budget: Budget, entry: DatasetEntry, facts: dict[str, dict[str, Any]] | None) -> Budget:
-    """The budget as it applies to one dataset (its clip length from the training clips' median length)."""
-    return budget.for_data((facts or {}).get(entry.key, {}).get("median_train_frames"))
 
 
 def completion_unit(entry: DatasetEntry, budget: Budget, seed: int, out_dir: Path) -> TrainUnit:
@@ -264,7 +255,7 @@ def run_benchmark(
     ctx = _Sitting(backend, store, seed, command, backend.machine(), code)
     store.update_meta(lambda meta: _record_meta(meta, entries, facts, methods, command))
 
-    cells = plan_cells(entries, methods, levels, regime, budget, seed, out, explicit_levels, facts)
+    cells = plan_cells(entries, methods, levels, regime, budget, seed, out, explicit_levels)
     progress = Progress(len(cells), stream)
     _check_clip_lengths(cells, store)
     todo = [c for c in cells if not store.has_cell(**c.key)]
@@ -273,7 +264,7 @@ def run_benchmark(
         progress.line(f"{len(cells) - len(todo)} cells already in {store.path}, skipped")
 
     for entry in entries:
-        b = dataset_budget(budget, entry, facts)
+        b = budget
         mine = [c for c in todo if c.unit.dataset.key == entry.key]
         completion_dir = _stage1_and_table(ctx, entry, b, methods, mine, completion_table, out, progress)
         for unit, unit_cells in _group_by_unit(mine):
@@ -374,7 +365,7 @@ def clip_len_of(row: dict[str, Any]) -> int | None:
 
 def _check_clip_lengths(cells: list[Cell], store: ResultsStore) -> None:
     """Refuse to mix clip lengths: a recorded cell (or a finished run folder) trained at another T
-    than the budget now gives is not skipped nor resumed silently."""
+    than the budget now gives (a budget changed between sittings) is not skipped nor resumed silently."""
     for c in cells:
         row = store.find_cell(**c.key)
         if row is not None:
