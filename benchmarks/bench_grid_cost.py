@@ -45,7 +45,7 @@ def main() -> int:
     from finetec.benchmark.spec import BUDGETS, METHODS, make_entries
     from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
     from finetec.engine.config import load_config
-    from finetec.engine.tasks import model_mask
+    from finetec.data.fillers import model_mask
     from finetec.models.registry import create_model
 
     budget = BUDGETS[args.budget]
@@ -98,7 +98,7 @@ def main() -> int:
                     loss = model(batch["keypoint"], batch["mask"], target=batch["clean"],
                                  target_mask=batch["clean_mask"])["loss"]
                 else:
-                    out = model(batch["keypoint"], model_mask(batch, c.pipeline.filler))
+                    out = model(batch["keypoint"], model_mask(batch["mask"], c.pipeline.filler))
                     logits, aux = (out["logits"], out.get("aux_loss", 0)) if isinstance(out, dict) else (out, 0)
                     loss = torch.nn.functional.cross_entropy(logits, batch["label"]) + aux
                 opt.zero_grad()

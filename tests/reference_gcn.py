@@ -18,7 +18,7 @@ from finetec.models.gcn import SkeletonGCN, _make_block
 from finetec.models.layers import (ADAPTIVE_MODES, MSTCN_BRANCHES, BranchSpec, Zero, _as_graph, _check_branch,
                                    _split_channels, bn_init, conv_init)
 from finetec.layouts import get_layout
-from finetec.models.registry import model_options
+from finetec.models.registry import model_config
 
 class GraphConv(nn.Module):
     """Spatial graph convolution (PYSKL ``unit_gcn`` semantics, 'pre' conv position).
@@ -275,5 +275,4 @@ class ReferenceSkeletonGCN(SkeletonGCN):
 def reference_model(name: str, *, num_classes: int, layout: str, in_channels: int, **overrides) -> ReferenceSkeletonGCN:
     """The registered backbone ``name`` (``stgcnpp``, ``ctrgcn_small``, ...) in the plain formulation,
     with the registered defaults and ``overrides``."""
-    options = {**model_options(name), **overrides}
-    return ReferenceSkeletonGCN(num_classes, get_layout(layout), in_channels, kind=name.replace("_small", ""), **options)
+    return ReferenceSkeletonGCN(num_classes, get_layout(layout), in_channels, model_config(name, **overrides))

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from finetec.layouts import REGION_NAMES, get_layout
-from finetec.models.decomposition import (PerturbConfig, decompose, dynamic_joints, interpolate_gaps,
-                                          region_motion, resample_time, sample_generators, sample_keys)
+from finetec.data.fillers import interpolate_gaps
+from finetec.models.decomposition import (PerturbConfig, decompose, dynamic_joints, region_motion, resample_time,
+                                          sample_generators, sample_keys)
 
 COCO = get_layout("coco17")
 

@@ -47,10 +47,11 @@ def test_completion_trains_resumes_and_evaluates(tmp_path, capsys):
     row = json.loads(capsys.readouterr().out)["results"][0]
     assert row["level"] == "severe" and row["num_missing"] > 0
     from finetec.data import open_dataset
-    from finetec.engine.evaluate import MultiClipDataset, eval_pipeline, make_loader
+    from finetec.engine.evaluate import MultiClipDataset, make_loader
+    from finetec.models.checkpoint import CheckpointInfo
     from finetec.metrics.restoration import mpjpe
     ds = open_dataset(info["config"]["data"]["path"])
-    pipe = eval_pipeline(info, "severe", "random", 0, ds.layout)
+    pipe = CheckpointInfo.from_dict(info).test_pipeline("severe", "random", 0, ds.layout)
     batch = next(iter(make_loader(MultiClipDataset(ds, ds.split_indices("test"), pipe), 1000)))
     missing = ~batch["mask"].numpy() & batch["clean_mask"].numpy()
     zero = mpjpe(np.zeros_like(batch["clean"].numpy()), batch["clean"].numpy(), missing)

@@ -103,6 +103,7 @@ def test_save_roundtrip(tmp_path):
 def test_repository_configs_load():
     root = Path(__file__).resolve().parents[1] / "configs"
     mine = sorted(p for pat in ("stgcn*.yaml", "ctrgcn*.yaml") for p in root.glob(pat))
+    assert len(mine) >= 5, f"expected the repository's GCN configs in {root}, found {len(mine)}"
     for p in mine:
         cfg = load_config(p)
         assert cfg.name == p.stem, f"{p.name}: name should match the file name"

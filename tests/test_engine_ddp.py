@@ -67,6 +67,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
         assert a["val_top1"] == pytest.approx(b["val_top1"])
     wa = load_model(tmp_path / "ddp" / "last")[0].state_dict()
     wb = load_model(tmp_path / "single" / "last")[0].state_dict()
+    assert wa.keys() == wb.keys() and len(wa) > 10
     for k in wa:
         assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5, rtol=1e-4), k
     log = (tmp_path / "ddp" / "train.log").read_text()

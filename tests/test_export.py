@@ -132,8 +132,7 @@ def test_cummax_cummin_and_diag_embed_translations(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif("finetec" not in list_models(), reason="the FineTec model is not available")
 def test_export_finetec_checkpoint(tmp_path):
-    """The completion module of a FineTec checkpoint exports and matches PyTorch; the recognizer either
-    exports and matches, or fails with a one-line FinetecError and leaves no file."""
+    """The completion module and the whole recognizer of a FineTec checkpoint export and match PyTorch."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     import torch
@@ -150,10 +149,6 @@ def test_export_finetec_checkpoint(tmp_path):
         head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.1)
     rep = export_onnx(p, tmp_path / "c.onnx", what="completion")
     assert rep["max_abs_diff"] < 1e-4 and rep["outputs"]["completed"][1:] == [1, 16, 17, 2]
-    try:
-        rep = export_onnx(p, tmp_path / "r.onnx", what="recognizer")
-    except FinetecError as e:
-        assert "\n" not in str(e) and "--what completion" in str(e)
-        assert not (tmp_path / "r.onnx").exists()
-    else:
-        assert rep["max_abs_diff"] < 1e-3
+    rep = export_onnx(p, tmp_path / "r.onnx", what="recognizer")  # an export failure fails the test
+    assert (tmp_path / "r.onnx").stat().st_size > 0
+    assert rep["checked_with"] == "onnxruntime" and rep["max_abs_diff"] is not None and rep["max_abs_diff"] < 1e-3

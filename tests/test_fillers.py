@@ -123,7 +123,7 @@ def test_torch_interpolation_equals_numpy_linear(seed):
     on every trajectory with an observation."""
     import torch
 
-    from finetec.models.decomposition import interpolate_gaps
+    from finetec.data.fillers import interpolate_gaps
 
     kp, mask = _random_batch(seed, T=40)
     mask[:, :, 0] = True  # every joint observed at least once: the per-trajectory rule applies
@@ -158,3 +158,60 @@ def test_finetec_without_completion_sees_the_baseline_clip_bit_for_bit():
         raw = ClipPipeline(ds.layout, PipelineConfig(clip_len=16, level="severe", filler="none"), train=False)(s, i)
         restored = model.restore(torch.from_numpy(raw["keypoint"])[None], torch.from_numpy(raw["mask"])[None])[0]
         assert restored.numpy().tobytes() == base["keypoint"].tobytes()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fill_linear_torch_equals_numpy_bit_for_bit_with_unseen_joints(seed):
+    """The one linear filler: the torch path (fill_linear: the completion module's pre-fill and
+    fill_batch's "linear") and the NumPy path (fill: every baseline) give the same bits, including
+    joints never observed (the person's per-frame centroid) and persons never observed (zeros)."""
+    import torch
+
+    from finetec.data.fillers import fill_linear
+
+    rng = np.random.default_rng(seed)
+    N, M, T, V, C = 3, 2, int(rng.integers(5, 40)), int(rng.integers(5, 34)), int(rng.integers(2, 4))
+    kp = (rng.normal(size=(N, M, T, V, C)) * rng.choice([1e-3, 1.0, 300.0])).astype(np.float32)
+    mask = rng.random((N, M, T, V)) > rng.uniform(0.2, 0.9)
+    mask[0, 0, :, rng.choice(V, size=min(3, V - 1), replace=False)] = False   # joints never observed
+    mask[1, 1] = False                                                          # a person never observed
+    mask[2, 0, :, :] = False
+    mask[2, 0, int(rng.integers(0, T)), 0] = True                               # one entry observed
+    ref = np.stack([fill(kp[i], mask[i], "linear") for i in range(N)])
+    unseen = ~mask[0, 0].any(axis=0)
+    assert unseen.any()
+    centroid = ref[0, 0][:, ~unseen].mean(axis=1)
+    assert np.array_equal(ref[0, 0][:, unseen], np.repeat(centroid[:, None], unseen.sum(), axis=1))
+    got = fill_linear(torch.from_numpy(kp), torch.from_numpy(mask)).numpy()
+    assert got.dtype == np.float32 and got.tobytes() == ref.tobytes()
+    # float64 input too
+    got64 = fill_linear(torch.from_numpy(kp.astype(np.float64)), torch.from_numpy(mask)).numpy()
+    ref64 = np.stack([fill(kp[i].astype(np.float64), mask[i], "linear") for i in range(N)])
+    assert got64.tobytes() == ref64.tobytes()
+
+
+def test_fill_linear_is_differentiable():
+    import torch
+
+    from finetec.data.fillers import fill_linear
+
+    x = torch.randn(2, 6, 5, 2, requires_grad=True)
+    mask = torch.rand(2, 6, 5) > 0.5
+    mask[0, :, 1] = False
+    mask[:, 0] = True
+    fill_linear(x, mask).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    assert torch.all(x.grad[~mask] == 0)   # missing entries' own values never reach the output
+
+
+def test_model_mask():
+    import torch
+
+    from finetec.data.fillers import model_mask
+
+    mask = torch.zeros(1, 2, 3, 4, dtype=torch.bool)
+    mask[0, 0, 1, 2] = True
+    assert torch.equal(model_mask(mask, "zero"), mask)
+    assert torch.equal(model_mask(mask, "none"), mask)
+    full = model_mask(mask, "linear")
+    assert bool(full[0, 0].all()) and not bool(full[0, 1].any())

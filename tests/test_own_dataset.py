@@ -347,7 +347,7 @@ def test_title_is_shown_by_inspect(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_3d_panels_name_their_axes(synth3d: SkeletonDataset) -> None:
     from matplotlib.figure import Figure
 
-    from finetec.viz import ClipView, _Panel
+    from finetec.viz.skeleton import ClipView, _Panel
 
     s = synth3d[0]
     ax = Figure().add_subplot(projection="3d")
@@ -423,7 +423,8 @@ def test_predict_and_complete_use_the_models_layout_for_unnamed_files(tmp_path: 
 
 def test_builtin_layouts_pass_the_review() -> None:
     from finetec.layouts import builtin_layouts
-    from finetec.layouts.draw import review_layout, tree_positions
+    from finetec.layouts.review import review_layout
+    from finetec.viz.layout_figure import tree_positions
 
     for name in builtin_layouts():
         lay = get_layout(name)

@@ -19,9 +19,10 @@ def files(tmp_path_factory):
     ds = make_dataset(rng, n=5)
     ds.save(d / "clips.finetec.npz")
     make_dataset(rng, n=2, layout="penn13").save(d / "penn.finetec.npz")
+    make_dataset(rng, n=2, layout="h36m17").save(d / "h36m.finetec.npz")   # no joint map onto coco17
     make_dataset(rng, n=1, lengths=(24,)).save(d / "one.finetec.npz")
     return {
-        "dir": d, "data": d / "clips.finetec.npz", "penn": d / "penn.finetec.npz", "one": d / "one.finetec.npz",
+        "dir": d, "data": d / "clips.finetec.npz", "penn": d / "penn.finetec.npz", "h36m": d / "h36m.finetec.npz", "one": d / "one.finetec.npz",
         "ckpt": make_checkpoint(d / "ck", clip_len=16),
         "compl": make_checkpoint(d / "compl", model="_test_zero_completion", task="completion", classes=("none",)),
     }
@@ -84,9 +85,9 @@ def test_predict_bad_inputs(files, capsys, tmp_path):
     rc, out, err = _run(capsys, ["predict", tmp_path / "nope", files["data"]])
     _one_line_error(rc, err)
     assert "no such checkpoint" in err and out == ""
-    rc, out, err = _run(capsys, ["predict", files["ckpt"], files["penn"]])
+    rc, out, err = _run(capsys, ["predict", files["ckpt"], files["h36m"]])
     _one_line_error(rc, err)
-    assert "layout mismatch" in err and out == ""
+    assert "no joint map from layout 'h36m17'" in err and "h36m.finetec.npz" in err and out == ""
     empty = tmp_path / "empty.finetec.npz"
     empty.write_bytes(b"")
     rc, out, err = _run(capsys, ["predict", files["ckpt"], empty])
@@ -176,7 +177,7 @@ def test_complete_bad_inputs_leave_no_file(files, capsys, tmp_path):
     cases = [
         (["complete", files["ckpt"], files["data"], tmp_path / "a.finetec.npz"], "no completion module"),
         (["complete", files["ckpt"], files["data"], tmp_path / "a.csv", "--method", "linear"], "unknown output format"),
-        (["complete", files["ckpt"], files["penn"], tmp_path / "a.npz", "--method", "linear"], "layout mismatch"),
+        (["complete", files["ckpt"], files["h36m"], tmp_path / "a.npz", "--method", "linear"], "no joint map"),
         (["complete", files["ckpt"], files["data"], tmp_path / "a.json", "--method", "linear"], "holds one clip"),
         (["complete", tmp_path / "none", files["data"], tmp_path / "a.npz"], "no such checkpoint"),
         (["complete", files["ckpt"], tmp_path / "absent.npz", tmp_path / "a.npz", "--method", "zero"],

@@ -54,6 +54,7 @@ def test_every_json_option_prints_only_json(tiny_run, tmp_path, capfd, monkeypat
     check("eval", [run, "--level", "all"])
     check("inspect", ["synthetic:coco17?clips=20&subjects=2"])
     check("layout", ["check", "coco17", tmp_path / "coco17.png"])
+    check("models", [])
     for lv in ("clean", "severe"):
         main(["eval", str(run), "--level", lv, "--save-scores", str(tmp_path / f"{lv}.npz")])
     capfd.readouterr()
@@ -178,9 +179,10 @@ def _eval_json(tmp_path, top1s):
 
 def test_plot_titles_and_axis(tmp_path, monkeypatch):
     from finetec import viz
+    from finetec.viz import plots, results
 
     seen = {}
-    real_conf, real_save = viz.plot_confusion, viz._save_figure
+    real_conf, real_save = viz.plot_confusion, plots._save_figure
 
     def grab(fig, path, dpi):
         seen["ylim"] = [ax.get_ylim() for ax in fig.axes]
@@ -191,8 +193,8 @@ def test_plot_titles_and_axis(tmp_path, monkeypatch):
         seen["title"] = title
         return real_conf(matrix, names, path, title=title, dpi=dpi)
 
-    monkeypatch.setattr(viz, "_save_figure", grab)
-    monkeypatch.setattr(viz, "plot_confusion", conf)
+    monkeypatch.setattr(plots, "_save_figure", grab)
+    monkeypatch.setattr(results, "plot_confusion", conf)
     viz.plot_result_file(_eval_json(tmp_path, [0.80, 0.79, 0.78, 0.77]), tmp_path / "lv.png")
     assert seen["ylim"][0] == (0.0, 1.0)                    # from 0: a 3-point spread looks small
     assert any(lbl.startswith("stgcnpp_severe") for lbl in seen["labels"])

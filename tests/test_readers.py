@@ -511,3 +511,21 @@ def test_progress_bar_goes_to_stderr(ntu_folder: Path, capsys: pytest.CaptureFix
     assert out == "" and "NTU skeletons" in err and "/3 [" in err
     read_dataset(ntu_folder)                      # few files, no terminal: silent
     assert capsys.readouterr().err == ""
+
+
+def test_plain_npz_writer_round_trips(tmp_path):
+    """finetec.data.readers.npz.write (beside its reader) writes what npz.read reads back."""
+    from finetec.data import open_dataset
+    from finetec.data.readers import npz
+
+    ds = open_dataset("synthetic:coco17?clips=3&frames=12").subset([0])   # one clip (any length)
+    filled = np.zeros(ds.mask.shape, bool)
+    filled[0, 0, 1] = True
+    out = tmp_path / "plain.npz"
+    npz.write(out, ds, filled, extra={"completion": {"method": "linear"}})
+    back = npz.read(out)
+    assert len(back) == 1 and back.layout == ds.layout
+    assert np.array_equal(back[0].keypoint[back[0].mask], ds[0].keypoint[ds[0].mask])
+    with np.load(out) as z:
+        assert z["filled"].shape == z["mask"].shape and bool(z["filled"][0, 0, 1])
+        assert json.loads(str(z["completion"])) == {"method": "linear"}

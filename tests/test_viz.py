@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from finetec import viz
+from finetec.viz import skeleton
 from finetec.errors import FinetecError
 from finetec.layouts import get_layout
 
@@ -94,7 +95,7 @@ def test_3d_up_axis_goes_vertical():
     kp[0, :, 1, 2] = -1.0            # spine above the base along -z
     kp[0, :, :, 0] = np.linspace(0, 0.3, 25)
     m = np.ones((1, 2, 25), bool)
-    order, signs = viz._axes_3d(viz.ClipView(kp, m, lay))
+    order, signs = skeleton._axes_3d(viz.ClipView(kp, m, lay))
     assert order[2] == 2 and signs[2] == -1.0
 
 
@@ -277,7 +278,7 @@ def test_a_method_keeps_its_colour_in_every_panel():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from finetec.viz import _colour_map, _plot_series
+    from finetec.viz.plots import _colour_map, _plot_series
 
     colours = _colour_map(["zero", "linear", "finetec"])
     fig, (a, b) = plt.subplots(1, 2)

@@ -5,16 +5,18 @@ The public Python API lives here; heavy modules (torch) are imported lazily so t
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from finetec.errors import FinetecError
+from finetec.version import __version__
 
 __all__ = ["__version__", "FinetecError", "load"]
 
 
 def load(checkpoint: str, device: str = "cpu", backend: str = "torch"):
     """Load a trained checkpoint and return a :class:`finetec.api.Predictor` (``backend``:
-    ``"torch"`` or ``"onnxruntime"``)."""
+    ``"torch"`` or ``"onnxruntime"``). ``checkpoint``: a checkpoint folder (or run folder, or
+    ``.safetensors`` file), or the name of a pretrained model (``finetec models`` lists them;
+    its checksums are verified); an existing path wins over a name."""
     from finetec.api import Predictor
+    from finetec.zoo import resolve
 
-    return Predictor.from_checkpoint(checkpoint, device=device, backend=backend)
+    return Predictor.from_checkpoint(resolve(checkpoint), device=device, backend=backend)

@@ -18,15 +18,23 @@ all exactly zero (the usual "no detection" frame of pose estimators); everything
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import replace
+from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from finetec.data.dataset import SkeletonDataset
+from finetec.data.fillers import FILLERS, fill, model_mask
+from finetec.data.pipeline import ClipPipeline
 from finetec.data.sample import Sample
-from finetec.data.transforms import invert_normalization
+from finetec.data.transforms import invert_normalization, normalization_params, uniform_indices
+from finetec.engine.device import autocast, resolve_device
 from finetec.errors import FinetecError
+from finetec.export import BACKENDS, OnnxRecognizer
 from finetec.layouts import Layout, get_layout
+from finetec.models.checkpoint import CheckpointInfo, load_model
+from finetec.models.layers import fuse_batchnorm
 
 __all__ = ["Predictor", "infer_mask"]
 
@@ -59,54 +67,35 @@ class Predictor:
         max_persons:  persons per model input (M); clips are padded / cut to it.
     """
 
-    def __init__(self, model: Any, info: dict[str, Any], device: str = "cpu", backend: str = "torch") -> None:
-        from finetec.data.pipeline import PipelineConfig
-        from finetec.export import BACKENDS
-        from finetec.models.layers import fuse_batchnorm
-
+    def __init__(self, model: Any, info: Mapping[str, Any], device: str = "cpu", backend: str = "torch") -> None:
         if backend not in BACKENDS:
             raise FinetecError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend != "torch" and str(device) != "cpu":
             raise FinetecError(f"--backend {backend} runs on the CPU; use --device cpu, or --backend torch for {device}")
         self.model = fuse_batchnorm(model)   # eval mode, BatchNorms folded into the convolutions
-        self.info = dict(info)
+        self.info = CheckpointInfo.from_dict(info, getattr(model, "config", None))
         self.device = device
         self.backend = backend
         self._onnx: Any = None
-        self.path = self.info.get("path")
-        cfg = self.info.get("config") or {}
-        mcfg = self.info.get("model_config") or getattr(model, "config", {}) or {}
-        self.model_name = str(mcfg.get("name", ""))
-        lay = self.info.get("layout", mcfg.get("layout"))
-        if isinstance(lay, dict):
-            self.layout = Layout.from_dict(lay, origin=str(self.path or "<checkpoint>"))
-        elif isinstance(lay, (str, Layout)):
-            self.layout = get_layout(lay)
-        else:
+        self.path = self.info.path
+        self.model_name = self.info.model_name
+        if self.info.layout is None:
             raise FinetecError("the checkpoint records no skeleton layout", self.path)
-        self.class_names = [str(c) for c in self.info.get("class_names") or []]
-        pcfg = dict(cfg.get("pipeline") or {})
-        if self.info.get("clip_len"):
-            pcfg["clip_len"] = int(self.info["clip_len"])
+        self.layout = self.info.layout
+        self.class_names = list(self.info.class_names)
         # evaluation preprocessing: test mode, no corruption, no augmentation
-        pcfg.update(level="clean", mixed=False, augment=False)
-        try:
-            self.pipeline_config = PipelineConfig.from_dict(pcfg)
-        except TypeError as e:
-            raise FinetecError(f"the checkpoint's pipeline settings are invalid ({e})", self.path) from None
+        self.pipeline_config = self.info.test_pipeline_config("clean")
         self.clip_len = int(self.pipeline_config.clip_len)
-        dims = self.info.get("dims") if isinstance(self.info.get("dims"), dict) else {}
-        self.in_channels = int(mcfg.get("in_channels", 0) or dims.get("in_channels", 0)) or None
-        dim = self.info.get("dim", dims.get("coords"))
+        self.in_channels = int(self.info.model_config.get("in_channels", 0)
+                               or self.info.dims.get("in_channels", 0)) or None
+        dim = self.info.coords
         if dim is None and self.in_channels:
             dim = self.in_channels // (1 if self.is_completion else len(self.pipeline_config.features))
         self.dim = int(dim or 3)
         if self.in_channels is None:
             self.in_channels = self.dim * len(self.pipeline_config.features)
-        mp = self.pipeline_config.max_persons or dims.get("num_persons") \
-            or (cfg.get("data") or {}).get("max_persons")
-        self.max_persons = int(mp) if mp else 1
-        self.seed = int(self.info.get("seed", cfg.get("seed", 0)) or 0)
+        self.max_persons = self.info.num_persons or 1
+        self.seed = self.info.seed
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -116,14 +105,10 @@ class Predictor:
         ``backend``: ``"torch"`` (default) or ``"onnxruntime"`` (classification runs the recognizer
         exported to ONNX in onnxruntime, checked against PyTorch within 1e-4 when loading; needs the
         ``onnx`` extra; CPU only; completion stays on PyTorch)."""
-        from finetec.engine.checkpoint import load_model
-
-        device = _resolve_device(device)
+        device = str(resolve_device(device))
         model, info = load_model(path, device=device)
         pred = cls(model, info, device=device, backend=backend)
         if backend == "onnxruntime" and not pred.is_completion:
-            from finetec.export import OnnxRecognizer
-
             pred._onnx = OnnxRecognizer(pred)
         return pred
 
@@ -137,8 +122,7 @@ class Predictor:
     @property
     def is_completion(self) -> bool:
         """True for a completion-only checkpoint (no classifier)."""
-        task = self.info.get("task") or (self.info.get("config") or {}).get("task")
-        return self.model_name == "completion" or task == "completion"
+        return self.info.is_completion
 
     @property
     def has_completion(self) -> bool:
@@ -149,7 +133,6 @@ class Predictor:
         if self.is_completion:
             return self.model
         sub = getattr(self.model, "completion", None)
-        import torch
 
         return sub if isinstance(sub, torch.nn.Module) else None
 
@@ -243,9 +226,6 @@ class Predictor:
         ``completion=True``: positions only, no gap filler, persons kept as given (the completion
         network folds persons into the batch), ``clip_len`` frames (default: the checkpoint's).
         """
-        from dataclasses import replace
-
-        from finetec.data.pipeline import ClipPipeline
 
         cfg = self.pipeline_config
         if completion:
@@ -258,7 +238,7 @@ class Predictor:
     def preprocess(self, samples: Any) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs for clips: (keypoint float32 (N, M, T, V, C_in), mask bool (N, M, T, V)).
 
-        The mask is the one the network receives in evaluation (``finetec.engine.tasks.model_mask``):
+        The mask is the one the network receives in evaluation (:func:`finetec.data.fillers.model_mask`):
         the observed joints, or, after an interpolating gap filler, the present persons.
         """
         pipe = self.pipeline()
@@ -268,12 +248,8 @@ class Predictor:
         return self._stack(outs)
 
     def _stack(self, outs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        from finetec.engine.tasks import model_mask
-
         x = np.stack([o["keypoint"] for o in outs])
-        m = model_mask({"mask": torch.from_numpy(np.stack([o["mask"] for o in outs]))}, self.pipeline_config.filler)
+        m = model_mask(torch.from_numpy(np.stack([o["mask"] for o in outs])), self.pipeline_config.filler)
         return x, np.ascontiguousarray(m.numpy())
 
     # -- classification ------------------------------------------------------------------
@@ -286,12 +262,10 @@ class Predictor:
         """Run the classifier on model inputs (see :meth:`preprocess`): keypoint (N, M, T, V, C_in) and
         mask (N, M, T, V) -> (N, K) logits (bf16 autocast on CUDA, as in evaluation; onnxruntime with
         ``backend="onnxruntime"``)."""
-        import torch
 
         self._require_classifier()
         if self._onnx is not None:
             return self._onnx(keypoint, mask).astype(np.float32, copy=False)
-        from finetec.engine.tasks import autocast
 
         with torch.inference_mode(), autocast(torch.device(self.device), True):
             x = torch.from_numpy(np.ascontiguousarray(keypoint)).to(self.device)
@@ -358,7 +332,6 @@ class Predictor:
         sampled (clip longer than ``clip_len``) is interpolated linearly in time between its
         nearest known neighbours (observed values and network values).
         """
-        from finetec.data.fillers import FILLERS, fill
 
         squeeze = np.ndim(keypoint) == 3 if not isinstance(keypoint, Sample) else False
         s = self.to_sample(keypoint, mask)
@@ -379,10 +352,6 @@ class Predictor:
 
     def _complete_model(self, s: Sample) -> np.ndarray:
         """(M, T_src, V, C) completed clip in the input's frame (see :meth:`complete`)."""
-        import torch
-
-        from finetec.data.fillers import fill
-        from finetec.data.transforms import normalization_params, uniform_indices
 
         net = self.completion_module()
         T = int(getattr(net, "T", 0) or self.clip_len)  # the network's own clip length
@@ -429,17 +398,3 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch.device(str(device))
-    except (RuntimeError, ValueError, TypeError):
-        raise FinetecError(f"unknown device {str(device)[:40]!r} (use cpu, cuda, cuda:N or auto)") from None
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise FinetecError(f"device {device!r} requested but CUDA is not available")
-    return str(device)

@@ -13,12 +13,12 @@ import os
 import pkgutil
 import sys
 
-from finetec import __version__
+from finetec.version import __version__
 from finetec.errors import FinetecError
 
 # Order in which subcommands are listed in --help; modules not named here follow alphabetically.
 ORDER = ["info", "inspect", "convert", "corrupt", "train", "eval", "ensemble", "benchmark",
-         "predict", "complete", "render", "plot", "stream", "export"]
+         "models", "predict", "complete", "render", "plot", "stream", "export"]
 
 
 def _command_modules() -> list[str]:
@@ -28,14 +28,17 @@ def _command_modules() -> list[str]:
     return [n for n in ORDER if n in found] + sorted(n for n in found if n not in ORDER)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or, with ``only``, of that one alone (start-up: a command
+    imports only its own module; ``--help`` without a command lists them all)."""
     parser = argparse.ArgumentParser(
         prog="finetec",
         description="Skeleton-based action recognition that stays accurate when frames are missing.",
     )
     parser.add_argument("--version", action="version", version=f"finetec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _command_modules():
+    names = _command_modules()
+    for name in ([only] if only in names else names):
         mod = importlib.import_module(f"finetec.commands.{name}")
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
@@ -44,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

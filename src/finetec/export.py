@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.onnx import symbolic_helper as sh
 
 from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
@@ -47,8 +50,6 @@ def onnx_available() -> bool:
 
 
 def _modules():
-    import torch
-
     class Recognizer(torch.nn.Module):
         """(keypoint, mask) -> logits, whatever the wrapped model returns."""
 
@@ -82,8 +83,6 @@ def _cumulative_symbolic(kind: str, opset: int):
     of the prefix, so it never changes the result). The indices output is the first position of the
     extremum within the prefix (torch may report another position on ties).
     """
-    import torch
-    from torch.onnx import symbolic_helper as sh
 
     reduce_op, arg_op = ("ReduceMax", "ArgMax") if kind == "max" else ("ReduceMin", "ArgMin")
 
@@ -119,8 +118,6 @@ def _cumulative_symbolic(kind: str, opset: int):
 
 def _diag_embed_symbolic(g, self, offset, dim1, dim2):
     """ONNX symbolic for ``aten::diag_embed`` with the default diagonal: x (..., n) -> x[..., None] * I_n."""
-    import torch
-    from torch.onnx import symbolic_helper as sh
 
     off, d1, d2 = (sh._get_const(v, "i", n) for v, n in ((offset, "offset"), (dim1, "dim1"), (dim2, "dim2")))
     rank = sh._get_tensor_rank(self)
@@ -141,7 +138,6 @@ def _diag_embed_symbolic(g, self, offset, dim1, dim2):
 
 def _register_symbolics(opset: int) -> None:
     """Translations for the few operators of finetec's models that the TorchScript exporter lacks."""
-    import torch
 
     for kind in ("max", "min"):
         torch.onnx.register_custom_op_symbolic(f"aten::cum{kind}", _cumulative_symbolic(kind, opset), opset)
@@ -174,7 +170,6 @@ def export_onnx(predictor: Any, path: str | os.PathLike, what: str = "recognizer
     ``opset``, ``max_abs_diff`` (None when onnxruntime is absent or ``check`` is False) and
     ``checked_with`` ("onnxruntime" or None). The file is written atomically.
     """
-    import torch
 
     if what not in WHAT:
         raise FinetecError(f"unknown export target {what!r}; choose from {', '.join(WHAT)}")
@@ -241,8 +236,6 @@ def _hint(predictor: Any, what: str) -> str:
 
 
 def _export(net: Any, args: tuple, path: Path, opset: int, out_name: str, dynamic: dict | None) -> None:
-    import torch
-
     with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation on every call
         warnings.simplefilter("ignore")
         torch.onnx.export(net, args, str(path), dynamo=False, opset_version=opset,
@@ -254,7 +247,6 @@ def compare_with_onnxruntime(net: Any, path: str | os.PathLike, predictor: Any, 
     """Run the ONNX file with onnxruntime on a fresh batch (also checks the dynamic batch axis)
     and return the maximum absolute difference from PyTorch."""
     import onnxruntime as ort
-    import torch
 
     rng = rng if rng is not None else np.random.default_rng(1)
     x, mask = example_inputs(predictor, what, batch=batch, rng=rng)
@@ -282,13 +274,10 @@ class OnnxRecognizer:
     TOLERANCE = 1e-4
 
     def __init__(self, predictor: Any) -> None:
-        import tempfile
-
         if importlib.util.find_spec("onnxruntime") is None or not onnx_available():
             raise FinetecError("--backend onnxruntime needs the optional packages onnx and onnxruntime "
                                "(pip install finetec[onnx]); or use --backend torch")
         import onnxruntime as ort
-        import torch
 
         with tempfile.TemporaryDirectory(prefix="finetec-onnx-") as tmp:
             path = Path(tmp) / "recognizer.onnx"

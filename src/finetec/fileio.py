@@ -268,3 +268,14 @@ def _read_holder(fd: int) -> str:
 
 
 __all__ = ["atomic_path", "new_output", "check_output", "write_text_atomic", "remove_stale_temps", "staging_dir", "FolderLock"]
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

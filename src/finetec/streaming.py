@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from finetec.errors import FinetecError
+
 __all__ = ["FrameError", "StreamPrediction", "StreamRecognizer", "parse_frame"]
 
 
@@ -169,7 +171,6 @@ class StreamRecognizer:
 
     def __init__(self, predictor: Any, window: int | None = None, every: int = 1,
                  warmup: int | None = None, top_k: int = 5) -> None:
-        from finetec.errors import FinetecError
 
         self.predictor = predictor
         self.window = int(window if window is not None else predictor.clip_len)
@@ -208,7 +209,6 @@ class StreamRecognizer:
 
         Returns a :class:`StreamPrediction` when one is due (see the cadence rule), else None.
         """
-        from finetec.errors import FinetecError
 
         t0 = time.perf_counter()
         if frame is not None:

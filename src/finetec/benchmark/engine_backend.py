@@ -5,19 +5,32 @@ Each dataset is read once and written as a canonical ``DIR/data/<key>.finetec.np
 training config points to (loading it takes a fraction of a second; re-reading 2000 MATLAB files
 would not). A later sitting reuses that file. The completion table runs every gap filler and the
 stage-1 completion module through the engine's own restoration scoring
-(:func:`finetec.engine.tasks.completion_errors`) on the same test clips.
+(:func:`finetec.engine.evaluate.completion_errors`) on the same test clips.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
+from finetec.benchmark.machine import machine_description
 from finetec.benchmark.runner import TrainUnit
 from finetec.benchmark.spec import COMPLETION_FILLERS, COMPLETION_MODEL, Budget, DatasetEntry
-from finetec.benchmark.machine import machine_description
+from finetec.data import SkeletonDataset
+from finetec.data.fillers import fill_batch
+from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
+from finetec.data.readers import open_with_options
+from finetec.engine.checkpoint import load_model
+from finetec.engine.config import load_config
+from finetec.engine.device import resolve_device
+from finetec.engine.evaluate import completion_errors, evaluate, save_scores
+from finetec.engine.train import split_validation, train
 from finetec.errors import FinetecError
+from finetec.version import __version__
 
 PATTERN = "random"  # the benchmark's corruption pattern (the paper's protocol)
 
@@ -33,9 +46,6 @@ class EngineBackend:
 
     # -- data ----------------------------------------------------------------------------
     def prepare(self, entry: DatasetEntry, out_dir: Path) -> dict[str, Any]:
-        from finetec.data import SkeletonDataset
-        from finetec.data.readers import open_with_options
-
         canonical = Path(out_dir) / "data" / entry.cache_name
         if canonical.exists():
             ds = SkeletonDataset.load(canonical)
@@ -78,7 +88,6 @@ class EngineBackend:
 
     def num_fit(self, unit: TrainUnit, val_fraction: float) -> int:
         """Training clips left after the engine's validation hold-out (what one epoch iterates)."""
-        from finetec.engine.train import split_validation
 
         ds = self._data[unit.dataset.key]
         idx = ds.split_indices(unit.dataset.train_split)
@@ -136,9 +145,6 @@ class EngineBackend:
 
     # -- training and testing ------------------------------------------------------------
     def train(self, unit: TrainUnit, config: dict[str, Any], resume: bool) -> None:
-        from finetec.engine.config import load_config
-        from finetec.engine.train import train
-
         cfg = load_config(unit.run_dir / "config.yaml")
         train(cfg, unit.run_dir, resume=resume)
 
@@ -147,13 +153,11 @@ class EngineBackend:
         predicted class of every test clip, in the test split's order) and ``ids_sha1`` (of the test
         clip ids, so that cells are paired clip by clip only when they saw the same clips). The
         scores (logits), labels and ids are also saved to ``RUN/predictions_<level>.npz``."""
-        from finetec.engine.checkpoint import load_model
-        from finetec.engine.evaluate import evaluate, save_scores
 
         model, info = load_model(unit.run_dir / "best", device=self._torch_device())
         res = evaluate(model, info, self._data[unit.dataset.key], level=level, pattern=PATTERN,
                        split=unit.dataset.test_split, seed=unit.seed, device=self._torch_device())
-        save_scores(unit.run_dir / f"predictions_{level}.npz", res, info.get("class_names") or [],
+        save_scores(unit.run_dir / f"predictions_{level}.npz", res, info.class_names,
                     extra={"level": level, "seed": unit.seed})
         return {"top1": float(res["top1"]), "mean_class": float(res["mean_class"]),
                 "top5": None if res.get("top5") is None else float(res["top5"]),
@@ -164,17 +168,12 @@ class EngineBackend:
     def completion_rows(self, entry: DatasetEntry, budget: Budget, seed: int, levels: list[str],
                         completion_dir: Path | None) -> list[dict[str, Any]]:
         """Restoration errors of each filler (and the completion module) on the test split."""
-        import torch
-
-        from finetec.engine.tasks import completion_errors
 
         ds = self._data[entry.key]
         device = self._torch_device()
         methods: list[tuple[str, Any]] = [(f, FillerModel(f)) for f in COMPLETION_FILLERS]
         norm = self.normalisation(entry.key, budget)
         if completion_dir is not None:
-            from finetec.engine.checkpoint import load_model
-
             model, info = load_model(completion_dir / "best", device=device)
             methods.append((COMPLETION_MODEL, model))
         rows = []
@@ -190,10 +189,6 @@ class EngineBackend:
 
     @staticmethod
     def _test_loader(ds, split: str, budget: Budget, seed: int, level: str, normalize: bool, align: bool):
-        from torch.utils.data import DataLoader
-
-        from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
-
         cfg = PipelineConfig(clip_len=budget.clip_len, level=level, pattern=PATTERN, filler="none",
                              normalize=normalize, align_view=align)
         pipe = ClipPipeline(ds.layout, cfg, train=False, seed=seed)
@@ -202,11 +197,7 @@ class EngineBackend:
 
     # -- environment ---------------------------------------------------------------------
     def _torch_device(self) -> str:
-        import torch
-
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+        return str(resolve_device(self.device))
 
     def machine(self) -> str:
         return machine_description(self._torch_device())
@@ -228,14 +219,11 @@ class FillerModel:
         return self
 
     def __call__(self, x, mask):
-        from finetec.data.fillers import fill_batch
-
         return {"completed": fill_batch(x, mask, self.method)}
 
 
 def ids_digest(ids) -> str:
     """SHA-1 of a list of clip ids (newline-joined): identifies a test set's clips and their order."""
-    import hashlib
 
     return hashlib.sha1("\n".join(str(i) for i in ids).encode("utf-8")).hexdigest()
 
@@ -243,8 +231,6 @@ def ids_digest(ids) -> str:
 def code_version() -> str:
     """The finetec version and, in a git checkout, its commit (``+`` when files were modified)."""
     import subprocess
-
-    from finetec import __version__
 
     root = Path(__file__).resolve().parents[3]
     try:

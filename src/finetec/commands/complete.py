@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import replace
@@ -25,7 +24,10 @@ METHODS = ("model", "linear", "cubic", "copy_lr", "copy_rl", "zero")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (completion or FineTec for --method model)")
+    from finetec.zoo import add_model_option
+
+    p.add_argument("checkpoint", metavar="CKPT", nargs="?",
+                   help="checkpoint folder (completion or FineTec for --method model); omit with --model")
     p.add_argument("input", metavar="INPUT", help="clips to complete (anything finetec reads)")
     p.add_argument("output", metavar="OUTPUT", help="output file: .finetec.npz, .npz or .json")
     p.add_argument("--method", choices=METHODS, default="model", help="completion method (default model)")
@@ -37,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reader option, repeatable (e.g. -o dim=3 for a 3D pose JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_model_option(p)
 
 
 def output_kind(path: str | os.PathLike) -> str:
@@ -69,51 +72,16 @@ def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray]:
     return replace(ds, keypoint=kp, mask=mask), filled
 
 
-def _clip_arrays(ds: Any, filled: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), int(ds.persons[i])
-    return (ds.keypoint[a:b, :m].transpose(1, 0, 2, 3), ds.mask[a:b, :m].transpose(1, 0, 2),
-            filled[a:b, :m].transpose(1, 0, 2))
-
-
 def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
     """The canonical dataset file plus a ``filled`` (F, M, V) array (ignored by older readers)."""
     replace(ds, meta={**ds.meta, "completion": info}).save(path, extra={"filled": filled})
 
 
 def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
-    """Plain ``.npz``: keypoint (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of
-    equal length, mask, filled, label, id, layout, class_names."""
-    from finetec.data.readers.pose_json import layout_field
-    from finetec.errors import FinetecError
-    from finetec.fileio import atomic_path
+    """Plain ``.npz`` (:func:`finetec.data.readers.npz.write`) with the completion recorded."""
+    from finetec.data.readers import npz
 
-    lengths = ds.lengths
-    if len(ds) > 1 and len(set(lengths.tolist())) > 1:
-        raise FinetecError(f"{len(ds)} clips of different lengths do not fit one plain .npz array; "
-                           "write a .finetec.npz instead", path)
-    clips = [_clip_arrays(ds, filled, i) for i in range(len(ds))]
-    M = max(c[0].shape[0] for c in clips)
-
-    def pad(a: np.ndarray) -> np.ndarray:
-        out = np.zeros((M,) + a.shape[1:], dtype=a.dtype)
-        out[: a.shape[0]] = a
-        return out
-
-    kp = np.stack([pad(c[0]) for c in clips])
-    mk = np.stack([pad(c[1]) for c in clips])
-    fl = np.stack([pad(c[2]) for c in clips])
-    if len(ds) == 1:
-        kp, mk, fl = kp[0], mk[0], fl[0]
-    arrays = {
-        "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
-        "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
-        "id": ds.ids.astype(str), "layout": np.array(layout_field(ds.layout)),
-        "class_names": np.array(ds.class_names, dtype=str),
-        "completion": np.array(json.dumps(info)),
-    }
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    npz.write(path, ds, filled, extra={"completion": info})
 
 
 def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
@@ -125,7 +93,7 @@ def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any
     if len(ds) != 1:
         raise FinetecError(f"pose JSON output holds one clip, the input has {len(ds)}; "
                            "write a .finetec.npz instead (or pick one clip with --id)", path)
-    pose_json.write(path, ds, 0, filled=_clip_arrays(ds, filled, 0)[2], extra={"completion": info})
+    pose_json.write(path, ds, 0, filled=ds.clip_part(filled, 0), extra={"completion": info})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.input).exists() and out.resolve() == Path(args.input).resolve():
         raise FinetecError("the output would overwrite the input; choose another name", out)
     check_output(out, args.overwrite)
-    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    from finetec.zoo import checkpoint_from_args
+
+    pred = Predictor.from_checkpoint(checkpoint_from_args(args.checkpoint, args.model), device=args.device)
     if args.method == "model":
         pred.completion_module()  # fail early with a clear message
     with layout_fallback(pred.layout):   # a file that names no layout: the model's
@@ -151,9 +121,10 @@ def run(args: argparse.Namespace) -> int:
         ds = ds.subset([ds.index_of(i) for i in args.ids])
     if len(ds) == 0:
         raise FinetecError("no clips to complete", args.input)
+    ds = ds.to_layout(pred.layout)   # another skeleton: through its joint map (output in the model's layout)
     pred.check_dataset(ds)
     done, filled = complete_dataset(pred, ds, args.method)
-    info = {"method": args.method, "checkpoint": str(args.checkpoint), "input": str(args.input)}
+    info = {"method": args.method, "checkpoint": str(args.model or args.checkpoint), "input": str(args.input)}
     writer = {"canonical": write_canonical, "npz": write_npz, "json": write_pose_json}[kind]
     with new_output(out, args.overwrite) as tmp:
         writer(tmp, done, filled, info)

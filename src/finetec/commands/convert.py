@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id", dest="ids", action="append", default=None, metavar="ID",
                    help="only the clip with this id (repeatable); a .json DST holds exactly one clip")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.add_argument("--map-to", default=None, metavar="LAYOUT",
+                   help="move the clips onto another skeleton layout through the joint map (e.g. penn13 -> "
+                        "coco17: the eyes and ears are missing); see docs/layouts.md#joint-maps")
 
 
 def output_kind(dst: str) -> str:
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     ds = open_with_options(args.src, args.fmt, parse_option_args(args.option))
     if args.ids:
         ds = ds.subset([ds.index_of(i) for i in args.ids])
+    if args.map_to is not None:
+        ds = ds.to_layout(args.map_to)
     if kind == "pose_json":
         from finetec.data.readers import pose_json
 
@@ -98,6 +103,8 @@ def _run_store(args: argparse.Namespace, dst: Path) -> int:
     from finetec.data.store import ClipStream, is_store, open_store
     from finetec.errors import FinetecError
 
+    if args.map_to is not None:
+        raise FinetecError("--map-to writes a .finetec.npz file (or .pkl / .json), not a .finetec folder", dst)
     if dst.exists() and not args.overwrite:
         raise FinetecError("already exists (use --overwrite to replace it)", dst)
     if dst.exists() and not is_store(dst):

@@ -17,7 +17,11 @@ are reported instead."""
 MAX_CLIPS = 100
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint folder (or its model.safetensors, or a run folder: its best/)")
+    from finetec.zoo import add_model_option
+
+    p.add_argument("checkpoint", nargs="?",
+                   help="checkpoint folder (or its model.safetensors, or a run folder: its best/); omit with --model")
+    add_model_option(p)
     p.add_argument("--data", help="dataset to evaluate on (default: the training config's data.path)")
     p.add_argument("--split", help="split name (default: the config's data.test_split; 'all' = every clip)")
     p.add_argument("--level", default="clean", help="clean, minor, moderate, severe, or all (default: clean)")
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from finetec.console import shown_path
     from finetec.data.corruption import LEVELS
     from finetec.engine.checkpoint import load_model
-    from finetec.engine.distributed import select_device
+    from finetec.engine.device import resolve_device
     from finetec.engine.evaluate import evaluate, evaluate_completion, open_eval_data, save_scores
     from finetec.errors import FinetecError
 
@@ -56,14 +60,20 @@ def run(args: argparse.Namespace) -> int:
                            f"{args.clips}", "--clips")
     if args.batch_size < 1:
         raise FinetecError("--batch-size must be >= 1", "--batch-size")
-    device = select_device(args.device)
-    model, info = load_model(args.checkpoint, device=str(device))
+    from finetec.zoo import checkpoint_from_args
+
+    device = resolve_device(args.device, 0)
+    model, info = load_model(checkpoint_from_args(args.checkpoint, args.model), device=str(device))
+    if args.model is not None:
+        args.checkpoint = args.model   # shown and recorded by name
     ds, data_name = open_eval_data(info, args.data)
+    if isinstance(info.get("layout"), dict):   # another skeleton: through its joint map
+        ds = ds.to_layout(info.layout)
     # score files record the data resolved (comparable from any folder); what is shown, as typed
     data_key = os.path.abspath(data_name) if os.path.exists(data_name) else data_name
     data_name = shown_path(data_name)
     levels = list(LEVELS) if args.level == "all" else [args.level]
-    completion = info.get("task") == "completion"
+    completion = info.is_completion
     results = []
     for level in levels:
         if completion:
@@ -73,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             r = evaluate(model, info, ds, level, args.pattern, seed=args.seed, split=args.split, clips=args.clips,
                          batch_size=args.batch_size, device=device, progress=True)
             if args.save_scores:
-                save_scores(_score_path(args.save_scores, level, len(levels) > 1), r, info["class_names"],
+                save_scores(_score_path(args.save_scores, level, len(levels) > 1), r, info.class_names,
                             extra={"level": level, "pattern": args.pattern, "seed": args.seed,
                                    "checkpoint": str(args.checkpoint), "data": data_key, "split": r["split"],
                                    "clips_per_sample": args.clips})
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                  "top5": r["top5"], "mean_class": r["mean_class"], "confusion": r["confusion"]} for r in results]
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "data": data_name, "split": split,
-                          "class_names": list(info.get("class_names", [])), "results": rows}))
+                          "class_names": list(info.class_names), "results": rows}))
         return 0
     n = len(ds.split_indices(split))
     print(f"checkpoint {args.checkpoint} | data {data_name} | split {split} ({n} clips) | test seed {args.seed}")

@@ -25,7 +25,7 @@ def collect() -> dict:
     import scipy
     import torch
 
-    from finetec import __version__
+    from finetec.version import __version__
     from finetec.layouts import builtin_layouts, get_layout
 
     readers = _try(lambda: sorted(importlib.import_module("finetec.data.readers").READERS), [])

@@ -45,7 +45,7 @@ def summarize(ds: Any, fmt: str | None = None, checks: bool = True) -> dict[str,
     import numpy as np
 
     from finetec.data.checks import layout_checks
-    from finetec.engine.sanity import nothing_observed
+    from finetec.data.checks import nothing_observed
 
     n = len(ds)
     lengths = ds.lengths

@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from finetec.errors import FinetecError
     from finetec.layouts import get_layout
-    from finetec.layouts.draw import describe_layout, draw_layout, review_layout
+    from finetec.layouts.review import describe_layout, review_layout
+    from finetec.viz.layout_figure import draw_layout
 
     layout = get_layout(args.layout)
     out = Path(args.out) if args.out else Path(f"{Path(args.layout).stem if Path(args.layout).suffix else args.layout}.png")

@@ -15,8 +15,12 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (or its model.safetensors, or a training run folder)")
+    from finetec.zoo import add_model_option
+
+    p.add_argument("checkpoint", metavar="CKPT", nargs="?",
+                   help="checkpoint folder (or its model.safetensors, or a training run folder); omit with --model")
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="clips to classify")
+    add_model_option(p)
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes to print per clip (default 5)")
     p.add_argument("--json", action="store_true",
                    help='one JSON object per clip per line: {"id", "top_k": [{"class", "prob"}], "label"?}')
@@ -66,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
         raise FinetecError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise FinetecError(f"--batch-size must be at least 1, got {args.batch_size}")
-    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend)
+    from finetec.zoo import checkpoint_from_args
+
+    if args.model is not None and args.checkpoint is not None:   # --model NAME: every positional is an INPUT
+        args.inputs, args.checkpoint = [args.checkpoint, *args.inputs], None
+    ckpt = checkpoint_from_args(args.checkpoint, args.model)
+    pred = Predictor.from_checkpoint(ckpt, device=args.device, backend=args.backend)
     if pred.is_completion:
-        raise FinetecError("this checkpoint is a completion model and does not classify; use finetec complete",
-                           args.checkpoint)
+        raise FinetecError("this checkpoint is a completion model and does not classify; use finetec complete", ckpt)
     # read and check every input before printing anything
     datasets = []
     options = parse_option_args(args.option)
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             ds = ds.subset([ds.index_of(i) for i in args.ids])
         if len(ds) == 0:
             raise FinetecError("no clips to classify", spec)
+        ds = ds.to_layout(pred.layout)   # another skeleton (COCO-17, ...): through its joint map
         pred.check_dataset(ds)
         datasets.append((spec, ds))
     several = len(datasets) > 1

@@ -6,6 +6,8 @@ import json
 import sys
 from typing import IO
 
+import numpy as np
+
 HELP = "recognise actions online from one JSON frame per line on stdin"
 DESCRIPTION = (
     "Read one frame per line from standard input and print a prediction every N frames over a "
@@ -24,7 +26,14 @@ MAX_LINE_CHARS = 1 << 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder of a recognition model")
+    from finetec.zoo import add_model_option
+
+    p.add_argument("checkpoint", metavar="CKPT", nargs="?",
+                   help="checkpoint folder of a recognition model; omit with --model")
+    add_model_option(p)
+    p.add_argument("--layout", default=None, metavar="NAME_OR_PATH",
+                   help="skeleton layout of the frames when it is not the model's (e.g. coco17): they are "
+                        "moved onto the model's layout through the joint map (docs/layouts.md#joint-maps)")
     p.add_argument("--every", type=int, default=None, metavar="N",
                    help="frames between two predictions (default: a quarter of the window)")
     p.add_argument("--window", type=int, default=None, metavar="W",
@@ -64,9 +73,12 @@ def read_lines(stream_in: IO[str], max_chars: int = MAX_LINE_CHARS):
 
 
 def stream(recognizer, lines: IO[str], out: IO[str], err: IO[str], as_json: bool = False,
-           min_score: float = 0.0, max_persons: int = 1, max_line_chars: int = MAX_LINE_CHARS
-           ) -> tuple[int, int, int]:
+           min_score: float = 0.0, max_persons: int = 1, max_line_chars: int = MAX_LINE_CHARS,
+           joint_map=None) -> tuple[int, int, int]:
     """Feed ``lines`` to ``recognizer``; write predictions to ``out`` and line errors to ``err``.
+
+    ``joint_map`` (a :class:`finetec.layouts.JointMap` onto the model's layout): frames have its
+    source's joints and are mapped; a joint it cannot supply is missing.
 
     Blank lines are skipped (they are not frames); a malformed or too long line is reported on
     ``err`` and counts as a lost frame. Returns (frames, predictions, bad lines).
@@ -74,6 +86,7 @@ def stream(recognizer, lines: IO[str], out: IO[str], err: IO[str], as_json: bool
     from finetec.streaming import FrameError, parse_frame
 
     frames = preds = bad = 0
+    num_joints = recognizer.num_joints if joint_map is None else joint_map.source.num_joints
     for lineno, line in read_lines(lines, max_line_chars):
         problem = None
         if line is None:
@@ -82,8 +95,11 @@ def stream(recognizer, lines: IO[str], out: IO[str], err: IO[str], as_json: bool
             continue
         else:
             try:
-                frame = parse_frame(json.loads(line), recognizer.num_joints, recognizer.dim,
+                frame = parse_frame(json.loads(line), num_joints, recognizer.dim,
                                     max_persons=max_persons, min_score=min_score)
+                if frame is not None and joint_map is not None:
+                    kp, ok, _ = joint_map.apply(frame)
+                    frame = np.where(ok[..., None], kp, np.nan)
             except json.JSONDecodeError as e:
                 problem = f"not JSON ({e.msg} at column {e.colno})"
             except FrameError as e:
@@ -128,16 +144,21 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)  # a process-wide setting, by request
-    pred = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend)
+    from finetec.layouts import find_joint_map
+    from finetec.zoo import checkpoint_from_args
+
+    ckpt = checkpoint_from_args(args.checkpoint, args.model)
+    pred = Predictor.from_checkpoint(ckpt, device=args.device, backend=args.backend)
     if pred.is_completion:
-        raise FinetecError("this checkpoint is a completion model and does not classify", args.checkpoint)
+        raise FinetecError("this checkpoint is a completion model and does not classify", ckpt)
+    joint_map = None if args.layout is None else find_joint_map(args.layout, pred.layout)
     window = args.window if args.window is not None else pred.clip_len
     every = args.every if args.every is not None else max(1, window // 4)
     rec = StreamRecognizer(pred, window=window, every=every, warmup=args.warmup, top_k=args.top_k)
     rec.warm_up()  # one-time costs stay out of the first reported latency
     frames, preds, bad = stream(rec, sys.stdin, sys.stdout, sys.stderr, as_json=args.json,
                                 min_score=args.min_score, max_persons=pred.max_persons,
-                                max_line_chars=args.max_line_bytes)
+                                max_line_chars=args.max_line_bytes, joint_map=joint_map)
     if frames == 0:
         raise FinetecError("no frames on standard input (expected one JSON frame per line)", "<stdin>")
     if preds == 0:

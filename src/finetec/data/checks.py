@@ -16,7 +16,9 @@ without error, on the wrong graph. These statistics make it visible:
   the fraction of frames in which the leg regions' joints lie below the up axis's end (near 1 for
   a body the right way up; a reversed axis or a torso in another order gives near 0);
 - **centre never observed**: clips in which no joint of the layout's ``center`` is ever observed;
-  their body centre falls back to the mean of the observed joints.
+  their body centre falls back to the mean of the observed joints;
+- **nothing observed**: clips without a single observed joint (:func:`nothing_observed`; training
+  refuses them).
 
 Bone and axis statistics are computed on at most ``max_clips`` clips, evenly spaced.
 """
@@ -143,6 +145,17 @@ def centre_unobserved(ds: Any) -> np.ndarray:
     per_clip = np.add.reduceat(seen, ds.offsets[:-1]) if len(ds) else np.zeros(0, np.int64)
     per_clip = np.where(ds.lengths > 0, per_clip, 0)
     return per_clip == 0
+
+
+def nothing_observed(ds) -> np.ndarray:
+    """bool (N,): the clips of ``ds`` without a single observed joint in any frame (clips with
+    no frame included). Training refuses them (:func:`finetec.engine.sanity.check_split`);
+    ``finetec inspect`` reports them."""
+    if len(ds.mask) == 0:
+        return np.ones(len(ds), dtype=bool)
+    frame_obs = ds.mask.reshape(len(ds.mask), -1).any(axis=1).astype(np.int64)       # (F,)
+    observed = np.add.reduceat(np.append(frame_obs, 0), np.minimum(ds.offsets[:-1], len(frame_obs)))
+    return (ds.lengths == 0) | (observed == 0)
 
 
 def layout_checks(ds: Any, max_clips: int = MAX_CLIPS) -> dict[str, Any]:

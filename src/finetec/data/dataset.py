@@ -158,6 +158,13 @@ class SkeletonDataset:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def clip_part(self, flat: np.ndarray, i: int) -> np.ndarray:
+        """Clip ``i``'s part of a per-frame array shaped like :attr:`mask` ((F, M, ...), e.g. a
+        completion's ``filled``): (persons, frames, ...) like a :class:`Sample`'s arrays."""
+        a, b, m = int(self.offsets[i]), int(self.offsets[i + 1]), int(self.persons[i])
+        part = np.asarray(flat[a:b, :m])
+        return part.transpose((1, 0) + tuple(range(2, part.ndim)))
+
     def __getitem__(self, i: int) -> Sample:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
@@ -220,6 +227,28 @@ class SkeletonDataset:
         idx = self.split_indices(indices) if isinstance(indices, str) else np.asarray(indices, dtype=np.int64)
         return SkeletonDataset.from_samples(
             [self[int(i)] for i in idx], self.layout, self.class_names, meta=self.meta, source=self.source)
+
+    def to_layout(self, layout: Layout | str) -> "SkeletonDataset":
+        """The dataset moved onto another layout through its joint map
+        (:func:`finetec.layouts.find_joint_map`; FinetecError naming the file when there is none);
+        joints the map cannot supply are missing. ``self`` when the joints are already the same, or
+        when the layouts have the same name (a different joint order under one name is not mapped:
+        the checks of the dataset against a model report it)."""
+        from finetec.layouts import find_joint_map, get_layout
+
+        if get_layout(layout).name == self.layout.name:
+            return self
+        try:
+            jmap = find_joint_map(self.layout, layout)
+        except FinetecError as e:
+            raise FinetecError(e.problem, self.source) from None
+        if self.layout.joints == jmap.target.joints:
+            return self
+        kp, mk, sc = jmap.apply(self.keypoint, self.mask, self.score)
+        return SkeletonDataset(
+            keypoint=kp, mask=mk, offsets=self.offsets, persons=self.persons, label=self.label, ids=self.ids,
+            layout=jmap.target, class_names=self.class_names, splits=self.splits, score=sc,
+            meta={**self.meta, "mapped_from": self.layout.name}, clip_meta=self.clip_meta, source=self.source)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> Path:

@@ -21,23 +21,41 @@ observed joints) is filled, frame by frame, with the centroid of that person's f
 were observed at least once (for ``zero``: 0). A person with no observed joint at all (padding)
 stays 0.
 
-This is THE gap filler of the project: the pipeline's ``filler`` option, FineTec without its
-completion module (:meth:`finetec.models.finetec.FineTec.restore`) and the benchmark's
-restoration table all call :func:`fill` (batched torch tensors through :func:`fill_batch`), so an
-ablation "without completion" sees exactly, bit for bit, what the linear-filling baseline sees.
-The torch function :func:`finetec.models.decomposition.interpolate_gaps` computes the same linear
-rule per trajectory (in float64, tested equal to :func:`fill`) where a model needs a
-differentiable, on-device re-fill.
+This is THE gap filler of the project, with one NumPy path and one torch path giving the same
+numbers bit for bit (tested against each other):
+
+- :func:`fill` (NumPy, one clip): the pipeline's ``filler`` option, i.e. every baseline;
+- :func:`fill_batch` (torch, a batch, on the tensors' device): the one adapter for batched torch
+  filling, used by FineTec without its completion module
+  (:meth:`finetec.models.finetec.FineTec.restore`), the benchmark's restoration table
+  (``linear`` row) and :meth:`finetec.api.Predictor.complete`; ``linear`` runs in torch
+  (:func:`fill_linear`, differentiable, no copy to the CPU), the other methods through :func:`fill`;
+- :func:`fill_linear` (torch, differentiable): the ``linear`` rule with the centroid rule for a
+  joint never observed; the completion module's linear pre-fill;
+- :func:`interpolate_gaps` (torch, differentiable): the per-trajectory linear rule alone (no
+  centroid), for a re-fill where every trajectory has an observation (FineTec's decomposition
+  re-fills dropped frames with it).
+
+So the ablation "without completion" sees exactly, bit for bit, what the linear-filling baseline
+sees, and the completion module starts from the same linear fill.
+
+:func:`model_mask` says which mask a classifier receives after a filler ran.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import torch
 
 from finetec.errors import FinetecError
 
 FILLERS: tuple[str, ...] = ("zero", "copy_lr", "copy_rl", "linear", "cubic")
+# fillers that give every joint of a present person a value the model should use
+FILLING: tuple[str, ...] = ("linear", "cubic", "copy_lr", "copy_rl")
 
-__all__ = ["FILLERS", "fill", "fill_batch", "check_filler"]
+__all__ = ["FILLERS", "FILLING", "fill", "fill_batch", "fill_linear", "interpolate_gaps", "check_filler",
+           "model_mask"]
 
 
 def check_filler(method: str) -> str:
@@ -151,7 +169,9 @@ def fill(keypoint: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
 
 
 def _fill_unseen(out: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Joints never observed take their person's per-frame centroid of the joints ever observed."""
+    """Joints never observed take their person's per-frame centroid of the joints ever observed
+    (the mean in the array's dtype, summed joint after joint; :func:`fill_linear` sums in the same
+    order, so both give the same bits)."""
     out = out.copy()
     for m in range(out.shape[0]):
         if seen[m].any() and not seen[m].all():
@@ -160,21 +180,104 @@ def _fill_unseen(out: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return out
 
 
+def observed_neighbours(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every position along dim 1 of ``observed`` (B, T, ...) bool: the index of the last
+    observed frame at or before it (-1 if none) and of the first at or after it (T if none)."""
+    T = observed.shape[1]
+    shape = [1] * observed.ndim
+    shape[1] = T
+    t = torch.arange(T, device=observed.device).view(shape).expand_as(observed)
+    prev = torch.where(observed, t, torch.full_like(t, -1)).cummax(dim=1).values
+    nxt = torch.where(observed, t, torch.full_like(t, T)).flip(1).cummin(dim=1).values.flip(1)
+    return prev, nxt
+
+
+def interpolate_gaps(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """The ``linear`` rule per trajectory, in torch: fill unobserved entries along time (dim 1).
+
+    x: (B, T, ...) or (B, T, ..., C) values; observed: bool of shape x.shape without the trailing
+    coordinate axis (B, T, ...) or with it (same shape as x), True where a value is known.
+    Between two observed frames the value is interpolated linearly; before the first / after the
+    last observed frame the nearest observed value is repeated; a trajectory with no observed frame
+    becomes zeros (:func:`fill_linear` adds the centroid rule for those). Observed entries are
+    returned bit-identical. Computed in float64 like :func:`fill` (float32 on MPS, which has no
+    float64). Differentiable with respect to x.
+    """
+    if observed.shape != x.shape:
+        observed = observed.unsqueeze(-1).expand_as(x)
+    observed = observed.bool()
+    T = x.shape[1]
+    shape = [1] * x.ndim
+    shape[1] = T
+    t = torch.arange(T, device=x.device).view(shape).expand_as(x)
+    prev, nxt = observed_neighbours(observed)
+    has_prev, has_next = prev >= 0, nxt < T
+    p = torch.where(has_prev, prev, torch.where(has_next, nxt, torch.zeros_like(prev)))
+    n = torch.where(has_next, nxt, p)
+    wide = torch.float64 if x.device.type != "mps" else torch.float32
+    xp, xn = x.gather(1, p).to(wide), x.gather(1, n).to(wide)
+    span = (n - p).to(wide)
+    w = torch.where(n > p, (t - p).to(wide) / span.clamp(min=1), torch.zeros_like(span))
+    filled = (xp + w * (xn - xp)).to(x.dtype)
+    filled = torch.where(has_prev | has_next, filled, torch.zeros_like(filled))
+    return torch.where(observed, x, filled)
+
+
+def fill_linear(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`fill` with ``linear`` in torch, for persons along the leading dimensions.
+
+    x: (..., T, V, C), mask: (..., T, V) bool; every leading index is one person. Gives the same
+    bits as :func:`fill` (tested), including a joint never observed in the clip (its person's
+    per-frame centroid of the joints observed at least once) and a person never observed (zeros).
+    Differentiable with respect to x; runs on x's device.
+    """
+    lead = x.shape[:-3]
+    T, V, C = x.shape[-3:]
+    xs = x.reshape((-1, T, V, C))
+    ms = mask.reshape((-1, T, V)).bool()
+    out = interpolate_gaps(xs, ms)
+    seen = ms.any(dim=1)                                               # (P, V)
+    partial = seen.any(dim=1) & ~seen.all(dim=1)                       # persons with an unseen joint
+    if bool(partial.any()):
+        acc = torch.zeros_like(out[:, :, 0])                           # (P, T, C)
+        for v in range(V):                                             # joint after joint, as NumPy
+            acc = acc + torch.where(seen[:, v, None, None], out[:, :, v], torch.zeros_like(acc))
+        centroid = acc / seen.sum(dim=1).clamp(min=1).to(out.dtype)[:, None, None]
+        unseen = (partial[:, None] & ~seen)[:, None, :, None]          # (P, 1, V, 1)
+        out = torch.where(unseen, centroid[:, :, None, :], out)
+    return out.reshape(lead + (T, V, C))
+
+
 def fill_batch(x, mask, method: str):
     """:func:`fill` for a batch of torch tensors: x (N, M, T, V, C), mask (N, M, T, V) bool.
 
     Returns a tensor of x's dtype on x's device, equal bit for bit to :func:`fill` applied to each
     clip (the N clips' persons are filled as N * M persons of one clip: every filler works per
-    person). No gradient flows through it: it fills input data.
+    person). ``linear`` runs in torch on x's device (:func:`fill_linear`); the other methods go
+    through :func:`fill` on the CPU, with no gradient (they fill input data).
     """
-    import torch
-
     check_filler(method)
     if x.ndim != 5 or tuple(mask.shape) != tuple(x.shape[:4]):
         raise ValueError(f"expected x (N, M, T, V, C) and mask (N, M, T, V), got {tuple(x.shape)} "
                          f"and {tuple(mask.shape)}")
+    if method == "linear":
+        return fill_linear(x, mask)
     N, M, T, V, C = x.shape
     kp = x.detach().cpu().numpy().reshape(N * M, T, V, C)
     mk = mask.detach().cpu().numpy().astype(bool).reshape(N * M, T, V)
     out = fill(kp, mk, method) if method != "none" else kp
     return torch.from_numpy(np.ascontiguousarray(out.reshape(N, M, T, V, C))).to(device=x.device, dtype=x.dtype)
+
+
+def model_mask(mask: Any, filler: str) -> Any:
+    """The mask a classifier receives for a clip whose missing entries ``filler`` filled.
+
+    Without a filler (or with ``zero``) it is ``mask`` itself: observed after corruption. With an
+    interpolating filler (:data:`FILLING`) every joint of a present person now holds a value the
+    model should use, so the mask only marks which persons are present (GCN backbones zero the
+    entries where the mask is False). ``mask``: (N, M, T, V) bool tensor.
+    """
+    if filler in FILLING:
+        present = mask.flatten(2).any(dim=2)                          # (N, M)
+        return present[:, :, None, None].expand_as(mask)
+    return mask

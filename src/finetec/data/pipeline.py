@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from finetec.data.dataset import SkeletonDataset
 from finetec.data.corruption import LEVELS, check_level, check_pattern, corrupt, draw_level, test_rng
@@ -61,8 +62,9 @@ class PipelineConfig:
         if not isinstance(self.clip_len, (int, np.integer)) or isinstance(self.clip_len, bool) or self.clip_len < 1:
             raise FinetecError(f"pipeline.clip_len must be a positive integer, got {self.clip_len!r}")
         check_level(self.level)
-        for lv in self.mixed_levels:
-            check_level(lv)
+        if not self.mixed_levels or any(lv not in LEVELS for lv in self.mixed_levels):
+            raise FinetecError(f"pipeline.mixed_levels must be a non-empty list of {', '.join(LEVELS)}, "
+                               f"got {list(self.mixed_levels)!r}")
         check_pattern(self.pattern)
         check_filler(self.filler)
         if self.max_persons is not None and (not isinstance(self.max_persons, (int, np.integer)) or self.max_persons < 1):
@@ -188,7 +190,6 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack pipeline outputs into torch tensors: keypoint/clean float32 (N, M, T, V, *),
     mask/clean_mask bool (N, M, T, V), label/index int64 (N,). Persons are padded to the batch's
     largest M."""
-    import torch
 
     if not batch:
         raise ValueError("empty batch")

@@ -51,6 +51,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from finetec.errors import FinetecError
+from finetec.layouts import Layout
+from finetec.layouts import get_layout
 
 FORMAT = "finetec-dataset"
 VERSION = 1
@@ -175,7 +177,6 @@ class DatasetWriter:
     def __init__(self, path: str | os.PathLike, layout: Any, class_names: Sequence[str], *,
                  max_persons: int, dim: int, score: bool = False, overwrite: bool = False,
                  source: str | None = None):
-        from finetec.layouts import get_layout
 
         self.path = Path(path)
         self.layout = get_layout(layout)
@@ -568,7 +569,6 @@ def open_store(path: str | os.PathLike) -> Any:
     and the ends of the offset table; clip data stays on disk until read.
     """
     from finetec.data.dataset import SkeletonDataset
-    from finetec.layouts import Layout
 
     folder = Path(path)
     if not folder.is_dir():

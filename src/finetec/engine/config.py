@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from finetec.data.pipeline import PipelineConfig
 from finetec.errors import FinetecError
-from finetec.data.corruption import LEVELS
+from finetec.fileio import write_text_atomic
 
 TASKS = ("classification", "completion")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -55,21 +56,27 @@ class DataConfig:
     max_persons: int | None = None   # pad/cut persons (default: the dataset's maximum)
 
 
-@dataclass
-class PipelineSection:
-    """The :class:`finetec.data.pipeline.PipelineConfig` fields (same names, same meaning)."""
+def _pipeline_section() -> type:
+    """The config file's ``pipeline`` section, made from :class:`finetec.data.pipeline.PipelineConfig`
+    (the one definition of the pipeline's options): its fields and defaults, as lists where it has
+    tuples (YAML), without ``max_persons`` (set by ``data.max_persons``)."""
+    hints = typing.get_type_hints(PipelineConfig)
+    specs = []
+    for f in dataclasses.fields(PipelineConfig):
+        if f.name == "max_persons":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, tuple):
+            specs.append((f.name, list[str], field(default_factory=lambda d=default: list(d))))
+        else:
+            specs.append((f.name, hints[f.name], field(default=default)))
+    section = dataclasses.make_dataclass("PipelineSection", specs)
+    section.__module__ = __name__
+    section.__doc__ = "The config's ``pipeline`` section: the fields of PipelineConfig (see _pipeline_section)."
+    return section
 
-    clip_len: int = 64
-    level: str = "clean"
-    pattern: str = "random"
-    mixed: bool = False
-    filler: str = "none"
-    features: list[str] = field(default_factory=lambda: ["joint"])
-    normalize: bool = True
-    align_view: bool = False
-    augment: bool = False
-    flip_prob: float = 0.5
-    mixed_levels: list[str] = field(default_factory=lambda: list(LEVELS))
+
+PipelineSection = _pipeline_section()
 
 
 @dataclass
@@ -114,7 +121,7 @@ class Config:
     task: str = "classification"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
-    pipeline: PipelineSection = field(default_factory=PipelineSection)
+    pipeline: PipelineSection = field(default_factory=PipelineSection)  # type: ignore[valid-type]
     model: ModelSection = field(default_factory=ModelSection)
     optim: OptimConfig = field(default_factory=OptimConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -162,10 +169,10 @@ class Config:
             raise FinetecError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.optim.name!r}", src)
         if self.runtime.device not in DEVICES:
             raise FinetecError(f"runtime.device must be one of {', '.join(DEVICES)}, got {self.runtime.device!r}", src)
-        bad = [lv for lv in self.pipeline.mixed_levels if lv not in LEVELS]
-        if bad or not self.pipeline.mixed_levels:
-            raise FinetecError(f"pipeline.mixed_levels must be a non-empty list of {', '.join(LEVELS)}, "
-                               f"got {self.pipeline.mixed_levels!r}", src)
+        try:   # the pipeline's own checks, in one place
+            PipelineConfig(**self.pipeline_kwargs())
+        except FinetecError as e:
+            raise FinetecError(e.problem, src) from None
         if isinstance(self.runtime.tensorboard, bool):
             self.runtime.tensorboard = "on" if self.runtime.tensorboard else "off"
         if self.runtime.tensorboard not in ("auto", "on", "off"):
@@ -180,7 +187,6 @@ class Config:
             (0 <= self.data.val_fraction < 1, "data.val_fraction must be in [0, 1)"),
             (self.data.max_persons is None or self.data.max_persons >= 1, "data.max_persons must be >= 1"),
             (self.pipeline.clip_len >= 2, "pipeline.clip_len must be >= 2"),
-            (len(self.pipeline.features) >= 1, "pipeline.features must not be empty"),
             (self.runtime.num_workers >= 0, "runtime.num_workers must be >= 0"),
             (self.runtime.threads >= 0, "runtime.threads must be >= 0"),
             (self.runtime.checkpoint_every >= 0, "runtime.checkpoint_every must be >= 0"),
@@ -371,8 +377,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the config as YAML (atomically)."""
     import yaml
-
-    from finetec.fileio import write_text_atomic
 
     write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 

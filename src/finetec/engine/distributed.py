@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
+from finetec.engine.device import resolve_device
 from finetec.errors import FinetecError
 
 
@@ -35,29 +38,14 @@ class DistEnv:
         return self.world_size > 1
 
 
-def select_device(pref: str, local_rank: int = 0):
-    """``auto`` -> cuda:local_rank when available, else cpu; ``cuda`` without a GPU -> FinetecError."""
-    import torch
-
-    if pref == "cpu":
-        return torch.device("cpu")
-    if pref in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if pref == "cuda":
-        raise FinetecError("runtime.device is cuda but no CUDA GPU is available (use cpu or auto)")
-    return torch.device("cpu")
-
-
 def init_distributed(device_pref: str = "auto") -> DistEnv:
     """Initialise DDP when launched by torchrun (RANK/WORLD_SIZE set), else a single process."""
-    import torch
-    import torch.distributed as dist
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return DistEnv(device=select_device(device_pref))
+        return DistEnv(device=resolve_device(device_pref, 0))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    device = select_device(device_pref, local_rank)
+    device = resolve_device(device_pref, local_rank)
     if world == 1:
         return DistEnv(rank, 1, local_rank, device)
     created = False
@@ -72,7 +60,6 @@ def init_distributed(device_pref: str = "auto") -> DistEnv:
 
 def cleanup(env: DistEnv) -> None:
     """Destroy the process group if :func:`init_distributed` created it."""
-    import torch.distributed as dist
 
     if env.initialized and dist.is_initialized():
         dist.destroy_process_group()
@@ -82,8 +69,6 @@ def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:
     """Sum a few floats over ranks (identity in a single process)."""
     if not env.distributed:
         return list(values)
-    import torch
-    import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.float64, device=env.device)
     dist.all_reduce(t)
@@ -158,4 +143,4 @@ def loss_weight(local: int, global_size: int, world_size: int) -> float:
 
 
 __all__ = ["DistEnv", "ShardedBatches", "all_reduce_sum", "barrier", "broadcast_flag", "cleanup",
-           "init_distributed", "loss_weight", "select_device"]
+           "init_distributed", "loss_weight"]

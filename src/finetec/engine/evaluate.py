@@ -11,12 +11,26 @@ at relative position ``(k + 0.5) / K`` instead of the centre; the K logit vector
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
+from finetec.data import SkeletonDataset
 from finetec.data.corruption import LEVELS, PATTERNS
+from finetec.data.fillers import model_mask
+from finetec.data.pipeline import collate
+from finetec.data.readers import open_with_options
+from finetec.data.readers._common import layout_fallback, progress_counter
+from finetec.engine.device import autocast
 from finetec.errors import FinetecError
+from finetec.fileio import atomic_path
+from finetec.metrics.classification import classification_report
+from finetec.metrics.restoration import GAP_GROUP_NAMES, mpjpe, mpjpe_by_gap, mpjve, n_mpjpe
+from finetec.models.checkpoint import CheckpointInfo
+from finetec.models.layers import fuse_batchnorm
 
 ALL_LEVELS = tuple(LEVELS)
 
@@ -39,8 +53,6 @@ class MultiClipDataset:
         return len(self.indices) * self.clips
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from dataclasses import replace
-
         pos, k = divmod(int(i), self.clips)
         j = int(self.indices[pos])
         sample = self.ds[j]
@@ -55,9 +67,6 @@ class MultiClipDataset:
 
 def make_loader(dataset, batch_size: int, num_workers: int = 0, batch_sampler=None, generator=None):
     """A DataLoader with the pipeline's collate (no shuffling here: order comes from the sampler)."""
-    from torch.utils.data import DataLoader
-
-    from finetec.data.pipeline import collate
 
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
@@ -69,11 +78,6 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits (N, K) float64, labels (N,), dataset indices (N,) for every item of ``loader``.
     ``progress``: the label of a progress bar on stderr (shown on a terminal for 200 items or more)."""
-    import torch
-
-    from finetec.data.readers._common import progress_counter
-    from finetec.engine.tasks import autocast, model_mask
-    from finetec.models.layers import fuse_batchnorm
 
     fuse_batchnorm(model)   # eval mode, BatchNorms folded (model.train() undoes it)
     scores, labels, index = [], [], []
@@ -82,7 +86,7 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
         for batch in loader:
             bar.update(len(batch["index"]))
             x = batch["keypoint"].to(device, non_blocking=True)
-            m = model_mask({"mask": batch["mask"].to(device)}, filler)
+            m = model_mask(batch["mask"].to(device), filler)
             with autocast(device, amp):
                 out = model(x, m)
             logits = out["logits"] if isinstance(out, dict) else out
@@ -96,61 +100,87 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
 
 
 # -- checkpoint + data -> pipeline ---------------------------------------------------------
-def eval_pipeline(info: dict[str, Any], level: str, pattern: str, seed: int, layout):
-    """The checkpoint's pipeline in test mode at ``level`` / ``pattern`` (no augmentation)."""
-    from finetec.data.pipeline import ClipPipeline, PipelineConfig
-
-    p = dict(info.get("config", {}).get("pipeline", {}))
-    kw = {k: p[k] for k in ("clip_len", "filler", "features", "normalize", "align_view") if k in p}
-    if "clip_len" not in kw and info.get("clip_len"):
-        kw["clip_len"] = int(info["clip_len"])
-    if "features" in kw:
-        kw["features"] = tuple(kw["features"])
-    dims = info.get("dims", {})
-    cfg = PipelineConfig(level=level, pattern=pattern, mixed=False, augment=False,
-                         max_persons=dims.get("num_persons"), **kw)
-    return ClipPipeline(layout, cfg, train=False, seed=seed, dim=dims.get("coords"))
+def to_device(batch: dict[str, Any], device) -> dict[str, Any]:
+    """The batch's tensors moved to ``device`` (other values as they are)."""
+    return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
 
 
-def check_compatible(ds, info: dict[str, Any], data_name: str) -> None:
-    """The dataset matches the checkpoint: joint count and order, coordinates, class names."""
-    dims = info.get("dims", {})
-    if dims.get("num_joints") is not None and ds.layout.num_joints != dims["num_joints"]:
+def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
+    """Pooled MPJPE / N-MPJPE / MPJVE of the model's completion on the entries that are missing
+    after corruption but observed in the clean clip (pooled over clips, weighted by entries),
+    and ``by_gap``: MPJPE per gap-length group (:func:`finetec.metrics.restoration.mpjpe_by_gap`)."""
+
+    sums = {"mpjpe": 0.0, "n_mpjpe": 0.0, "mpjve": 0.0}
+    counts = {"mpjpe": 0, "n_mpjpe": 0, "mpjve": 0}
+    groups = GAP_GROUP_NAMES
+    gap_sum, gap_n = dict.fromkeys(groups, 0.0), dict.fromkeys(groups, 0)
+    model.eval()
+    with torch.no_grad():
+        for batch in loader:
+            b = to_device(batch, device)
+            with autocast(device, amp):
+                out = model(b["keypoint"], b["mask"])
+            pred = out["completed"].float().cpu().numpy()
+            gt = batch["clean"].numpy()
+            seen = batch["mask"].numpy()
+            missing = (~seen) & batch["clean_mask"].numpy()
+            valid = batch["clean_mask"].numpy()
+            n_pos = int(missing.sum())
+            pair = (missing[..., 1:, :] | missing[..., :-1, :]) & valid[..., 1:, :] & valid[..., :-1, :]
+            n_vel = int(pair.sum())
+            if n_pos:
+                sums["mpjpe"] += mpjpe(pred, gt, missing) * n_pos
+                sums["n_mpjpe"] += n_mpjpe(pred, gt, missing) * n_pos
+                counts["mpjpe"] += n_pos
+                counts["n_mpjpe"] += n_pos
+                for name, r in mpjpe_by_gap(pred, gt, missing, seen).items():
+                    if r["count"]:
+                        gap_sum[name] += r["mpjpe"] * r["count"]
+                        gap_n[name] += r["count"]
+            if n_vel:
+                sums["mpjve"] += mpjve(pred, gt, missing, valid) * n_vel
+                counts["mpjve"] += n_vel
+    res: dict[str, Any] = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
+    res["num_missing"] = counts["mpjpe"]
+    total = max(counts["mpjpe"], 1)
+    res["by_gap"] = {g: {"mpjpe": gap_sum[g] / gap_n[g] if gap_n[g] else float("nan"), "count": gap_n[g],
+                         "share": gap_n[g] / total} for g in groups}
+    return res
+
+
+def check_compatible(ds, info: Mapping[str, Any], data_name: str, *, classes: bool = True) -> None:
+    """The dataset matches the checkpoint: joint count and order, coordinates, class names
+    (``classes=False``: not the class names, for a completion checkpoint)."""
+    info = CheckpointInfo.from_dict(info)
+    n = info.dims.get("num_joints")
+    if n is not None and ds.layout.num_joints != n:
         raise FinetecError(f"the data has {ds.layout.num_joints} joints ({ds.layout.name}) but the model was "
-                           f"trained on {dims['num_joints']}", data_name)
-    joints = (info.get("layout") or {}).get("joints")
-    if joints and list(ds.layout.joints) != list(joints):
+                           f"trained on {n}", data_name)
+    if info.layout is not None and list(ds.layout.joints) != list(info.layout.joints):
         raise FinetecError(f"the data's layout {ds.layout.name!r} orders its joints differently from the "
-                           f"checkpoint's {info['layout'].get('name')!r} (convert the data to the same layout)",
+                           f"checkpoint's {info.layout.name!r} (convert the data to the same layout)",
                            data_name)
-    if dims.get("coords") is not None and ds.dim != dims["coords"]:
-        raise FinetecError(f"the data has {ds.dim}D coordinates but the model was trained on {dims['coords']}D",
+    if info.coords is not None and ds.dim != info.coords:
+        raise FinetecError(f"the data has {ds.dim}D coordinates but the model was trained on {info.coords}D",
                            data_name)
-    names = info.get("class_names")
-    if names and ds.class_names and list(ds.class_names) != list(names):
+    names = info.class_names
+    if classes and names and ds.class_names and list(ds.class_names) != list(names):
         raise FinetecError(f"the data's {len(ds.class_names)} classes differ from the checkpoint's {len(names)} "
                            "(same names in the same order are required)", data_name)
 
 
-def open_eval_data(info: dict[str, Any], data: Any = None):
+def open_eval_data(info: Mapping[str, Any], data: Any = None):
     """(dataset, its name): ``data`` may be a SkeletonDataset, a spec, or None (training data)."""
-    from finetec.data import SkeletonDataset
-
+    info = CheckpointInfo.from_dict(info)
     if isinstance(data, SkeletonDataset):
         return data, data.source or "<dataset>"
-    dcfg = info.get("config", {}).get("data", {})
+    dcfg = info.data_config
     spec = data if data is not None else dcfg.get("path")
     if not spec:
-        raise FinetecError("the checkpoint does not record its data; pass --data", info.get("path"))
+        raise FinetecError("the checkpoint does not record its data; pass --data", info.path)
     fmt = None if data is not None else dcfg.get("format")
-    from finetec.data.readers._common import layout_fallback
-    from finetec.layouts import Layout
-
-    lay = info.get("layout")
-    from finetec.data.readers import open_with_options
-
     options = {} if data is not None else dict(dcfg.get("options") or {})
-    with layout_fallback(Layout.from_dict(lay, origin="<checkpoint>") if isinstance(lay, dict) else None):
+    with layout_fallback(info.layout):
         return open_with_options(os.fspath(spec), fmt, options), os.fspath(spec)
 
 
@@ -172,9 +202,6 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
         "mean_class", "confusion"
         (K x K list), "scores" (N, K) logits, "label" (N,), "id" (N,) str}.
     """
-    import torch
-
-    from finetec.metrics.classification import classification_report
 
     if level not in LEVELS:
         raise FinetecError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}, all")
@@ -182,9 +209,10 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
         raise FinetecError(f"unknown pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
     if clips < 1:
         raise FinetecError(f"--clips must be >= 1, got {clips}")
+    info = CheckpointInfo.from_dict(info)
     ds, name = open_eval_data(info, data)
     check_compatible(ds, info, name)
-    split = split or info.get("config", {}).get("data", {}).get("test_split") or "test"
+    split = split or info.test_split
     idx = ds.split_indices(split)
     if idx.size == 0:
         raise FinetecError(f"split {split!r} is empty", name)
@@ -194,7 +222,7 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
                            "evaluation needs labels", name)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
-    pipe = eval_pipeline(info, level, pattern, seed, ds.layout)
+    pipe = info.test_pipeline(level, pattern, seed, ds.layout)
     filler = pipe.cfg.filler
     loader = make_loader(MultiClipDataset(ds, idx, pipe, clips), batch_size, num_workers)
     scores, lab, _ = run_scores(model, loader, device, amp, filler, progress=f"eval {level}" if progress else None)
@@ -216,23 +244,21 @@ def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: st
     MPJVE pooled over the entries missing after corruption but observed in the clean clip
     (normalised coordinates). Returns {"level", "pattern", "split", "mpjpe", "n_mpjpe", "mpjve",
     "num_missing"}."""
-    import torch
-
-    from finetec.engine.tasks import completion_errors
 
     if level not in LEVELS:
         raise FinetecError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}, all")
     if pattern not in PATTERNS:
         raise FinetecError(f"unknown pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+    info = CheckpointInfo.from_dict(info)
     ds, name = open_eval_data(info, data)
-    check_compatible(ds, {**info, "class_names": None}, name)
-    split = split or info.get("config", {}).get("data", {}).get("test_split") or "test"
+    check_compatible(ds, info, name, classes=False)
+    split = split or info.test_split
     idx = ds.split_indices(split)
     if idx.size == 0:
         raise FinetecError(f"split {split!r} is empty", name)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
-    pipe = eval_pipeline(info, level, pattern, seed, ds.layout)
+    pipe = info.test_pipeline(level, pattern, seed, ds.layout)
     loader = make_loader(MultiClipDataset(ds, idx, pipe, 1), batch_size, num_workers)
     res = completion_errors(model, loader, device, amp)
     return {"level": level, "pattern": pattern, "split": split, **res}
@@ -241,7 +267,6 @@ def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: st
 def save_scores(path: str | os.PathLike, result: dict[str, Any], class_names: Sequence[str],
                 extra: dict[str, Any] | None = None) -> None:
     """Score file (.npz): ``scores`` (N, K) logits, ``label`` (N,), ``id`` (N,), ``class_names``."""
-    from finetec.fileio import atomic_path
 
     arrays = {"scores": np.asarray(result["scores"], dtype=np.float32), "label": np.asarray(result["label"]),
               "id": np.asarray(result["id"]).astype(str), "class_names": np.asarray(list(class_names), dtype=str)}
@@ -252,5 +277,5 @@ def save_scores(path: str | os.PathLike, result: dict[str, Any], class_names: Se
             np.savez(f, **arrays)
 
 
-__all__ = ["ALL_LEVELS", "MultiClipDataset", "evaluate", "evaluate_completion", "eval_pipeline", "check_compatible", "make_loader",
+__all__ = ["ALL_LEVELS", "MultiClipDataset", "evaluate", "evaluate_completion", "check_compatible", "make_loader",
            "open_eval_data", "run_scores", "save_scores"]

@@ -6,23 +6,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from finetec.data.checks import nothing_observed
 from finetec.errors import FinetecError
 
 
 def _clip_list(ids: Sequence[str], limit: int = 3) -> str:
     shown = ", ".join(repr(str(i)) for i in ids[:limit])
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
-def nothing_observed(ds) -> np.ndarray:
-    """bool (N,): the clips of ``ds`` without a single observed joint in any frame (clips with
-    no frame included). Training refuses them (:func:`check_split`); ``finetec inspect``
-    reports them."""
-    if len(ds.mask) == 0:
-        return np.ones(len(ds), dtype=bool)
-    frame_obs = ds.mask.reshape(len(ds.mask), -1).any(axis=1).astype(np.int64)       # (F,)
-    observed = np.add.reduceat(np.append(frame_obs, 0), np.minimum(ds.offsets[:-1], len(frame_obs)))
-    return (ds.lengths == 0) | (observed == 0)
 
 
 def check_split(ds, indices: np.ndarray, split: str, task: str) -> None:
@@ -100,4 +90,4 @@ def check_loss(value: float, step: int, epoch: int) -> None:
                            "(try a lower optim.lr, optim.grad_clip, or runtime.amp: false)")
 
 
-__all__ = ["nothing_observed", "check_split", "check_pipeline", "check_logits", "check_loss"]
+__all__ = ["check_split", "check_pipeline", "check_logits", "check_loss"]

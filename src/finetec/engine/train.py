@@ -40,14 +40,29 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
 
 from finetec.console import shown_path
+from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
+from finetec.data.readers import open_with_options
+from finetec.engine import checkpoint as ck
+from finetec.engine import sanity
+from finetec.engine.checkpoint import WEIGHTS
 from finetec.engine.config import Config, load_config, save_config
+from finetec.engine.device import autocast
+from finetec.engine.distributed import ShardedBatches, all_reduce_sum, barrier, cleanup, init_distributed, loss_weight
+from finetec.engine.evaluate import MultiClipDataset, make_loader
+from finetec.engine.tasks import TASKS
 from finetec.errors import FinetecError
+from finetec.fileio import FolderLock, remove_stale_temps, write_text_atomic
+from finetec.models.registry import create_model, model_options
+from finetec.version import __version__
 
 COMPARED_SECTIONS = ("task", "seed", "data", "pipeline", "model")
 
@@ -109,8 +124,6 @@ class BatchNormWarmStart:
     """
 
     def __init__(self, model) -> None:
-        import torch
-
         self.pending = [(mod, float(mod.momentum)) for mod in model.modules()
                         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) and mod.track_running_stats
                         and mod.momentum is not None and mod.momentum < 1]
@@ -131,8 +144,6 @@ class BatchNormWarmStart:
 
 
 def build_optimizer(cfg: Config, params):
-    import torch
-
     o = cfg.optim
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
@@ -144,9 +155,6 @@ def build_optimizer(cfg: Config, params):
 
 def environment(env, device) -> dict[str, Any]:
     """Versions and hardware for the log (reproducibility)."""
-    import torch
-
-    from finetec import __version__
 
     return {
         "finetec": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -202,7 +210,6 @@ def _tensorboard(mode: str, out_dir: Path):
 def _auto_options(name: str, params: dict[str, Any], clip_len: int, num_persons: int) -> dict[str, Any]:
     """Fill ``clip_len`` / ``num_person`` from the data when the model takes them and the
     config leaves them unset."""
-    from finetec.models.registry import model_options
 
     opts = model_options(name)
     out = dict(params)
@@ -225,17 +232,13 @@ class Trainer:
 
     # setup ---------------------------------------------------------------------------------
     def _data(self) -> None:
-        from finetec.data.readers import open_with_options
-        from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset
-        from finetec.engine import sanity
-
         cfg = self.cfg
         sanity.check_pipeline(cfg.task, cfg.pipeline.features, cfg.pipeline.filler)
         ds = open_with_options(cfg.data.path, cfg.data.format, cfg.data.options)
         all_train = ds.split_indices(cfg.data.train_split)
         sanity.check_split(ds, all_train, cfg.data.train_split, cfg.task)
-        labels = ds.label[all_train] if cfg.task == "classification" else np.zeros(len(all_train), np.int64)
-        tr, va = split_validation(labels, cfg.data.val_fraction, cfg.seed)
+        self.task = TASKS[cfg.task](max(ds.num_classes, 1), cfg.pipeline.filler, cfg.optim.label_smoothing)
+        tr, va = split_validation(self.task.split_labels(ds, all_train), cfg.data.val_fraction, cfg.seed)
         self.ds, self.train_idx, self.val_idx = ds, all_train[tr], all_train[va]
         self.num_persons = cfg.data.max_persons or ds.max_persons
         pcfg = PipelineConfig(**cfg.pipeline_kwargs())
@@ -248,12 +251,6 @@ class Trainer:
         self.in_channels = self.train_pipe.in_channels
 
     def _model(self):
-        import torch
-
-        from finetec.engine import sanity
-        from finetec.engine.tasks import TASKS
-        from finetec.models.registry import create_model
-
         cfg, ds = self.cfg, self.ds
         params = _auto_options(cfg.model.name, cfg.model.params, cfg.pipeline.clip_len, self.num_persons)
         K = max(ds.num_classes, 1)
@@ -261,34 +258,19 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             model = create_model(cfg.model.name, num_classes=K, layout=ds.layout, in_channels=self.in_channels,
                                  **params)
-        self.task = TASKS[cfg.task](K, cfg.pipeline.filler, cfg.optim.label_smoothing)
-        if cfg.task == "completion":
-            if not hasattr(model, "set_bank"):
-                raise FinetecError(f"task completion needs a completion model (with set_bank); "
-                                   f"{cfg.model.name!r} is not one", cfg.source)
-            model.set_bank(*self._bank())
-        probe = self._probe_batch()
+        self.task.prepare(model, self)
         model.eval()
-        with torch.no_grad():
-            if cfg.task == "classification":
-                from finetec.engine.tasks import model_mask
-
-                sanity.check_logits(model(probe["keypoint"], model_mask(probe, cfg.pipeline.filler)), K,
-                                    cfg.model.name)
         self.model = model.to(self.env.device)
 
-    def _probe_batch(self) -> dict[str, Any]:
-        from finetec.data.pipeline import collate
+    def probe_batch(self) -> dict[str, Any]:
+        """One validation-mode batch of one training clip (for the tasks' checks)."""
 
         j = int(self.train_idx[0])
         return collate([self.val_pipe(self.ds[j], index=j)])
 
-    def _bank(self) -> tuple[np.ndarray, np.ndarray]:
+    def bank_clips(self) -> tuple[np.ndarray, np.ndarray]:
         """Clean normalised training clips (test-mode pipeline, level clean): clips (B, T, V, C)
         and their observed mask (B, T, V), one entry per person with at least one observed joint."""
-        from dataclasses import replace
-
-        from finetec.data.pipeline import ClipPipeline
 
         pipe = ClipPipeline(self.ds.layout, replace(self.val_pipe.cfg, level="clean", filler="none",
                                                     features=("joint",)),
@@ -303,9 +285,6 @@ class Trainer:
         return np.stack(clips).astype(np.float32), np.stack(masks)
 
     def _loaders(self) -> None:
-        from finetec.engine.distributed import ShardedBatches
-        from finetec.engine.evaluate import MultiClipDataset, make_loader
-
         cfg, env = self.cfg, self.env
         self.sampler = ShardedBatches(len(self.train_idx), cfg.optim.batch_size, env.world_size, env.rank,
                                       seed=cfg.seed, shuffle=True)
@@ -322,11 +301,6 @@ class Trainer:
 
     # run -----------------------------------------------------------------------------------
     def run(self, resume: bool, stop_after: int | None = None) -> dict[str, Any]:
-        import torch
-
-        from finetec.engine import checkpoint as ck
-        from finetec.engine.distributed import barrier
-
         cfg, env, out = self.cfg, self.env, self.out
         last, previous = out / "last", out / "previous"
         if not resume and any((d / ck.INFO).exists() or (d / ck.RECORD).exists() for d in (last, previous)):
@@ -421,12 +395,6 @@ class Trainer:
                 "epochs": len(history), "history": history, "last": history[-1] if history else {}}
 
     def _epoch(self, ddp, model, opt, epoch: int, step: int, total: int, warmup: int):
-        import torch
-
-        from finetec.engine import sanity
-        from finetec.engine.distributed import all_reduce_sum, loss_weight
-        from finetec.engine.tasks import autocast
-
         cfg, env = self.cfg, self.env
         start, self._resume_batch = self._resume_batch, 0
         self.sampler.set_epoch(epoch, start=start)
@@ -481,8 +449,7 @@ class Trainer:
             bar.close()
         loss_sum, correct, count = all_reduce_sum([sums["loss_sum"], sums["correct"], sums["count"]], env)
         row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "loss": loss_sum / max(count, 1)}
-        if self.task.name == "classification":
-            row["train_top1"] = correct / max(count, 1)
+        row.update(self.task.train_metrics(correct, count))
         last = epoch + 1 == cfg.optim.epochs
         if self.val_loader is not None and ((epoch + 1) % cfg.runtime.eval_every == 0 or last):
             row.update(self.task.validate(model, self.val_loader, env.device, cfg.runtime.amp))
@@ -492,8 +459,6 @@ class Trainer:
     def _save_mid_epoch(self, model, opt, epoch: int, batch: int, step: int, sums: dict[str, float]) -> None:
         """``last/`` after ``batch`` batches of ``epoch`` (0-based), with the epoch's global loss
         sums so far, so that ``--resume`` continues inside the epoch."""
-        from finetec.engine import checkpoint as ck
-        from finetec.engine.distributed import all_reduce_sum, barrier
 
         keys = sorted(sums)
         total = dict(zip(keys, all_reduce_sum([sums[k] for k in keys], self.env)))
@@ -539,10 +504,6 @@ class Trainer:
                              f"{cfg.data.train_split!r}" if len(self.val_idx) else "last epoch (no validation set)"}
 
     def _load_weights(self, model, folder: Path) -> None:
-        from safetensors.torch import load_file
-
-        from finetec.engine.checkpoint import WEIGHTS
-
         try:
             state = load_file(str(folder / WEIGHTS), device="cpu")
             model.load_state_dict(state)
@@ -552,7 +513,6 @@ class Trainer:
     def _resume_state(self, last: Path, previous: Path) -> tuple[dict[str, Any], Path]:
         """The training state of the newest complete checkpoint (``last/``, else ``previous/``,
         saying so on stderr), checked field by field and against the config."""
-        from finetec.engine import checkpoint as ck
 
         source, notes = ck.resumable([last, previous])
         for note in notes:
@@ -584,8 +544,6 @@ class Trainer:
         return state, source
 
     def _write_metrics(self, history: list[dict[str, Any]]) -> None:
-        from finetec.fileio import write_text_atomic
-
         write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
     def _summary(self, row: dict[str, Any]) -> str:
@@ -608,7 +566,6 @@ def train(config: Config | str | os.PathLike, out_dir: str | os.PathLike, resume
     Returns ``{"out_dir", "task", "metric", "best_epoch", "best_metric", "epochs", "history",
     "last"}`` (``history``: the rows of metrics.jsonl).
     """
-    from finetec.engine.distributed import cleanup, init_distributed
 
     cfg = config if isinstance(config, Config) else load_config(config)
     if cfg.runtime.threads:
@@ -636,7 +593,6 @@ def train(config: Config | str | os.PathLike, out_dir: str | os.PathLike, resume
 def lock_run_folder(out: Path):
     """Take the run folder's lock (one training per folder) and remove the temporary files and
     folders a killed run left in it; returns the :class:`~finetec.fileio.FolderLock`."""
-    from finetec.fileio import FolderLock, remove_stale_temps
 
     lock = FolderLock(out, "a training run").acquire()
     for folder in (out, out / "last", out / "best", out / "previous"):

@@ -5,12 +5,20 @@ tree), the joints whose mean is the body centre, the five FineTec regions (every
 one), the left/right flip pairs and, optionally, the joint groups that define the body's up and
 across directions (used to align 3D views).
 
+A layout may also carry **joint maps** (its ``maps`` field): how to build the joints of another
+layout from its own, e.g. ``coco17`` says how a COCO-17 clip becomes a ``penn13`` clip (the head
+is the nose, the eyes and ears are dropped). :func:`find_joint_map` finds the map between two
+layouts and :meth:`JointMap.apply` moves keypoints and masks through it; a joint that the map
+cannot supply is missing in the mask, never a zero taken for a position. A user adds a map to
+their own layout file the same way (``docs/layouts.md``, "Joint maps").
+
 Built-in layouts are JSON files in this folder; a user layout is a JSON or YAML file with the same
 fields (joints may be referred to by index or by name). ``get_layout(name_or_path)`` returns either;
 ``docs/layouts.md`` is the guide to writing one.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -39,6 +47,9 @@ class Layout:
     across_axis: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # right -> left side
     description: str = ""
     source: str = ""
+    # joint maps onto other layouts: {target layout name: {target joint name: source joints}}; the
+    # target joint is the mean of its source joints, () = missing. Not part of the layout's identity.
+    maps: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict, compare=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -104,7 +115,7 @@ class Layout:
         return self._cache["adjacency"].copy()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "name": self.name,
             "description": self.description,
             "joints": list(self.joints),
@@ -116,6 +127,11 @@ class Layout:
             "across_axis": None if self.across_axis is None else [list(a) for a in self.across_axis],
             "source": self.source,
         }
+        if self.maps:
+            d["maps"] = {t: {j: None if not src else self.joints[src[0]] if len(src) == 1
+                                 else [self.joints[i] for i in src]
+                             for j, src in m.items()} for t, m in self.maps.items()}
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -163,12 +179,28 @@ class Layout:
                 raise FinetecError(f"{where}: an axis must be [from-joints, to-joints]", origin)
             return (group(a[0], where), group(a[1], where))
 
+        def maps(m: Any) -> dict[str, dict[str, tuple[int, ...]]]:
+            if m is None:
+                return {}
+            if not isinstance(m, dict):
+                raise FinetecError("maps: must be a mapping {target layout name: {target joint: source joint}}",
+                                   origin)
+            out: dict[str, dict[str, tuple[int, ...]]] = {}
+            for target, table in m.items():
+                where = f"maps.{target}"
+                if not isinstance(table, dict) or not table:
+                    raise FinetecError(f"{where}: must be a mapping {{target joint: source joint, a list of "
+                                       "source joints (their mean) or null (missing)}}", origin)
+                out[str(target)] = {str(j): () if src is None else group(src, f"{where}.{j}")
+                                    for j, src in table.items()}
+            return out
+
         regions = d["regions"]
         if not isinstance(regions, dict):
             raise FinetecError(f"regions: must be a mapping {{region name: joints}} with the names "
                                f"{', '.join(REGION_NAMES)}", origin)
         try:
-            return cls(
+            layout = cls(
                 name=str(d["name"]),
                 joints=joints,
                 edges=pairs(d["edges"], "edges"),
@@ -180,6 +212,8 @@ class Layout:
                 description=str(d.get("description", "")),
                 source=str(d.get("source", "")),
             )
+            # the maps after the skeleton itself, so that a broken skeleton is reported as such
+            return dataclasses.replace(layout, maps=maps(d.get("maps"))) if d.get("maps") is not None else layout
         except FinetecError as e:
             raise FinetecError(e.problem, origin) from None
         except (TypeError, ValueError) as e:
@@ -265,6 +299,12 @@ def _validate(layout: Layout) -> None:
             if set(ax[0]) == set(ax[1]):
                 raise FinetecError(f"{where}: {name}: goes from and to the same joint(s), so it has no "
                                    "direction")
+    for target, table in layout.maps.items():
+        for j, src in table.items():
+            for i in src:
+                check(i, f"maps.{target}.{j}")
+            if len(set(src)) != len(src):
+                raise FinetecError(f"{where}: maps.{target}.{j}: names a source joint twice")
 
 
 def builtin_layouts() -> list[str]:
@@ -329,4 +369,115 @@ def layouts_with_joints(num_joints: int) -> list[str]:
     return [n for n in builtin_layouts() if _builtin(n).num_joints == num_joints]
 
 
-__all__ = ["Layout", "REGION_NAMES", "builtin_layouts", "get_layout", "layouts_with_joints", "load_layout_file"]
+# -- joint maps ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JointMap:
+    """How to build the joints of ``target`` from those of ``source``.
+
+    ``sources[v]`` are the source joints whose mean is target joint ``v``; the target joint is
+    observed only where all of them are. An empty tuple: the source cannot supply that joint,
+    so it is always missing (its mask False, its coordinates 0)."""
+
+    source: Layout
+    target: Layout
+    sources: tuple[tuple[int, ...], ...]
+
+    @property
+    def identity(self) -> bool:
+        return self.source.num_joints == self.target.num_joints and \
+            self.sources == tuple((v,) for v in range(self.target.num_joints))
+
+    @property
+    def unsupplied(self) -> list[str]:
+        """Names of the target joints that the map leaves missing."""
+        return [self.target.joints[v] for v, src in enumerate(self.sources) if not src]
+
+    def apply(self, keypoint: np.ndarray, mask: np.ndarray | None = None,
+              score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """keypoint (..., V_source, C), mask (..., V_source) (default: finite coordinates), score
+        (..., V_source) or None -> the same arrays over the target's joints. Coordinates are
+        float32 and 0 wherever the mapped mask is False; a mapped score is the lowest of its
+        sources' scores."""
+        kp = np.asarray(keypoint, dtype=np.float32)
+        if kp.ndim < 2 or kp.shape[-2] != self.source.num_joints:
+            raise FinetecError(f"joint map {self.source.name} -> {self.target.name}: expected "
+                               f"{self.source.num_joints} joints, the data have shape {kp.shape}")
+        m = np.isfinite(kp).all(-1) if mask is None else np.asarray(mask, dtype=bool)
+        shape = kp.shape[:-2] + (self.target.num_joints,)
+        out = np.zeros(shape + kp.shape[-1:], dtype=np.float32)
+        out_m = np.zeros(shape, dtype=bool)
+        out_s = None if score is None else np.zeros(shape, dtype=np.float32)
+        for v, src in enumerate(self.sources):
+            if not src:
+                continue
+            idx = list(src)
+            ok = m[..., idx].all(-1)
+            val = kp[..., idx[0], :] if len(idx) == 1 else kp[..., idx, :].mean(-2)
+            out[..., v, :] = np.where(ok[..., None], val, 0.0)
+            out_m[..., v] = ok
+            if out_s is not None:
+                out_s[..., v] = np.where(ok, np.asarray(score)[..., idx].min(-1), 0.0)
+        return out, out_m, out_s
+
+    def describe(self) -> str:
+        """One line per target joint: ``target <- source`` (``missing`` when unsupplied)."""
+        rows = []
+        for v, src in enumerate(self.sources):
+            what = " + ".join(self.source.joints[i] for i in src) if src else "missing"
+            rows.append(f"{self.target.joints[v]} <- {what}" + (" (mean)" if len(src) > 1 else ""))
+        return "\n".join(rows)
+
+
+def _declared_maps(layout: Layout) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The maps of ``layout``, or, for a stored copy of a built-in layout (in a checkpoint or a
+    dataset file) that carries none, those of the built-in one."""
+    if layout.maps:
+        return layout.maps
+    if layout.name in builtin_layouts():
+        builtin = _builtin(layout.name)
+        if builtin.joints == layout.joints:
+            return builtin.maps
+    return {}
+
+
+def layouts_mapping_onto(target: Layout | str) -> list[str]:
+    """The built-in layouts with a joint map onto ``target`` (besides ``target`` itself)."""
+    name = target.name if isinstance(target, Layout) else get_layout(target).name
+    return [n for n in builtin_layouts() if n != name and name in _builtin(n).maps]
+
+
+def find_joint_map(source: Layout | str, target: Layout | str) -> JointMap:
+    """The joint map from ``source`` onto ``target``: the identity when they have the same joints,
+    else the ``maps`` entry of ``source`` named for ``target`` (a stored copy of a built-in layout
+    uses the built-in one's maps). FinetecError when there is none or it does not fit ``target``."""
+    src, dst = get_layout(source), get_layout(target)
+    if src.joints == dst.joints:
+        return JointMap(src, dst, tuple((v,) for v in range(dst.num_joints)))
+    table = _declared_maps(src).get(dst.name)
+    if table is None:
+        onto = layouts_mapping_onto(dst.name) if dst.name in builtin_layouts() else []
+        known = f"; layouts with a map onto it: {', '.join(onto)}" if onto else ""
+        raise FinetecError(
+            f"no joint map from layout {src.name!r} ({src.num_joints} joints) onto {dst.name!r} "
+            f"({dst.num_joints} joints){known}; a layout file can add one in its 'maps' field "
+            "(docs/layouts.md#joint-maps)")
+    where = f"layout {src.name!r}: maps.{dst.name}"
+    unknown = sorted(set(table) - set(dst.joints))
+    if unknown:
+        raise FinetecError(f"{where}: {dst.name!r} has no joint {unknown[0]!r}")
+    absent = [j for j in dst.joints if j not in table]
+    if absent:
+        raise FinetecError(f"{where}: does not say where {absent[0]!r} comes from (give a source "
+                           "joint, a list of them, or null for missing)")
+    return JointMap(src, dst, tuple(table[j] for j in dst.joints))
+
+
+def layout_to_config(layout: Layout) -> "str | dict[str, Any]":
+    """The layout as stored in ``model.config`` and data files: its name when built-in, else its full dict."""
+    if layout.name in builtin_layouts() and get_layout(layout.name) == layout:
+        return layout.name
+    return layout.to_dict()
+
+
+__all__ = ["JointMap", "Layout", "REGION_NAMES", "builtin_layouts", "find_joint_map", "get_layout",
+           "layout_to_config", "layouts_mapping_onto", "layouts_with_joints", "load_layout_file"]

@@ -43,7 +43,8 @@ from torch import nn
 
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.models.decomposition import gap_position, interpolate_gaps, person_present
+from finetec.data.fillers import fill_linear
+from finetec.models.decomposition import gap_position, person_present
 from finetec.models.registry import register_model
 
 __all__ = ["CompletionNet", "completion", "PROMPT_PATTERNS", "PROMPT_RATIO"]
@@ -186,7 +187,7 @@ class CompletionNet(nn.Module):
             clips, m = clips[keep], m[keep]
             if clips.shape[0] == 0:
                 raise FinetecError("every clip of the skeleton bank is empty (mask all False)")
-            clips = interpolate_gaps(clips, m)
+            clips = fill_linear(clips, m)
         n = clips.shape[0]
         if n > self.bank_size:
             idx = np.linspace(0, n - 1, self.bank_size).round().astype(np.int64)
@@ -246,7 +247,7 @@ class CompletionNet(nn.Module):
     # -- network -----------------------------------------------------------------------------
     def _fill(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         x = torch.where(m[..., None], x, torch.zeros_like(x))
-        return interpolate_gaps(x, m) if self.prefill == "linear" else x
+        return fill_linear(x, m) if self.prefill == "linear" else x
 
     def _tokens(self, first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor,
                 second_flag: float) -> torch.Tensor:

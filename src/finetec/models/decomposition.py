@@ -17,8 +17,8 @@ gap re-filling are gathers with linear weights). Randomness comes only from the 
 passed in: one generator for the whole batch (training) or one per sample (evaluation, seeded from
 a per-sample key, see :func:`sample_keys`), so that a sample's views do not depend on its batch.
 
-This module also holds the batched torch gap interpolation (:func:`interpolate_gaps`) shared with
-the completion module.
+The dropped frames of ``S_dyna`` are re-filled with the project's linear rule in torch
+(:func:`finetec.data.fillers.interpolate_gaps`).
 """
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ from typing import Sequence
 
 import torch
 
+from finetec.data.fillers import interpolate_gaps, observed_neighbours
 from finetec.layouts import REGION_NAMES, Layout
 
 __all__ = [
-    "PerturbConfig", "interpolate_gaps", "observed_neighbours", "gap_position", "joint_motion", "region_motion", "dynamic_joints",
+    "PerturbConfig", "gap_position", "joint_motion", "region_motion", "dynamic_joints",
     "resample_time", "decompose", "sample_keys", "sample_generators", "person_present",
 ]
 
@@ -62,18 +63,6 @@ def person_present(mask: torch.Tensor) -> torch.Tensor:
     return mask.flatten(2).any(dim=2)
 
 
-def observed_neighbours(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every position along dim 1 of ``observed`` (B, T, ...) bool: the index of the last
-    observed frame at or before it (-1 if none) and of the first at or after it (T if none)."""
-    T = observed.shape[1]
-    shape = [1] * observed.ndim
-    shape[1] = T
-    t = torch.arange(T, device=observed.device).view(shape).expand_as(observed)
-    prev = torch.where(observed, t, torch.full_like(t, -1)).cummax(dim=1).values
-    nxt = torch.where(observed, t, torch.full_like(t, T)).flip(1).cummin(dim=1).values.flip(1)
-    return prev, nxt
-
-
 def gap_position(observed: torch.Tensor) -> torch.Tensor:
     """(B, T, ..., 2) frames since the last and until the next observation, divided by T (1 where
     there is none); zeros at observed entries. ``observed``: (B, T, ...) bool."""
@@ -85,41 +74,6 @@ def gap_position(observed: torch.Tensor) -> torch.Tensor:
     since = torch.where(prev >= 0, t - prev, torch.full_like(prev, T))
     until = torch.where(nxt < T, nxt - t, torch.full_like(nxt, T))
     return torch.stack([since, until], dim=-1).float() / T
-
-
-def interpolate_gaps(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    """Fill unobserved entries of trajectories by linear interpolation along time (dim 1).
-
-    x: (B, T, ...) or (B, T, ..., C) values; observed: bool of shape x.shape without the trailing
-    coordinate axis (B, T, ...) or with it (same shape as x), True where a value is known.
-    Between two observed frames the value is interpolated linearly; before the first / after the
-    last observed frame the nearest observed value is repeated; a trajectory with no observed frame
-    becomes zeros. Observed entries are returned bit-identical. Differentiable with respect to x.
-
-    This is the torch form of the ``linear`` rule of :func:`finetec.data.fillers.fill`, computed in
-    float64 like it, so the two give the same numbers on every trajectory with an observation
-    (tested); ``fill`` also gives a joint never observed in the clip its person's centroid, which
-    this per-trajectory function cannot. FineTec without completion uses ``fill`` itself
-    (:func:`finetec.data.fillers.fill_batch`).
-    """
-    if observed.shape != x.shape:
-        observed = observed.unsqueeze(-1).expand_as(x)
-    observed = observed.bool()
-    T = x.shape[1]
-    shape = [1] * x.ndim
-    shape[1] = T
-    t = torch.arange(T, device=x.device).view(shape).expand_as(x)
-    prev, nxt = observed_neighbours(observed)
-    has_prev, has_next = prev >= 0, nxt < T
-    p = torch.where(has_prev, prev, torch.where(has_next, nxt, torch.zeros_like(prev)))
-    n = torch.where(has_next, nxt, p)
-    wide = torch.float64 if x.device.type != "mps" else torch.float32
-    xp, xn = x.gather(1, p).to(wide), x.gather(1, n).to(wide)
-    span = (n - p).to(wide)
-    w = torch.where(n > p, (t - p).to(wide) / span.clamp(min=1), torch.zeros_like(span))
-    filled = (xp + w * (xn - xp)).to(x.dtype)
-    filled = torch.where(has_prev | has_next, filled, torch.zeros_like(filled))
-    return torch.where(observed, x, filled)
 
 
 def resample_time(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, T_out: int) -> torch.Tensor:

@@ -25,22 +25,22 @@ skeleton bank are part of this model's state dict, so ``create_model(**model.con
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from finetec.data.fillers import check_filler, fill_batch
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.data.fillers import fill_batch
-from finetec.models.decomposition import (PerturbConfig, decompose, person_present,
-                                          sample_generators, sample_keys)
+from finetec.models.checkpoint import build_model, load_model
+from finetec.models.decomposition import PerturbConfig, decompose, person_present, sample_generators, sample_keys
 from finetec.models.fusion import FUSIONS, make_fusion
 from finetec.models.physics import MATRIX_STRUCTURES, LagrangianAcceleration
-from finetec.models.registry import create_model, register_model
+from finetec.models.registry import create_model, model_options, register_model
 
-__all__ = ["FineTec", "finetec"]
+__all__ = ["FineTec", "FineTecConfig", "finetec"]
 
 
 def _fill(x: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
@@ -52,31 +52,98 @@ def _fill(x: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
     return fill_batch(x, mask, method)
 
 
+@dataclass(frozen=True)
+class FineTecConfig:
+    """FineTec's options: the schema of its ``model.config`` (besides ``num_classes``, ``layout``,
+    ``in_channels``), validated when the config is made.
+
+    clip_len: T (the completion module's temporal MLPs are built for it).
+    backbone, backbone_overrides: a registered classification model and its options; it receives
+    2C channels (positions + accelerations), or C without physics.
+    completion_checkpoint: folder of a stage-1 ``completion`` checkpoint (frozen here).
+    completion_config: the completion module's architecture (written into model.config
+    automatically; lets a saved FineTec checkpoint rebuild without the stage-1 file).
+    allow_untrained_completion: build a randomly initialised completion module when neither of the
+    two above is given (tests, smoke runs). Otherwise that is an error.
+    use_completion, use_decomposition, use_physics: the ablation switches.
+    fusion: ``attention`` (default) or ``mlp``; fusion_width, fusion_heads: its size.
+    lam: weight of the acceleration loss L_Ac in ``aux_loss``.
+    filler: gap filler used when use_completion is False (``linear`` default, or a name from
+    finetec.data.fillers.FILLERS, or ``none``).
+    perturb_eval: perturb the decomposition views at evaluation too (per-sample fixed seeds).
+    perturbation: overrides of :class:`~finetec.models.decomposition.PerturbConfig` fields.
+    matrix_structure, physics_hidden, physics_rank: module 3 options.
+    num_person: persons per clip (M), passed to backbones that build per-person layers (the
+    engine fills it from the data) unless backbone_overrides sets it.
+    seed: seed of the training-time perturbation generator.
+    """
+
+    clip_len: int = 64
+    backbone: str = "stgcnpp"
+    backbone_overrides: dict[str, Any] | None = None
+    completion_checkpoint: str | None = None
+    completion_config: dict[str, Any] | None = None
+    allow_untrained_completion: bool = False
+    use_completion: bool = True
+    use_decomposition: bool = True
+    use_physics: bool = True
+    fusion: str = "attention"
+    fusion_width: int = 16
+    fusion_heads: int = 2
+    lam: float = 0.1
+    filler: str = "linear"
+    perturb_eval: bool = True
+    perturbation: dict[str, float] | None = None
+    matrix_structure: str = "block"
+    physics_hidden: int = 64
+    physics_rank: int = 8
+    num_person: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise FinetecError(f"finetec: fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if self.matrix_structure not in MATRIX_STRUCTURES:
+            raise FinetecError(f"finetec: matrix_structure must be one of {', '.join(MATRIX_STRUCTURES)}, "
+                               f"got {self.matrix_structure!r}")
+        if not self.use_completion:
+            check_filler(self.filler)
+        self.perturb_config()
+
+    def perturb_config(self) -> PerturbConfig:
+        try:
+            return PerturbConfig(**(self.perturbation or {}))
+        except TypeError as e:
+            raise FinetecError(f"finetec: bad perturbation options ({e})") from None
+
+
 class FineTec(nn.Module):
     """FineTec: restored, decomposed and physics-augmented skeleton sequences classified by a GCN.
 
-    See the module docstring for the data flow and :func:`finetec` for the options.
+    See the module docstring for the data flow and :class:`FineTecConfig` for the options.
     """
 
     def __init__(self, layout: Layout, channels: int, backbone: nn.Module, completion: nn.Module | None,
-                 *, use_decomposition: bool, use_physics: bool, fusion: str, fusion_width: int, fusion_heads: int,
-                 lam: float, filler: str, perturb_eval: bool, perturbation: PerturbConfig, physics: dict[str, Any],
-                 seed: int):
+                 config: FineTecConfig):
         super().__init__()
+        c = config
         self.layout, self.C = layout, channels
         self.completion = completion
         if completion is not None:
             completion.requires_grad_(False)
             completion.eval()
-        self.filler = filler
-        self.use_decomposition, self.use_physics = use_decomposition, use_physics
-        self.perturb_eval, self.perturbation, self.lam = perturb_eval, perturbation, float(lam)
-        self.physics = LagrangianAcceleration(layout.num_joints, channels, **physics) if use_physics else None
-        self.fuse_pos = make_fusion(fusion, channels, fusion_width, fusion_heads) if use_decomposition else None
-        self.fuse_acc = (make_fusion(fusion, channels, fusion_width, fusion_heads)
-                         if use_decomposition and use_physics else None)
+        self.filler = c.filler
+        self.use_decomposition, self.use_physics = c.use_decomposition, c.use_physics
+        self.perturb_eval, self.perturbation, self.lam = c.perturb_eval, c.perturb_config(), float(c.lam)
+        self.physics = (LagrangianAcceleration(layout.num_joints, channels, hidden=c.physics_hidden,
+                                               matrix_structure=c.matrix_structure, rank=c.physics_rank)
+                        if c.use_physics else None)
+        self.fuse_pos = (make_fusion(c.fusion, channels, c.fusion_width, c.fusion_heads)
+                         if c.use_decomposition else None)
+        self.fuse_acc = (make_fusion(c.fusion, channels, c.fusion_width, c.fusion_heads)
+                         if c.use_decomposition and c.use_physics else None)
         self.backbone = backbone
-        self._generator = torch.Generator().manual_seed(int(seed))
+        self._generator = torch.Generator().manual_seed(int(c.seed))
         self._config: dict[str, Any] = {}
 
     # model.config is set by create_model; the completion module's own config replaces its checkpoint path
@@ -152,88 +219,41 @@ class FineTec(nn.Module):
 
 
 def _load_completion(path: str | os.PathLike) -> nn.Module:
-    from finetec.engine.checkpoint import load_model
-
     model, _ = load_model(path)
     if model.config.get("name") != "completion":
         raise FinetecError(f"not a completion checkpoint (model {model.config.get('name')!r})", path)
     return model
 
 
-@register_model("finetec")
-def finetec(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int = 64, backbone: str = "stgcnpp",
-            backbone_overrides: dict[str, Any] | None = None, completion_checkpoint: str | None = None,
-            completion_config: dict[str, Any] | None = None, allow_untrained_completion: bool = False,
-            use_completion: bool = True, use_decomposition: bool = True, use_physics: bool = True,
-            fusion: str = "attention", fusion_width: int = 16, fusion_heads: int = 2, lam: float = 0.1,
-            filler: str = "linear", perturb_eval: bool = True, perturbation: dict[str, float] | None = None,
-            matrix_structure: str = "block", physics_hidden: int = 64, physics_rank: int = 8,
-            num_person: int = 2, seed: int = 0) -> FineTec:
-    """Build FineTec.
+def _completion_module(c: FineTecConfig, layout: Layout, in_channels: int) -> nn.Module:
+    """Module 1: the stage-1 checkpoint, the recorded architecture, or (tests) an untrained one."""
+    if c.completion_checkpoint:
+        comp = _load_completion(c.completion_checkpoint)
+    elif c.completion_config:
+        comp = build_model(c.completion_config, "<finetec completion_config>")
+    elif c.allow_untrained_completion:
+        comp = create_model("completion", num_classes=1, layout=layout, in_channels=in_channels,
+                            clip_len=c.clip_len, width=32, depth=2, merge_at=1, bank_size=16)
+    else:
+        raise FinetecError("finetec: use_completion needs completion_checkpoint (a stage-1 completion "
+                           "checkpoint); set use_completion: false to use a gap filler instead")
+    if (comp.V, comp.C, comp.T) != (layout.num_joints, in_channels, c.clip_len):
+        raise FinetecError(
+            f"finetec: the completion module was built for V={comp.V}, C={comp.C}, clip_len={comp.T} "
+            f"(layout {comp.config.get('layout')!r}) but this model has V={layout.num_joints}, C={in_channels}, "
+            f"clip_len={c.clip_len}", c.completion_checkpoint)
+    return comp
 
-    Args:
-        in_channels: C, the position channels (2 or 3); the pipeline must produce positions only.
-        clip_len: T (the completion module's temporal MLPs are built for it).
-        backbone, backbone_overrides: a registered classification model and its options; it receives
-            2C channels (positions + accelerations), or C without physics.
-        completion_checkpoint: folder of a stage-1 ``completion`` checkpoint (frozen here).
-        completion_config: the completion module's architecture (written into model.config
-            automatically; lets a saved FineTec checkpoint rebuild without the stage-1 file).
-        allow_untrained_completion: build a randomly initialised completion module when neither of the
-            two above is given (tests, smoke runs). Otherwise that is an error.
-        use_completion, use_decomposition, use_physics: the ablation switches.
-        fusion: ``attention`` (default) or ``mlp``; fusion_width, fusion_heads: its size.
-        lam: weight of the acceleration loss L_Ac in ``aux_loss``.
-        filler: gap filler used when use_completion is False (``linear`` default, or a name from
-            finetec.data.fillers.FILLERS, or ``none``).
-        perturb_eval: perturb the decomposition views at evaluation too (per-sample fixed seeds).
-        perturbation: overrides of :class:`~finetec.models.decomposition.PerturbConfig` fields.
-        matrix_structure, physics_hidden, physics_rank: module 3 options.
-        num_person: persons per clip (M), passed to backbones that build per-person layers (the
-            engine fills it from the data) unless backbone_overrides sets it.
-        seed: seed of the training-time perturbation generator.
-    """
-    if fusion not in FUSIONS:
-        raise FinetecError(f"finetec: fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
-    if matrix_structure not in MATRIX_STRUCTURES:
-        raise FinetecError(f"finetec: matrix_structure must be one of {', '.join(MATRIX_STRUCTURES)}, "
-                           f"got {matrix_structure!r}")
-    if not use_completion:
-        from finetec.data.fillers import check_filler
 
-        check_filler(filler)
-    try:
-        pcfg = PerturbConfig(**(perturbation or {}))
-    except TypeError as e:
-        raise FinetecError(f"finetec: bad perturbation options ({e})") from None
-    comp: nn.Module | None = None
-    if use_completion:
-        if completion_checkpoint:
-            comp = _load_completion(completion_checkpoint)
-        elif completion_config:
-            from finetec.engine.checkpoint import build_model
-
-            comp = build_model(completion_config, "<finetec completion_config>")
-        elif allow_untrained_completion:
-            comp = create_model("completion", num_classes=1, layout=layout, in_channels=in_channels,
-                                clip_len=clip_len, width=32, depth=2, merge_at=1, bank_size=16)
-        else:
-            raise FinetecError("finetec: use_completion needs completion_checkpoint (a stage-1 completion "
-                               "checkpoint); set use_completion: false to use a gap filler instead")
-        cc = comp.config
-        if (comp.V, comp.C, comp.T) != (layout.num_joints, in_channels, clip_len):
-            raise FinetecError(
-                f"finetec: the completion module was built for V={comp.V}, C={comp.C}, clip_len={comp.T} "
-                f"(layout {cc.get('layout')!r}) but this model has V={layout.num_joints}, C={in_channels}, "
-                f"clip_len={clip_len}", completion_checkpoint)
-    head_channels = in_channels * (2 if use_physics else 1)
-    from finetec.models.registry import model_options
-
-    bb_opts = dict(backbone_overrides or {})
-    if "num_person" in model_options(backbone):
-        bb_opts.setdefault("num_person", num_person)
-    net = create_model(backbone, num_classes=num_classes, layout=layout, in_channels=head_channels, **bb_opts)
-    physics = {"hidden": physics_hidden, "matrix_structure": matrix_structure, "rank": physics_rank}
-    return FineTec(layout, in_channels, net, comp, use_decomposition=use_decomposition, use_physics=use_physics,
-                   fusion=fusion, fusion_width=fusion_width, fusion_heads=fusion_heads, lam=lam, filler=filler,
-                   perturb_eval=perturb_eval, perturbation=pcfg, physics=physics, seed=seed)
+@register_model("finetec", FineTecConfig)
+def finetec(*, num_classes: int, layout: Layout, in_channels: int, config: FineTecConfig) -> FineTec:
+    """Build FineTec (options: :class:`FineTecConfig`); ``in_channels`` is C, the position channels
+    (2 or 3): the pipeline must produce positions only."""
+    c = config
+    comp = _completion_module(c, layout, in_channels) if c.use_completion else None
+    bb_opts = dict(c.backbone_overrides or {})
+    if "num_person" in model_options(c.backbone):
+        bb_opts.setdefault("num_person", c.num_person)
+    head_channels = in_channels * (2 if c.use_physics else 1)
+    net = create_model(c.backbone, num_classes=num_classes, layout=layout, in_channels=head_channels, **bb_opts)
+    return FineTec(layout, in_channels, net, comp, c)

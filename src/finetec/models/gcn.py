@@ -21,13 +21,18 @@ with ``mask_channel=True`` the mask is also appended as an extra input channel. 
 into the batch; features are averaged over T and V, then over the persons present in the clip
 (a person with no observed joint, e.g. padding, is left out of the mean when a mask is given).
 
-The registered names (see :mod:`finetec.models.registry`) are ``stgcn``, ``stgcnpp``,
-``ctrgcn`` with the published defaults, and ``stgcn_small``, ``stgcnpp_small``, ``ctrgcn_small``:
-a CPU-sized variant (base width 32, 7 blocks, width doubling and stride 2 at blocks 4 and 6).
+Each architecture's options are one config dataclass, its schema (:class:`STGCNConfig`,
+:class:`STGCNPPConfig`, :class:`CTRGCNConfig`, sharing :class:`GCNConfig`): the fields with the
+published defaults, validated when the config is made. The registered names (see
+:mod:`finetec.models.registry`, which checks overrides against these fields) are ``stgcn``,
+``stgcnpp``, ``ctrgcn``, and ``stgcn_small``, ``stgcnpp_small``, ``ctrgcn_small``: the same
+configs with the CPU-sized defaults of :data:`SMALL` (base width 32, 7 blocks, width doubling and
+stride 2 at blocks 4 and 6).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -46,6 +51,85 @@ EPS = 1e-4
 SMALL = dict(base_channels=32, num_stages=7, inflate_stages=(4, 6), down_stages=(4, 6))
 
 
+def _tuple(value: Any) -> Any:
+    return tuple(_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+@dataclass(frozen=True)
+class GCNConfig:
+    """Options shared by the GCN backbones (the schema of ``model.config`` besides ``num_classes``,
+    ``layout`` and ``in_channels``).
+
+    base_channels: width of the first block. num_stages: number of blocks.
+    inflate_stages: 1-based blocks at which the width is multiplied by ``ch_ratio``.
+    down_stages: 1-based blocks whose temporal stride is 2.
+    data_bn: ``"MVC"`` (BatchNorm1d over persons x joints x channels, needs ``num_person``),
+    ``"VC"`` (joints x channels, shared by persons) or ``"none"``.
+    num_person: persons the MVC data BN is built for; clips with fewer are zero-padded.
+    mask_channel: append the observation mask as an extra input channel.
+    dropout: dropout before the FC layer; tcn_dropout: inside the temporal units.
+    """
+
+    kind: ClassVar[str] = ""
+    base_channels: int = 64
+    num_stages: int = 10
+    inflate_stages: tuple[int, ...] = (5, 8)
+    down_stages: tuple[int, ...] = (5, 8)
+    ch_ratio: float = 2.0
+    data_bn: str = "MVC"
+    num_person: int = 2
+    mask_channel: bool = False
+    dropout: float = 0.0
+    tcn_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):   # lists (from JSON / YAML) become tuples
+            object.__setattr__(self, f.name, _tuple(getattr(self, f.name)))
+        _validate(self)
+
+    def unit_options(self) -> dict[str, Any]:
+        """The options of the spatial and temporal units (see :func:`_make_block`)."""
+        return {k: getattr(self, k, d) for k, d in _UNIT_DEFAULTS.items()}
+
+
+@dataclass(frozen=True)
+class STGCNConfig(GCNConfig):
+    """ST-GCN: edge importance weighting (``gcn_adaptive``), ``tcn_kernel`` x 1 temporal convs."""
+
+    kind: ClassVar[str] = "stgcn"
+    tcn_kernel: int = 9
+    gcn_adaptive: str = "importance"
+    gcn_with_res: bool = False
+
+
+@dataclass(frozen=True)
+class STGCNPPConfig(GCNConfig):
+    """ST-GCN++: learnable graph (``gcn_adaptive``), residual GCN, multi-branch TCN (``tcn_branches``)."""
+
+    kind: ClassVar[str] = "stgcnpp"
+    data_bn: str = "VC"
+    tcn_branches: tuple[Any, ...] = MSTCN_BRANCHES
+    gcn_adaptive: str = "init"
+    gcn_with_res: bool = True
+
+
+@dataclass(frozen=True)
+class CTRGCNConfig(GCNConfig):
+    """CTR-GCN: channel-wise topology refinement (``rel_reduction``), multi-scale TCN
+    (``tcn_kernel``, ``tcn_dilations``)."""
+
+    kind: ClassVar[str] = "ctrgcn"
+    tcn_kernel: int = 5
+    tcn_dilations: tuple[int, ...] = (1, 2)
+    rel_reduction: int = 8
+
+
+CONFIGS: dict[str, type[GCNConfig]] = {c.kind: c for c in (STGCNConfig, STGCNPPConfig, CTRGCNConfig)}
+# unit options of a kind whose config does not have them (unused by its units)
+_UNIT_DEFAULTS: dict[str, Any] = dict(gcn_adaptive="init", gcn_with_res=True, tcn_kernel=9, tcn_dilations=(1, 2),
+                                      tcn_branches=MSTCN_BRANCHES, rel_reduction=8)
+
+
 class SkeletonGCN(nn.Module):
     """A GCN backbone + pooled linear classifier.
 
@@ -53,38 +137,24 @@ class SkeletonGCN(nn.Module):
         num_classes: K.
         layout: the skeleton layout (its ``adjacency()`` gives the (3, V, V) graph).
         in_channels: C of the input (N, M, T, V, C).
-        kind: ``"stgcn"``, ``"stgcnpp"`` or ``"ctrgcn"`` (the block type, see module doc).
-        base_channels: width of the first block.
-        num_stages: number of blocks.
-        inflate_stages: 1-based blocks at which the width is multiplied by ``ch_ratio``.
-        down_stages: 1-based blocks whose temporal stride is 2.
-        ch_ratio: width multiplier at an inflate stage.
-        data_bn: ``"MVC"`` (BatchNorm1d over persons x joints x channels, needs ``num_person``),
-            ``"VC"`` (joints x channels, shared by persons) or ``"none"``.
-        num_person: persons the MVC data BN is built for; clips with fewer are zero-padded.
-        mask_channel: append the observation mask as an extra input channel.
-        dropout: dropout before the FC layer.
-        gcn_adaptive, gcn_with_res: GraphConv options (stgcn / stgcnpp).
-        tcn_kernel, tcn_dilations, tcn_branches, tcn_dropout: temporal unit options (see layers).
-        rel_reduction: CTRGC relation-channel reduction (ctrgcn).
+        config: the architecture's options; its class gives the block type (``config.kind``, see the
+            module doc).
     """
 
-    def __init__(self, num_classes: int, layout: Layout, in_channels: int, *, kind: str = "stgcnpp",
-                 base_channels: int = 64, num_stages: int = 10, inflate_stages: Sequence[int] = (5, 8),
-                 down_stages: Sequence[int] = (5, 8), ch_ratio: float = 2.0, data_bn: str = "VC",
-                 num_person: int = 2, mask_channel: bool = False, dropout: float = 0.0,
-                 gcn_adaptive: str = "init", gcn_with_res: bool = True, tcn_kernel: int = 9,
-                 tcn_dilations: Sequence[int] = (1, 2), tcn_branches: Sequence[Any] = MSTCN_BRANCHES,
-                 tcn_dropout: float = 0.0, rel_reduction: int = 8):
+    def __init__(self, num_classes: int, layout: Layout, in_channels: int, config: GCNConfig):
         super().__init__()
-        _validate(kind, num_classes, in_channels, base_channels, num_stages, inflate_stages, down_stages,
-                  ch_ratio, data_bn, num_person, dropout, gcn_adaptive, tcn_kernel, tcn_dilations, tcn_branches,
-                  tcn_dropout, rel_reduction)
+        for v, what in ((num_classes, "num_classes"), (in_channels, "in_channels")):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise FinetecError(f"{what} must be a positive integer, got {v!r}")
+        self.arch = config
+        kind, base_channels, num_stages = config.kind, config.base_channels, config.num_stages
+        inflate_stages, down_stages, ch_ratio = config.inflate_stages, config.down_stages, config.ch_ratio
+        data_bn, num_person, tcn_dropout = config.data_bn, config.num_person, config.tcn_dropout
         self.kind = kind
         self.layout = layout
         self.num_joints = layout.num_joints
         self.in_channels = in_channels
-        self.mask_channel = bool(mask_channel)
+        self.mask_channel = bool(config.mask_channel)
         self.data_bn_type = data_bn
         self.num_person = num_person
         A = torch.as_tensor(layout.adjacency(), dtype=torch.float32)
@@ -97,8 +167,7 @@ class SkeletonGCN(nn.Module):
         else:
             self.data_bn = nn.Identity()
 
-        opts = dict(gcn_adaptive=gcn_adaptive, gcn_with_res=gcn_with_res, tcn_kernel=tcn_kernel,
-                    tcn_dilations=tuple(tcn_dilations), tcn_branches=tuple(tcn_branches), rel_reduction=rel_reduction)
+        opts = config.unit_options()
         blocks = [self.make_block(kind, c_in, base_channels, A, 1, residual=False, tcn_dropout=0.0, **opts)]
         width, inflations = base_channels, 0
         for i in range(2, num_stages + 1):
@@ -109,7 +178,7 @@ class SkeletonGCN(nn.Module):
             width = out
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = width
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.fc = nn.Linear(width, num_classes)
         nn.init.normal_(self.fc.weight, 0.0, 0.01)
         nn.init.zeros_(self.fc.bias)
@@ -221,121 +290,62 @@ def _make_block(kind: str, c_in: int, c_out: int, A: torch.Tensor, stride: int, 
     return u.GCNBlock(gcn, tcn, c_in, c_out, stride, residual)
 
 
-def _validate(kind, num_classes, in_channels, base_channels, num_stages, inflate_stages, down_stages, ch_ratio,
-              data_bn, num_person, dropout, gcn_adaptive, tcn_kernel, tcn_dilations, tcn_branches, tcn_dropout,
-              rel_reduction) -> None:
+def _validate(c: GCNConfig) -> None:
     """Raise FinetecError for an invalid backbone configuration."""
     def posint(v, what):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise FinetecError(f"{what} must be a positive integer, got {v!r}")
 
-    if kind not in KINDS:
-        raise FinetecError(f"unknown backbone kind {kind!r}; valid: {', '.join(KINDS)}")
-    for v, what in ((num_classes, "num_classes"), (in_channels, "in_channels"), (base_channels, "base_channels"),
-                    (num_stages, "num_stages"), (num_person, "num_person"), (tcn_kernel, "tcn_kernel"),
-                    (rel_reduction, "rel_reduction")):
+    u = c.unit_options()
+    if c.kind not in KINDS:
+        raise FinetecError(f"unknown backbone kind {c.kind!r}; valid: {', '.join(KINDS)}")
+    for v, what in ((c.base_channels, "base_channels"), (c.num_stages, "num_stages"), (c.num_person, "num_person"),
+                    (u["tcn_kernel"], "tcn_kernel"), (u["rel_reduction"], "rel_reduction")):
         posint(v, what)
-    for stages, what in ((inflate_stages, "inflate_stages"), (down_stages, "down_stages")):
+    for stages, what in ((c.inflate_stages, "inflate_stages"), (c.down_stages, "down_stages")):
         if not isinstance(stages, (list, tuple)) or any(isinstance(s, bool) or not isinstance(s, int)
-                                                        or not 2 <= s <= num_stages for s in stages):
-            raise FinetecError(f"{what} must list blocks in 2..{num_stages} (num_stages), got {stages!r}")
-    if isinstance(ch_ratio, bool) or not isinstance(ch_ratio, (int, float)) or ch_ratio <= 0:
-        raise FinetecError(f"ch_ratio must be a positive number, got {ch_ratio!r}")
-    if data_bn not in DATA_BN:
-        raise FinetecError(f"data_bn must be one of {', '.join(DATA_BN)}, got {data_bn!r}")
-    for v, what in ((dropout, "dropout"), (tcn_dropout, "tcn_dropout")):
+                                                        or not 2 <= s <= c.num_stages for s in stages):
+            raise FinetecError(f"{what} must list blocks in 2..{c.num_stages} (num_stages), got {stages!r}")
+    if isinstance(c.ch_ratio, bool) or not isinstance(c.ch_ratio, (int, float)) or c.ch_ratio <= 0:
+        raise FinetecError(f"ch_ratio must be a positive number, got {c.ch_ratio!r}")
+    if c.data_bn not in DATA_BN:
+        raise FinetecError(f"data_bn must be one of {', '.join(DATA_BN)}, got {c.data_bn!r}")
+    for v, what in ((c.dropout, "dropout"), (c.tcn_dropout, "tcn_dropout")):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
             raise FinetecError(f"{what} must be in [0, 1), got {v!r}")
-    if gcn_adaptive not in ADAPTIVE_MODES:
-        raise FinetecError(f"gcn_adaptive must be one of {', '.join(ADAPTIVE_MODES)}, got {gcn_adaptive!r}")
-    if not isinstance(tcn_dilations, (list, tuple)) or not tcn_dilations:
-        raise FinetecError(f"tcn_dilations must be a non-empty list of positive integers, got {tcn_dilations!r}")
-    for d in tcn_dilations:
+    if u["gcn_adaptive"] not in ADAPTIVE_MODES:
+        raise FinetecError(f"gcn_adaptive must be one of {', '.join(ADAPTIVE_MODES)}, got {u['gcn_adaptive']!r}")
+    if not isinstance(u["tcn_dilations"], (list, tuple)) or not u["tcn_dilations"]:
+        raise FinetecError(f"tcn_dilations must be a non-empty list of positive integers, got {u['tcn_dilations']!r}")
+    for d in u["tcn_dilations"]:
         posint(d, "a tcn dilation")
-    if not isinstance(tcn_branches, (list, tuple)) or not tcn_branches:
-        raise FinetecError(f"tcn_branches must be a non-empty list, got {tcn_branches!r}")
-    for b in tcn_branches:
+    if not isinstance(u["tcn_branches"], (list, tuple)) or not u["tcn_branches"]:
+        raise FinetecError(f"tcn_branches must be a non-empty list, got {u['tcn_branches']!r}")
+    for b in u["tcn_branches"]:
         try:
             _check_branch(b)
         except ValueError as e:
             raise FinetecError(str(e)) from None
-    widths = [base_channels * ch_ratio ** k for k in range(len(set(inflate_stages)) + 1)]
-    parts = len(tcn_branches) if kind == "stgcnpp" else len(tcn_dilations) + 2 if kind == "ctrgcn" else 1
+    widths = [c.base_channels * c.ch_ratio ** k for k in range(len(set(c.inflate_stages)) + 1)]
+    parts = (len(u["tcn_branches"]) if c.kind == "stgcnpp" else len(u["tcn_dilations"]) + 2 if c.kind == "ctrgcn"
+             else 1)
     if min(widths) < parts:
-        raise FinetecError(f"base_channels={base_channels} is too narrow for {parts} temporal branches")
+        raise FinetecError(f"base_channels={c.base_channels} is too narrow for {parts} temporal branches")
 
 
 # -- registered models ---------------------------------------------------------------------------
-# Each factory lists its options with the published defaults; the registry validates overrides
-# against these signatures and records them in model.config.
+# One factory for the three architectures; each name is its config dataclass (the published
+# defaults) or, for the *_small variants, the same dataclass with the SMALL defaults.
 
-@register_model("stgcn")
-def stgcn(*, num_classes: int, layout: Layout, in_channels: int, base_channels: int = 64, num_stages: int = 10,
-          inflate_stages: Sequence[int] = (5, 8), down_stages: Sequence[int] = (5, 8), ch_ratio: float = 2.0,
-          tcn_kernel: int = 9, gcn_adaptive: str = "importance", gcn_with_res: bool = False,
-          data_bn: str = "MVC", num_person: int = 2, mask_channel: bool = False, dropout: float = 0.0,
-          tcn_dropout: float = 0.0) -> SkeletonGCN:
-    """ST-GCN (Yan et al., AAAI 2018): edge importance weighting, 9 x 1 temporal convs."""
-    return SkeletonGCN(num_classes, layout, in_channels, kind="stgcn", base_channels=base_channels,
-                       num_stages=num_stages, inflate_stages=inflate_stages, down_stages=down_stages,
-                       ch_ratio=ch_ratio, tcn_kernel=tcn_kernel, gcn_adaptive=gcn_adaptive,
-                       gcn_with_res=gcn_with_res, data_bn=data_bn, num_person=num_person,
-                       mask_channel=mask_channel, dropout=dropout, tcn_dropout=tcn_dropout)
+def skeleton_gcn(*, num_classes: int, layout: Layout, in_channels: int, config: GCNConfig) -> SkeletonGCN:
+    """ST-GCN (Yan et al., AAAI 2018), ST-GCN++ (PYSKL, Duan et al. 2022) or CTR-GCN (Chen et al.,
+    ICCV 2021), as ``config``'s class says."""
+    return SkeletonGCN(num_classes, layout, in_channels, config)
 
 
-@register_model("stgcnpp")
-def stgcnpp(*, num_classes: int, layout: Layout, in_channels: int, base_channels: int = 64, num_stages: int = 10,
-            inflate_stages: Sequence[int] = (5, 8), down_stages: Sequence[int] = (5, 8), ch_ratio: float = 2.0,
-            tcn_branches: Sequence[Any] = MSTCN_BRANCHES, gcn_adaptive: str = "init", gcn_with_res: bool = True,
-            data_bn: str = "VC", num_person: int = 2, mask_channel: bool = False, dropout: float = 0.0,
-            tcn_dropout: float = 0.0) -> SkeletonGCN:
-    """ST-GCN++ (PYSKL, Duan et al. 2022): learnable graph, residual GCN, multi-branch TCN."""
-    return SkeletonGCN(num_classes, layout, in_channels, kind="stgcnpp", base_channels=base_channels,
-                       num_stages=num_stages, inflate_stages=inflate_stages, down_stages=down_stages,
-                       ch_ratio=ch_ratio, tcn_branches=tcn_branches, gcn_adaptive=gcn_adaptive,
-                       gcn_with_res=gcn_with_res, data_bn=data_bn, num_person=num_person,
-                       mask_channel=mask_channel, dropout=dropout, tcn_dropout=tcn_dropout)
+for _kind, _cfg in CONFIGS.items():
+    register_model(_kind, _cfg)(skeleton_gcn)
+    register_model(f"{_kind}_small", _cfg, **SMALL)(skeleton_gcn)
 
-
-@register_model("ctrgcn")
-def ctrgcn(*, num_classes: int, layout: Layout, in_channels: int, base_channels: int = 64, num_stages: int = 10,
-           inflate_stages: Sequence[int] = (5, 8), down_stages: Sequence[int] = (5, 8), ch_ratio: float = 2.0,
-           tcn_kernel: int = 5, tcn_dilations: Sequence[int] = (1, 2), rel_reduction: int = 8,
-           data_bn: str = "MVC", num_person: int = 2, mask_channel: bool = False, dropout: float = 0.0,
-           tcn_dropout: float = 0.0) -> SkeletonGCN:
-    """CTR-GCN (Chen et al., ICCV 2021): channel-wise topology refinement, multi-scale TCN."""
-    return SkeletonGCN(num_classes, layout, in_channels, kind="ctrgcn", base_channels=base_channels,
-                       num_stages=num_stages, inflate_stages=inflate_stages, down_stages=down_stages,
-                       ch_ratio=ch_ratio, tcn_kernel=tcn_kernel, tcn_dilations=tcn_dilations,
-                       rel_reduction=rel_reduction, data_bn=data_bn, num_person=num_person,
-                       mask_channel=mask_channel, dropout=dropout, tcn_dropout=tcn_dropout)
-
-
-def _small(factory):
-    """The same options as ``factory`` with the CPU-variant width/depth as defaults."""
-    import functools
-    import inspect
-
-    sig = inspect.signature(factory)
-    params = [p.replace(default=SMALL[p.name]) if p.name in SMALL else p for p in sig.parameters.values()]
-
-    small_sig = sig.replace(parameters=params)
-
-    @functools.wraps(factory)
-    def small(**kwargs):
-        bound = small_sig.bind(**kwargs)
-        bound.apply_defaults()
-        return factory(**bound.arguments)
-
-    small.__signature__ = small_sig
-    small.__qualname__ = factory.__qualname__ + "_small"
-    small.__doc__ = f"{factory.__doc__} CPU variant: {SMALL}."
-    return small
-
-
-stgcn_small = register_model("stgcn_small")(_small(stgcn))
-stgcnpp_small = register_model("stgcnpp_small")(_small(stgcnpp))
-ctrgcn_small = register_model("ctrgcn_small")(_small(ctrgcn))
-
-__all__ = ["DATA_BN", "KINDS", "SMALL", "SkeletonGCN", "ctrgcn", "ctrgcn_small", "stgcn", "stgcn_small", "stgcnpp",
-           "stgcnpp_small"]
+__all__ = ["CONFIGS", "CTRGCNConfig", "DATA_BN", "GCNConfig", "KINDS", "SMALL", "STGCNConfig", "STGCNPPConfig",
+           "SkeletonGCN", "skeleton_gcn"]

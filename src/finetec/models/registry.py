@@ -18,13 +18,14 @@ skipped, a module that exists but fails to import raises.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
 from typing import Any, Callable
 
 from finetec.errors import FinetecError
-from finetec.layouts import Layout, builtin_layouts, get_layout
+from finetec.layouts import Layout, get_layout, layout_to_config
 
 MODEL_MODULES: tuple[str, ...] = (
     "finetec.models.gcn",
@@ -34,27 +35,40 @@ MODEL_MODULES: tuple[str, ...] = (
 _REQUIRED = ("num_classes", "layout", "in_channels")
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
+# name -> (the model's config dataclass, defaults of this variant) for models with a config schema
+_CONFIGS: dict[str, tuple[type, dict[str, Any]]] = {}
 _state = {"loaded": False, "loading": False}
 
 
-def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering ``factory(*, num_classes, layout, in_channels, **options)`` as ``name``.
+def register_model(name: str, config: type | None = None, **defaults: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering ``factory(*, num_classes, layout, in_channels, ...)`` as ``name``.
 
-    The factory's keyword parameters (with their defaults) define the overrides that
-    :func:`create_model` accepts; a factory taking ``**kwargs`` validates its own options.
+    With ``config`` (a dataclass: the model's schema, as in nanoGPT / timm) the factory takes
+    ``config=`` an instance of it; the dataclass's fields (with their defaults, overridden by
+    ``defaults`` for a variant such as ``stgcnpp_small``) are the options :func:`create_model`
+    accepts, and the dataclass validates their values. Without it the factory's keyword parameters
+    (with their defaults) define the options; a factory taking ``**kwargs`` validates its own.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("a model name must be a non-empty string")
+    if config is not None:
+        if not dataclasses.is_dataclass(config):
+            raise TypeError(f"model {name!r}: config must be a dataclass")
+        unknown = sorted(set(defaults) - {f.name for f in dataclasses.fields(config)})
+        if unknown:
+            raise TypeError(f"model {name!r}: {config.__name__} has no field(s) {', '.join(unknown)}")
 
     def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
         old = _FACTORIES.get(name)
         if old is not None and (old.__module__, old.__qualname__) != (factory.__module__, factory.__qualname__):
             raise ValueError(f"model name {name!r} is already registered by {old.__module__}.{old.__qualname__}")
         params = inspect.signature(factory).parameters
-        missing = [p for p in _REQUIRED if p not in params]
+        missing = [p for p in _REQUIRED + (("config",) if config is not None else ()) if p not in params]
         if missing:
             raise TypeError(f"model factory {name!r} must accept keyword arguments {', '.join(missing)}")
         _FACTORIES[name] = factory
+        if config is not None:
+            _CONFIGS[name] = (config, dict(defaults))
         return factory
 
     return deco
@@ -93,12 +107,42 @@ def get_factory(name: str) -> Callable[..., Any]:
 
 def model_options(name: str) -> dict[str, Any]:
     """The overridable options of model ``name`` with their defaults (excluding the required three)."""
-    params = inspect.signature(get_factory(name)).parameters
+    factory = get_factory(name)
+    if name in _CONFIGS:
+        cls, defaults = _CONFIGS[name]
+        return {f.name: defaults.get(f.name, _field_default(f)) for f in dataclasses.fields(cls)}
+    params = inspect.signature(factory).parameters
     return {
         k: (None if p.default is inspect.Parameter.empty else p.default)
         for k, p in params.items()
         if k not in _REQUIRED and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
     }
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def model_config(name: str, **overrides: Any) -> Any:
+    """The config dataclass instance of model ``name`` with ``overrides`` (validated by it);
+    FinetecError for an option the model does not have."""
+    get_factory(name)
+    if name not in _CONFIGS:
+        raise FinetecError(f"model {name!r} has no config dataclass")
+    cls, defaults = _CONFIGS[name]
+    _check_known(name, overrides, {f.name for f in dataclasses.fields(cls)})
+    return cls(**{**defaults, **overrides})
+
+
+def _check_known(name: str, overrides: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(k for k in overrides if k not in known or k in _REQUIRED)
+    if unknown:
+        valid = ", ".join(sorted(model_options(name))) or "(none)"
+        raise FinetecError(f"model {name!r} has no option(s) {', '.join(unknown)}; valid options: {valid}")
 
 
 def _resolve_layout(layout: Any) -> Layout:
@@ -109,13 +153,6 @@ def _resolve_layout(layout: Any) -> Layout:
     if isinstance(layout, str) or hasattr(layout, "__fspath__"):
         return get_layout(layout)
     raise FinetecError(f"layout must be a Layout, a layout name, a path or a dict, not {type(layout).__name__}")
-
-
-def layout_to_config(layout: Layout) -> str | dict[str, Any]:
-    """The layout as stored in ``model.config``: its name when built-in, else its full dict."""
-    if layout.name in builtin_layouts() and get_layout(layout.name) == layout:
-        return layout.name
-    return layout.to_dict()
 
 
 def _jsonable(value: Any) -> Any:
@@ -152,24 +189,13 @@ def create_model(name: str, *, num_classes: int, layout: Any, in_channels: int, 
     num_classes = _positive_int(num_classes, "num_classes")
     in_channels = _positive_int(in_channels, "in_channels")
     lay = _resolve_layout(layout)
-    sig = inspect.signature(factory)
-    params = sig.parameters
-    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if not open_kwargs:
-        unknown = sorted(k for k in overrides if k not in params or k in _REQUIRED)
-        if unknown:
-            valid = ", ".join(sorted(model_options(name))) or "(none)"
-            raise FinetecError(f"model {name!r} has no option(s) {', '.join(unknown)}; valid options: {valid}")
-    kwargs = dict(num_classes=num_classes, layout=lay, in_channels=in_channels, **overrides)
-    model = factory(**kwargs)
-    bound = sig.bind(**kwargs)
-    bound.apply_defaults()
-    options: dict[str, Any] = {}
-    for k, v in bound.arguments.items():
-        if params[k].kind is inspect.Parameter.VAR_KEYWORD:
-            options.update(v)
-        elif k not in _REQUIRED:
-            options[k] = v
+    if name in _CONFIGS:
+        cfg = model_config(name, **overrides)
+        model = factory(num_classes=num_classes, layout=lay, in_channels=in_channels, config=cfg)
+        options = dataclasses.asdict(cfg)
+    else:
+        model, options = _call_plain(name, factory, dict(num_classes=num_classes, layout=lay,
+                                                         in_channels=in_channels), overrides)
     config = {"name": name, "num_classes": num_classes, "layout": layout_to_config(lay), "in_channels": in_channels}
     config.update(_jsonable(options))
     try:
@@ -180,5 +206,25 @@ def create_model(name: str, *, num_classes: int, layout: Any, in_channels: int, 
     return model
 
 
-__all__ = ["MODEL_MODULES", "create_model", "get_factory", "layout_to_config", "list_models",
+def _call_plain(name: str, factory: Callable[..., Any], required: dict[str, Any], overrides: dict[str, Any]
+                ) -> tuple[Any, dict[str, Any]]:
+    """Call a factory without a config dataclass: (the model, its options bound with defaults)."""
+    sig = inspect.signature(factory)
+    params = sig.parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        _check_known(name, overrides, set(params))
+    kwargs = {**required, **overrides}
+    model = factory(**kwargs)
+    bound = sig.bind(**kwargs)
+    bound.apply_defaults()
+    options: dict[str, Any] = {}
+    for k, v in bound.arguments.items():
+        if params[k].kind is inspect.Parameter.VAR_KEYWORD:
+            options.update(v)
+        elif k not in _REQUIRED:
+            options[k] = v
+    return model, options
+
+
+__all__ = ["MODEL_MODULES", "create_model", "get_factory", "layout_to_config", "list_models", "model_config",
            "model_options", "register_model"]

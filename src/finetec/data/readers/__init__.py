@@ -16,19 +16,23 @@ every reader accepts numbers and booleans written as text. Formats are described
 from __future__ import annotations
 
 import argparse
-
+import dataclasses
 import inspect
 import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qsl
+
+import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.store import ClipStream
+from finetec.data.readers import canonical, ctrgcn, npz, ntu, nw_ucla, penn_action, pose_json, pyskl, utd_mhad
+from finetec.data.readers._common import reading
+from finetec.data.store import ClipStream, is_store
+from finetec.data.synthetic import make_dataset
 from finetec.errors import FinetecError
-from finetec.data.readers import (
-    canonical, ctrgcn, npz, ntu, nw_ucla, penn_action, pose_json, pyskl, utd_mhad,
-)
+from finetec.layouts import get_layout
 
 # Detection order matters: specific layouts before generic ones (``npz`` and ``pose_json`` last
 # among their file types).
@@ -36,7 +40,7 @@ READERS: dict[str, ModuleType] = {
     m.NAME: m for m in (canonical, ctrgcn, npz, pyskl, ntu, penn_action, utd_mhad, nw_ucla, pose_json)
 }
 
-__all__ = ["READERS", "detect_format", "open_with_options", "parse_option_args", "read_dataset",
+__all__ = ["READERS", "detect_format", "open_dataset", "open_with_options", "parse_option_args", "read_dataset",
            "reader_options", "relabel", "stream_dataset"]
 
 
@@ -82,7 +86,6 @@ def read_dataset(path: str | os.PathLike, fmt: str | None = None, **options: Any
     name = fmt or detect_format(p)
     mod = _reader(name)
     relabel_to = _check_options(name, options, p)
-    from finetec.data.readers._common import reading
 
     with reading(p, f"{name} input"):
         ds = mod.read(p, **options)
@@ -132,7 +135,6 @@ def _check_options(name: str, options: dict[str, Any], p: Path) -> Any:
 def relabel(ds: SkeletonDataset, layout: Any) -> SkeletonDataset:
     """``ds`` with another layout of the same joint count (the data are unchanged): how the
     ``layout`` option applies to formats whose layout is fixed or stored (e.g. a canonical file)."""
-    import dataclasses
 
     new = _relabel_layout(ds.layout, layout, ds.source)
     if new == ds.layout:
@@ -144,7 +146,6 @@ def relabel(ds: SkeletonDataset, layout: Any) -> SkeletonDataset:
 
 def _relabel_layout(old: Any, layout: Any, source: Any) -> Any:
     """The layout named by a ``layout`` option, with the joint count of ``old``."""
-    from finetec.layouts import get_layout
 
     old = get_layout(old)
     try:
@@ -177,18 +178,56 @@ def parse_option_args(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def open_with_options(spec: str | os.PathLike, fmt: str | None = None, options: dict[str, Any] | None = None
-                      ) -> SkeletonDataset:
-    """:func:`finetec.data.open_dataset`, or :func:`read_dataset` when reader options are given."""
-    from finetec.data import open_dataset
+def open_dataset(spec: str | os.PathLike, fmt: str | None = None, options: dict[str, Any] | None = None
+                 ) -> SkeletonDataset:
+    """Open a dataset: THE entry point the rest of finetec uses to get clips.
 
+    ``spec``: ``synthetic[:layout][?k=v&...]`` (:mod:`finetec.data.synthetic`), a canonical
+    ``.finetec.npz`` file or ``.finetec`` folder, or anything a reader understands (``fmt`` forces
+    one). ``options``: reader options (``-o key=value`` on the command line; for synthetic data only
+    ``layout``).
+    """
     s = os.fspath(spec)
     if options and (s == "synthetic" or s.startswith("synthetic:")) and not Path(s).exists():
         other = sorted(set(options) - {"layout"})
         if other:
             raise FinetecError(f"synthetic data takes no reader option {', '.join(map(repr, other))} "
                                "(only layout=, to draw or check it under another layout)")
-        return relabel(open_dataset(s, fmt=fmt), options["layout"])
+        return relabel(_open_plain(s, fmt=fmt), options["layout"])
     if options:
         return read_dataset(spec, fmt=fmt, **options)
-    return open_dataset(spec, fmt=fmt)
+    return _open_plain(spec, fmt=fmt)
+
+
+# the former name of open_dataset with options
+open_with_options = open_dataset
+
+
+def _open_plain(spec: str | os.PathLike, fmt: str | None = None) -> SkeletonDataset:
+    """open_dataset without reader options."""
+    s = os.fspath(spec)
+    if fmt in (None, "synthetic") and (s == "synthetic" or s.startswith("synthetic:")):
+        rest = s.partition(":")[2]
+        layout, _, query = rest.partition("?")
+        opts: dict[str, object] = {k: (int(v) if v.lstrip("-").isdigit() else v) for k, v in parse_qsl(query)}
+        try:
+            return make_dataset(layout=layout or "coco17", **opts)  # type: ignore[arg-type]
+        except TypeError as e:
+            raise FinetecError(f"bad synthetic dataset options in {s!r}: {e}") from None
+    p = Path(s)
+    if not p.exists():
+        raise FinetecError("no such file or folder", p)
+    if fmt in (None, "finetec") and p.is_dir():
+        if is_store(p) or fmt == "finetec" or p.name.endswith(".finetec"):
+            return SkeletonDataset.load(p)
+    if fmt in (None, "finetec") and p.is_file() and p.name.endswith(".npz"):
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                is_canonical = "offsets" in z.files and "layout" in z.files
+        except Exception:  # noqa: BLE001 - not an npz we can open; let the readers decide
+            is_canonical = False
+        if is_canonical or fmt == "finetec":
+            with reading(p, "dataset file"):
+                return SkeletonDataset.load(p)
+
+    return read_dataset(p, fmt=fmt)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import io
 import os
 import re
+import warnings
 import zipfile
+from collections import deque
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
+from finetec.data.readers.names import KNOWN_CLASS_NAMES
 from finetec.data.sample import Sample
 from finetec.errors import FinetecError
 from finetec.layouts import Layout, builtin_layouts, get_layout, layouts_with_joints
@@ -288,7 +292,6 @@ def class_names_option(value: str | Sequence[str] | None, source: str | os.PathL
         return [str(v) for v in value]
     if os.path.isfile(value):
         return read_lines_file(value, "class-name file")
-    from finetec.data.readers.names import KNOWN_CLASS_NAMES
 
     if value in KNOWN_CLASS_NAMES:
         return list(KNOWN_CLASS_NAMES[value])
@@ -325,11 +328,21 @@ def read_capped(path: Path, cap: int, what: str, variable: str) -> bytes:
         raise FinetecError(f"cannot read file ({e.strerror or e})", path) from None
 
 
+def json_loader() -> tuple[Callable[[bytes], Any], type[Exception]]:
+    """The fastest available JSON parser for bytes and the exception it raises."""
+    try:
+        import orjson
+
+        return orjson.loads, orjson.JSONDecodeError
+    except ImportError:  # pragma: no cover - depends on the environment
+        import json
+
+        return json.loads, ValueError
+
+
 def load_json(path: str | os.PathLike, what: str = "JSON") -> Any:
     """A JSON file, read with a size cap (:data:`MAX_JSON_BYTES`); too deep a nesting (the parser's
     recursion limit) and every other problem is a one-line FinetecError naming the file."""
-    from finetec.data.readers.nw_ucla import json_loader
-
     p = Path(path)
     data = read_capped(p, MAX_JSON_BYTES, what, "FINETEC_MAX_JSON_BYTES")
     loads, decode_error = json_loader()
@@ -344,7 +357,6 @@ def check_npz(path: str | os.PathLike) -> None:
     header's shape times item size fits in the bytes its archive member holds (so numpy, which
     allocates from the header, never allocates beyond the file's own size, or 1032 times it for
     a compressed member, and never beyond :data:`MAX_ARRAY_BYTES`)."""
-    import numpy as np
 
     p = Path(path)
     try:
@@ -390,9 +402,6 @@ def check_npz(path: str | os.PathLike) -> None:
 def reading(path: str | os.PathLike, what: str):
     """Turn anything a reader raises while interpreting a file's content into a one-line
     FinetecError naming the file (set FINETEC_DEBUG=1 to see the original exception)."""
-    import warnings
-
-    import numpy as np
 
     complex_warning = getattr(getattr(np, "exceptions", np), "ComplexWarning")
     try:
@@ -429,7 +438,6 @@ _MAT_SIZES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 14: 
 def load_mat(path: str | os.PathLike, variable_names: tuple[str, ...]) -> dict[str, Any]:
     """``scipy.io.loadmat`` of a MATLAB 5 file after a bounded check of its structure (see
     :func:`check_mat`); every problem is a one-line FinetecError naming the file."""
-    import io
 
     import scipy.io
 
@@ -545,7 +553,6 @@ def ordered_map(fn: Any, items: Sequence[Any], workers: int = 1, window: int = 8
     if workers <= 1 or len(items) < 2:
         yield from map(fn, items)
         return
-    from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -25,6 +25,7 @@ Arrays (only ``keypoint`` is required):
 """
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ from finetec.data.readers._common import (
     as_bool, check_npz, choose_layout, class_names_option, describe, generic_class_names, make_sample, nonzero_mask,
     trim_persons, trim_trailing_frames,
 )
+from finetec.data.readers.pose_json import layout_field
 from finetec.errors import FinetecError
+from finetec.fileio import atomic_path
 
 NAME = "npz"
 DESCRIPTION = "simple .npz: keypoint (+ mask, score, label, layout, class_names, split__*)"
@@ -160,3 +163,42 @@ def read(path: Path, *, layout: str | None = None, zero_is_missing: bool | str =
     if "title" in d:
         meta["title"] = str(d["title"])
     return SkeletonDataset.from_samples(samples, lay, names, splits=splits, meta=meta, source=str(path))
+
+
+def write(path: str | Path, ds: SkeletonDataset, filled: np.ndarray | None = None,
+          extra: dict[str, Any] | None = None) -> None:
+    """Write ``ds`` as a plain ``.npz`` (atomically) that :func:`read` reads back: keypoint
+    (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of equal length, mask, label,
+    id, layout, class_names; ``filled`` (F, M, V) bool (a completion's filled entries, in the
+    dataset's frame layout) as ``filled`` of the keypoint's shape without C; ``extra``: more
+    entries, each stored as a JSON string."""
+    lengths = ds.lengths
+    if len(ds) > 1 and len(set(lengths.tolist())) > 1:
+        raise FinetecError(f"{len(ds)} clips of different lengths do not fit one plain .npz array; "
+                           "write a .finetec.npz instead", path)
+    fl_all = np.zeros_like(ds.mask) if filled is None else filled
+    clips = [(ds[i].keypoint, ds[i].mask, ds.clip_part(fl_all, i)) for i in range(len(ds))]
+    M = max(c[0].shape[0] for c in clips)
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        out = np.zeros((M,) + a.shape[1:], dtype=a.dtype)
+        out[: a.shape[0]] = a
+        return out
+
+    kp = np.stack([pad(c[0]) for c in clips])
+    mk = np.stack([pad(c[1]) for c in clips])
+    fl = np.stack([pad(c[2]) for c in clips])
+    if len(ds) == 1:
+        kp, mk, fl = kp[0], mk[0], fl[0]
+    arrays = {
+        "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
+        "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
+        "id": ds.ids.astype(str), "layout": np.array(layout_field(ds.layout)),
+        "class_names": np.array(ds.class_names, dtype=str),
+        **{k: np.array(json.dumps(v)) for k, v in (extra or {}).items()},
+    }
+    if filled is None:
+        del arrays["filled"]
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
@@ -27,18 +26,6 @@ NAME = "nw_ucla"
 DESCRIPTION = "NW-UCLA all_sqe/a*_s*_e*_v*.json (3D, 20 joints, cross-view split)"
 _FILE = re.compile(r"^a(\d+)_s(\d+)_e(\d+)_v(\d+)\.json$")
 TRAIN_VIEWS = (1, 2)
-
-
-def json_loader() -> tuple[Callable[[bytes], Any], type[Exception]]:
-    """The fastest available JSON parser for bytes and the exception it raises."""
-    try:
-        import orjson
-
-        return orjson.loads, orjson.JSONDecodeError
-    except ImportError:  # pragma: no cover - depends on the environment
-        import json
-
-        return json.loads, ValueError
 
 
 def sniff(path: Path) -> bool:

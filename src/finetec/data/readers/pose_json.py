@@ -33,16 +33,17 @@ centre (greedy), so that slot 0 stays the same person. The layout is chosen by j
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from finetec.data.dataset import SkeletonDataset
-from finetec.data.readers._common import (
-    as_float, as_int, choose_layout, load_json, make_sample, natural_key, progress,
-)
+from finetec.data.readers._common import as_float, as_int, choose_layout, load_json, make_sample, natural_key, progress
 from finetec.errors import FinetecError
+from finetec.fileio import write_text_atomic
+from finetec.layouts import layout_to_config
 
 NAME = "pose_json"
 DESCRIPTION = "pose-estimator JSON (COCO keypoints / OpenPose people), one clip per file or folder"
@@ -256,8 +257,6 @@ def read(path: Path, *, layout: str | None = None, score_threshold: float | str 
 def layout_field(layout: Any) -> str:
     """What a file records as its layout: a built-in layout's name, else the whole layout as JSON
     (this reader and the plain ``.npz`` reader take either)."""
-    from finetec.models.registry import layout_to_config
-
     ref = layout_to_config(layout)
     return ref if isinstance(ref, str) else layout.to_json()
 
@@ -269,9 +268,6 @@ def write(path: str | Path, ds: SkeletonDataset, index: int = 0, filled: np.ndar
     "filled"?}]}]}``. A joint's score is 1 when it is observed (or filled), 0 when missing; a frame
     with no observed joint has no person. ``filled``: optional (M, T, V) bool of filled entries,
     written per person as 0/1 per joint."""
-    import json
-
-    from finetec.fileio import write_text_atomic
 
     clip = ds[index]
     kp, mk = clip.keypoint, clip.mask               # (M, T, V, C), (M, T, V)

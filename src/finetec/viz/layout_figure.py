@@ -1,4 +1,4 @@
-"""Drawing a layout (``finetec layout check``) and reviewing it for likely mistakes.
+"""Drawing a layout (``finetec layout check``).
 
 :func:`draw_layout` writes a PNG with one or two panels:
 
@@ -8,9 +8,6 @@
 - **on data** (when a clip is given): the same joints, names and bones on one frame of a real clip
   (the frame with the most observed joints), with the up and across axes. A layout whose joint
   order is not the data's shows here as names on the wrong body parts and crossing bones.
-
-:func:`review_layout` lists what is valid but probably wrong (a flip pair that does not join a
-left and a right joint, a region that is not connected, no up axis).
 """
 from __future__ import annotations
 
@@ -20,55 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from finetec.fileio import atomic_path
 from finetec.layouts import REGION_NAMES, Layout
+from finetec.viz.skeleton import REGION_COLORS, ClipView, _project, detect_y_down
 
 # Left to right in the graph panel: the person faces the viewer, so their right is on the left.
 _ORDER = ("right_arm", "right_leg", "head_torso", "left_leg", "left_arm")
-
-
-def review_layout(layout: Layout) -> list[str]:
-    """Warnings (one line each) about a valid layout that is probably not what its author meant."""
-    out = []
-    J = layout.joints
-    for a, b in layout.flip_pairs:
-        na, nb = J[a].lower(), J[b].lower()
-        if not (("left" in na and "right" in nb) or ("right" in na and "left" in nb)):
-            out.append(f"flip_pairs: {J[a]} <-> {J[b]} does not pair a left and a right joint by name")
-    parents = dict(layout.edges)
-    for r in REGION_NAMES:
-        members = set(layout.regions[r])
-        tops = [j for j in members if parents.get(j) not in members]
-        if len(tops) > 1:
-            out.append(f"regions.{r}: not one connected chain of bones (starts at {', '.join(J[j] for j in tops)})")
-    for side in ("left", "right"):
-        for limb in ("arm", "leg"):
-            r = f"{side}_{limb}"
-            other = "right" if side == "left" else "left"
-            wrong = [J[j] for j in layout.regions[r] if other in J[j].lower()]
-            if wrong:
-                out.append(f"regions.{r}: holds {', '.join(wrong)}, named for the {other} side")
-    if layout.up_axis is None:
-        out.append("up_axis: not set; 2D clips are then scaled by their spread instead of the torso "
-                   "length, and views are not aligned")
-    if layout.across_axis is None:
-        out.append("across_axis: not set; 3D views cannot be turned to face the camera")
-    return out
-
-
-def describe_layout(layout: Layout) -> list[str]:
-    """A few lines summarising a layout in words."""
-    J = layout.joints
-
-    def group(g: tuple[int, ...]) -> str:
-        return "+".join(J[j] for j in g)
-
-    lines = [f"{layout.num_joints} joints, {len(layout.edges)} bones, root {J[layout.root]}",
-             f"center: {group(layout.center)}",
-             "regions: " + ", ".join(f"{r} ({len(layout.regions[r])})" for r in REGION_NAMES),
-             f"flip pairs: {len(layout.flip_pairs)}"]
-    for name, ax in (("up_axis", layout.up_axis), ("across_axis", layout.across_axis)):
-        lines.append(f"{name}: " + ("not set" if ax is None else f"{group(ax[0])} -> {group(ax[1])}"))
-    return lines
 
 
 def tree_positions(layout: Layout) -> np.ndarray:
@@ -105,7 +59,6 @@ def _draw_graph(ax: Any, layout: Layout, pts: np.ndarray, *, arrows: bool, obser
                 fontsize: float = 7.0) -> None:
     from matplotlib.patches import FancyArrowPatch
 
-    from finetec.viz import REGION_COLORS
 
     colors = [REGION_COLORS[REGION_NAMES[r]] for r in layout.region_index]
     ok = np.ones(layout.num_joints, dtype=bool) if observed is None else observed
@@ -145,7 +98,6 @@ def pose_frame(keypoint: np.ndarray, mask: np.ndarray, layout: Layout) -> tuple[
     """(V, 2) plotting coordinates, (V,) observed, and a caption, for the frame of a clip
     (M, T, V, C) with the most observed joints (first person seen); 3D is shown facing the viewer
     with the layout's up direction vertical, 2D image coordinates (y down) upright."""
-    from finetec.viz import ClipView, _project, detect_y_down
 
     counts = mask.sum(axis=2)                                         # (M, T)
     p, t = np.unravel_index(int(np.argmax(counts)), counts.shape)
@@ -169,8 +121,6 @@ def draw_layout(layout: Layout, out: str | os.PathLike, clip: tuple[np.ndarray, 
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from finetec.fileio import atomic_path
-    from finetec.viz import REGION_COLORS
 
     out = Path(out)
     panels = 2 if clip is not None else 1
