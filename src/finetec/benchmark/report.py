@@ -12,7 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from finetec import viz
+from finetec.benchmark.runner import fmt_seconds
 from finetec.benchmark.spec import BASELINES, COMPLETION_FILLERS, COMPLETION_MODEL, LEVEL_ORDER, METHODS
+from finetec.benchmark.stats import paired_difference
+from finetec.fileio import write_text_atomic
 
 ABLATIONS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.ablation)
 
@@ -108,8 +112,6 @@ def comparisons(cells: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
 
     Returns ``{level: {"baseline": (name, diff) or None, "ablations": {method: diff}}}``.
     """
-    from finetec.benchmark.stats import paired_difference
-
     by = by_method_level(cells)
     facts = meta.get("datasets", {}).get(cells[0]["dataset"], {}) if cells else {}
     labels, digest = facts.get("test_labels"), facts.get("test_ids_sha1")
@@ -296,8 +298,6 @@ def _config_summary(cfg: Any) -> str:
 
 
 def _seconds(s: Any) -> str:
-    from finetec.benchmark.runner import fmt_seconds
-
     return "-" if s is None else fmt_seconds(float(s))
 
 
@@ -463,8 +463,6 @@ def render_summary(results: dict[str, Any]) -> str:
 def make_plots(results: dict[str, Any], img_dir: Path, prefix: str = "") -> dict[str, Path]:
     """Top-1 vs level per method (one figure per regime and budget) and completion error vs level
     per filler, via :mod:`finetec.viz`. Returns title -> written file."""
-    from finetec import viz
-
     written: dict[str, Path] = {}
     cells, comp = results.get("cells", []), results.get("completion", [])
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -488,8 +486,6 @@ def make_plots(results: dict[str, Any], img_dir: Path, prefix: str = "") -> dict
 def write_report(results: dict[str, Any], md_path: Path, img_dir: Path, plots: bool = True,
                  prefix: str = "", source: str | None = None) -> Path:
     """Write the Markdown page (and its plots, linked relative to the page)."""
-    from finetec.fileio import write_text_atomic
-
     images: dict[str, str] = {}
     if plots:
         for title, p in make_plots(results, img_dir, prefix).items():
