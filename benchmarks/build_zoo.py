@@ -119,8 +119,8 @@ def add(args: argparse.Namespace) -> None:
     src = Path(args.checkpoint)
     if (src / "best" / INFO).exists():
         src = src / "best"
-    info = read_info(src)
-    info.pop("path", None)
+    read_info(src)   # the checks of a checkpoint.json; the file itself is copied as it is
+    info = json.loads((src / INFO).read_text(encoding="utf-8"))
     dataset_key = args.dataset
     facts = DATASETS[dataset_key]
     # the training data's location on the machine that trained it means nothing elsewhere
@@ -191,8 +191,9 @@ def card_text(name: str, m: dict) -> str:
         L += [m["description"], ""]
     L += ["## Use", "", "```bash",
           f"finetec predict --model {name} clip.json --top-k 3",
-          f"finetec stream --model {name} < frames.jsonl" + ("   # --layout coco17 for COCO-17 frames"
-                                                             if "coco17" in accepts else ""),
+          f"finetec stream --model {name} < frames.jsonl" + next(
+              (f"   # --layout {a} for {what} frames" for a, what in (("coco17", "COCO-17"), ("ntu25", "Kinect v2"))
+               if a in accepts), ""),
           "```", "", "```python", "import finetec", f'model = finetec.load("{name}")',
           "model.predict(keypoint)   # (T, V, C) in this layout, NaN = missing joint", "```", "",
           f"Input: clips in layout `{m['layout']}` ({m['dim']}D)"

@@ -4,12 +4,17 @@ model of a person, not from any dataset (the datasets' licences do not allow cop
     python examples/make_examples.py            # rewrites examples/*.json (deterministic)
 
 - ``jumping_jacks_coco17.json``: 2D, COCO-17 (what mmpose / RTMPose / YOLO-pose write), image
-  pixels (y down), 60 frames at 30 fps: two jumping jacks; mmpose-style frames
-  (``instances`` with ``keypoints`` [[x, y], ...] and ``keypoint_scores``).
-- ``squat_coco17.json``: 2D, COCO-17, 75 frames: two squats, arms stretched forward; a few frames
-  without a detection and an occluded ankle, as a pose estimator would have them.
-- ``squat_ntu25.json``: 3D, NTU RGB+D / Kinect v2 25 joints, camera coordinates in metres (x to
-  the person's right, y up, z away from the camera), 75 frames: the same two squats.
+  pixels (y down), 30 frames at 30 fps: one jumping jack; mmpose-style frames (``instances`` with
+  ``keypoints`` [[x, y], ...] and ``keypoint_scores``).
+- ``squat_coco17.json``: 2D, COCO-17, 45 frames: one back squat (hands holding a bar on the
+  shoulders); three frames without a detection and an ankle undetected for seven frames (score 0
+  at (0, 0)), as a pose estimator writes them.
+- ``sit_down_ntu25.json``: 3D, NTU RGB+D / Kinect v2 25 joints, camera coordinates in metres (x
+  to the person's right, y up, z away from the camera), 50 frames: standing, sitting down on a
+  chair, seated.
+
+A clip holds one repetition of the action: a model resamples the whole clip to its clip length,
+and the training clips show the action about once.
 
 Every joint gets a little Gaussian noise (seeded) so that the clips look like a tracker's output.
 """
@@ -109,17 +114,15 @@ def squat_2d(rng: np.random.Generator) -> np.ndarray:
     return kp + rng.normal(0.0, 1.5, kp.shape)
 
 
-def squat_3d(rng: np.random.Generator) -> np.ndarray:
-    """(T, 25, 3) Kinect v2 camera coordinates in metres of two squats, facing the camera."""
-    t = np.arange(45, dtype=np.float64)
-    ph = _phase(t, 45.0)
-    T = len(t)
-    knee_bend = np.radians(100.0) * ph
-    hip_back = 0.25 * ph                      # the hips go back (away from the camera: +z)
+def _body_3d(thigh_a: np.ndarray, shin_a: np.ndarray, hip_back: np.ndarray, trunk_lean: np.ndarray,
+             arm_raise: np.ndarray) -> np.ndarray:
+    """(T, 25, 3) Kinect v2 camera coordinates in metres of a person facing the camera (x to the
+    person's right, y up, z away from the camera; the person's left is at -x). Angles in radians:
+    ``thigh_a`` / ``shin_a`` tilt of thigh / shin from vertical (knee forward), ``hip_back`` the hips'
+    move away from the camera (m), ``trunk_lean`` forward lean of the trunk, ``arm_raise`` the arms'
+    angle forward from hanging."""
+    T = len(thigh_a)
     z0, thigh, shin = 2.8, 0.42, 0.42
-    # the thigh tilts forward by about half the knee bend, the shin by the rest
-    thigh_a = knee_bend * 0.7
-    shin_a = knee_bend * 0.3
     hip_y = (shin * np.cos(shin_a) + thigh * np.cos(thigh_a)) + 0.08    # ankle height 0.08 m
     J: dict[str, np.ndarray] = {}
 
@@ -127,13 +130,11 @@ def squat_3d(rng: np.random.Generator) -> np.ndarray:
         J[name] = np.stack([np.broadcast_to(np.asarray(x, float), (T,)), np.broadcast_to(np.asarray(y, float), (T,)),
                             np.broadcast_to(np.asarray(z, float), (T,))], axis=1)
 
-    trunk_lean = np.radians(35.0) * ph        # the trunk leans forward (towards the camera: -z)
     hz = z0 + hip_back
     put("spine_base", 0.0, hip_y, hz)
     for name, h in (("spine_mid", 0.28), ("spine_shoulder", 0.5), ("neck", 0.58), ("head", 0.72)):
         put(name, 0.0, hip_y + h * np.cos(trunk_lean), hz - h * np.sin(trunk_lean))
-    arm_raise = np.radians(85.0) * np.clip(1.5 * ph, 0, 1)   # arms forward, towards the camera
-    for side, s in (("left", -1.0), ("right", 1.0)):          # the person's left is at -x (Kinect)
+    for side, s in (("left", -1.0), ("right", 1.0)):
         hx = s * 0.1
         put(f"{side}_hip", hx, hip_y - 0.02, hz)
         kz = hz - thigh * np.sin(thigh_a)
@@ -154,7 +155,16 @@ def squat_3d(rng: np.random.Generator) -> np.ndarray:
         put(f"{side}_hand", sx, wy - 0.07 * np.cos(arm_raise), wz - 0.07 * np.sin(arm_raise))
         put(f"{side}_hand_tip", sx, wy - 0.13 * np.cos(arm_raise), wz - 0.13 * np.sin(arm_raise))
         put(f"{side}_thumb", sx - s * 0.04, wy - 0.06 * np.cos(arm_raise), wz - 0.06 * np.sin(arm_raise))
-    kp = np.stack([J[j] for j in NTU25], axis=1)
+    return np.stack([J[j] for j in NTU25], axis=1)
+
+
+def sit_down_3d(rng: np.random.Generator) -> np.ndarray:
+    """Standing, sitting down on a chair (frames 10 to 35), seated (50 frames)."""
+    t = np.arange(50, dtype=np.float64)
+    s = 0.5 - 0.5 * np.cos(np.pi * np.clip((t - 10) / 25.0, 0, 1))   # 0 standing -> 1 seated
+    kp = _body_3d(thigh_a=np.radians(85.0) * s, shin_a=np.radians(5.0) * s, hip_back=0.3 * s,
+                  trunk_lean=np.radians(35.0) * np.sin(np.pi * s) + np.radians(8.0) * s,
+                  arm_raise=np.radians(25.0) * s)
     return kp + rng.normal(0.0, 0.008, kp.shape)
 
 
@@ -191,11 +201,11 @@ def write_3d(path: Path, kp: np.ndarray) -> None:
 
 def main(out: Path = HERE) -> list[Path]:
     rng = np.random.default_rng(2026)
-    paths = [out / "jumping_jacks_coco17.json", out / "squat_coco17.json", out / "squat_ntu25.json"]
+    paths = [out / "jumping_jacks_coco17.json", out / "squat_coco17.json", out / "sit_down_ntu25.json"]
     write_2d(paths[0], jumping_jacks(rng), rng)
     write_2d(paths[1], squat_2d(rng), rng, lost_frames=(12, 13, 30),
              occluded=[(t, COCO17.index("left_ankle")) for t in range(18, 25)])
-    write_3d(paths[2], squat_3d(rng))
+    write_3d(paths[2], sit_down_3d(rng))
     return paths
 
 

@@ -259,3 +259,20 @@ def test_penn_action_names_sides_from_the_viewer():
                 per_clip.append(np.mean(s.keypoint[0, ok, 1, 0] < s.keypoint[0, ok, 2, 0]))
         frac[name] = float(np.mean(per_clip))
     assert frac["jumping_jacks"] > 0.9 and frac["strum_guitar"] > 0.9 and frac["bowl"] < 0.1, frac
+
+
+@pytest.mark.realdata
+def test_penn_action_as_coco17_gets_the_same_predictions():
+    """Penn Action test clips written as COCO-17 (eyes and ears missing) and mapped back: the
+    pretrained model gives the same probabilities (the full test split: docs/layouts.md)."""
+    import finetec
+    from finetec.data.readers import open_with_options
+
+    ds = open_with_options(str(shared_data("penn_action")), None, {}).subset("test")
+    ds = ds.subset(np.arange(0, len(ds), 20))            # 54 clips across the classes
+    coco = ds.to_layout("coco17")
+    assert coco.layout.name == "coco17" and not coco.mask[..., 1:5].any()
+    model = finetec.load("penn-action")
+    native = model.probabilities(ds)
+    mapped = model.probabilities(coco.to_layout("penn13"))
+    np.testing.assert_array_equal(mapped, native)

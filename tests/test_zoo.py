@@ -71,6 +71,22 @@ def test_every_shipped_model_is_complete_and_verifies():
     assert total < 20e6                                    # small enough to ship in the package
 
 
+def test_shipped_files_are_package_data_and_not_git_ignored():
+    import fnmatch
+    import subprocess
+
+    tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["finetec"]
+    pkg = ROOT / "src" / "finetec"
+    for name in zoo.names():
+        for f in ["zoo/models.json"] + [f"zoo/{name}/{fn}" for fn in zoo.get(name).files]:
+            assert any(fnmatch.fnmatch(f, g) for g in globs), f"{f} is not package data in pyproject.toml"
+            if (ROOT / ".git").exists():
+                ignored = subprocess.run(["git", "check-ignore", "-q", str(pkg / f)], cwd=ROOT).returncode == 0
+                assert not ignored, f"src/finetec/{f} is ignored by .gitignore"
+
+
 def test_model_cards_match_the_registry():
     """The cards are written from models.json by benchmarks/build_zoo.py; they must not drift."""
     build = _load_script("build_zoo", ROOT / "benchmarks" / "build_zoo.py")
@@ -103,6 +119,9 @@ def test_checkpoint_or_model_not_both_nor_neither(capsys, tmp_path):
     rc, _, err = _run(capsys, ["eval"])
     _one_line_error(rc, err)
     assert "--model NAME" in err
+    rc, _, err = _run(capsys, ["eval", "--model", "penn-action"])
+    _one_line_error(rc, err)
+    assert "needs --data: the Penn Action dataset" in err
     rc, _, err = _run(capsys, ["predict", "not-a-model", EXAMPLES / "squat_coco17.json"])
     _one_line_error(rc, err)
     assert "not-a-model: no such checkpoint" in err and "pretrained models:" in err
@@ -145,6 +164,21 @@ def test_load_by_name_and_by_folder_give_the_same_model():
     assert by_name.predict(kp, top_k=3) == by_folder.predict(kp, top_k=3)
 
 
+def test_python_api_takes_another_skeleton():
+    """finetec.load(NAME).predict(kp, layout="coco17") equals the CLI on the same clip."""
+    from finetec.data.readers import open_with_options
+
+    ds = open_with_options(str(EXAMPLES / "squat_coco17.json"), None, {})
+    s = ds[0]
+    model = finetec.load("penn-action")
+    kp = np.where(s.mask[..., None], s.keypoint, np.nan)            # NaN = missing, as a user writes it
+    top = model.predict(kp[0], layout="coco17", top_k=3)
+    assert top == model.top_k(model.probabilities(ds.to_layout("penn13")), 3)[0]
+    assert top[0][0] == "squat"
+    with pytest.raises(FinetecError, match="no joint map from layout 'h36m17'"):
+        model.predict(kp[0], layout="h36m17")
+
+
 def test_predict_example_clips_by_name(capsys):
     """The README's first prediction: COCO-17 pose-estimator JSON through the joint map."""
     rc, out, err = _run(capsys, ["predict", "--model", "penn-action", EXAMPLES / "jumping_jacks_coco17.json",
@@ -155,6 +189,12 @@ def test_predict_example_clips_by_name(capsys):
     # the positional form takes a name as well (an existing folder of that name would win)
     rc, out2, _ = _run(capsys, ["predict", "penn-action", EXAMPLES / "jumping_jacks_coco17.json", "--json"])
     assert rc == 0 and json.loads(out2)["top_k"] == recs[0]["top_k"]
+
+
+def test_predict_3d_example_through_the_kinect_v2_map(capsys):
+    rc, out, err = _run(capsys, ["predict", "--model", "nw-ucla", EXAMPLES / "sit_down_ntu25.json", "--json"])
+    assert rc == 0, err
+    assert json.loads(out)["top_k"][0]["class"] == "sit down"
 
 
 def test_complete_and_stream_by_name(capsys, tmp_path, monkeypatch):
@@ -211,12 +251,14 @@ def test_examples_are_what_the_script_writes(tmp_path):
 # -- real data -----------------------------------------------------------------------------------
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_card_accuracy_reproduces_on_the_test_split(capsys):
+@pytest.mark.parametrize("name", zoo.names())
+def test_card_accuracy_reproduces_on_the_test_split(capsys, name):
     """`finetec eval --model NAME --data ... --level severe` prints the card's severe top-1 (one
     level, to stay fast; the card's command runs all four)."""
-    m = zoo.get(PENN)
-    data = shared_data("penn_action")
-    rc, out, err = _run(capsys, ["eval", "--model", PENN, "--data", data, "--level", "severe", "--device", "cpu"])
+    m = zoo.get(name)
+    dataset = m.evaluation["command"].split("--data ")[1].split()[0]      # ../shared/data/NAME
+    data = shared_data(Path(dataset).name)
+    rc, out, err = _run(capsys, ["eval", "--model", name, "--data", data, "--level", "severe", "--device", "cpu"])
     assert rc == 0, err
     row = next(line.split() for line in out.splitlines() if line.startswith("severe"))
     assert float(row[3]) == m.top1["severe"] and int(row[2]) == m.evaluation["clips"]

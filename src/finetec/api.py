@@ -32,7 +32,7 @@ from finetec.data.transforms import invert_normalization, normalization_params, 
 from finetec.engine.device import autocast, resolve_device
 from finetec.errors import FinetecError
 from finetec.export import BACKENDS, OnnxRecognizer
-from finetec.layouts import Layout, get_layout
+from finetec.layouts import Layout, find_joint_map, get_layout
 from finetec.models.checkpoint import CheckpointInfo, load_model
 from finetec.models.layers import fuse_batchnorm
 
@@ -298,12 +298,27 @@ class Predictor:
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [[(self.class_names[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
 
-    def predict(self, keypoint: ArrayLike, mask: ArrayLike | None = None, top_k: int = 5) -> list[tuple[str, float]]:
+    def predict(self, keypoint: ArrayLike, mask: ArrayLike | None = None, top_k: int = 5,
+                layout: Layout | str | None = None) -> list[tuple[str, float]]:
         """Classify one clip: keypoint (T, V, C) or (M, T, V, C), mask (same without C) or None.
 
+        ``layout``: the clip's skeleton when it is not the model's (e.g. ``"coco17"``): the clip
+        goes through the joint map onto the model's layout (:meth:`map_input`).
         Returns the ``top_k`` (class name, probability) pairs, most probable first.
         """
+        if layout is not None:
+            keypoint, mask = self.map_input(keypoint, mask, layout)
         return self.top_k(self.probabilities([(keypoint, mask)]), top_k)[0]
+
+    def map_input(self, keypoint: ArrayLike, mask: ArrayLike | None, layout: Layout | str) -> tuple[np.ndarray, np.ndarray]:
+        """A clip (T, V', C) or (M, T, V', C) in skeleton ``layout`` moved onto the model's layout
+        through the joint map (:func:`finetec.layouts.find_joint_map`): (keypoint, mask) with the
+        model's joints; a joint the map cannot supply is missing. Without ``mask``, missing joints
+        are found as :func:`infer_mask` does."""
+        kp = np.asarray(keypoint, dtype=np.float32)
+        m = infer_mask(kp) if mask is None else np.asarray(mask, dtype=bool)
+        out, out_mask, _ = find_joint_map(layout, self.layout).apply(kp, m)
+        return out, out_mask
 
     def predict_batch(self, samples: Any, top_k: int = 5, batch_size: int = 32) -> list[list[tuple[str, float]]]:
         """Classify many clips (arrays, (keypoint, mask) tuples, Samples, or a SkeletonDataset)."""

@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from finetec.engine.device import resolve_device
     from finetec.engine.evaluate import evaluate, evaluate_completion, open_eval_data, save_scores
     from finetec.errors import FinetecError
+    from finetec.zoo import checkpoint_from_args
+    from finetec.zoo import get as get_model
 
     if args.device not in ("auto", "cpu", "cuda"):
         raise FinetecError(f"--device must be auto, cpu or cuda, got {args.device!r}", "--device")
@@ -60,10 +62,13 @@ def run(args: argparse.Namespace) -> int:
                            f"{args.clips}", "--clips")
     if args.batch_size < 1:
         raise FinetecError("--batch-size must be >= 1", "--batch-size")
-    from finetec.zoo import checkpoint_from_args
-
+    ckpt = checkpoint_from_args(args.checkpoint, args.model)
+    if args.model is not None and args.data is None:
+        m = get_model(args.model)
+        raise FinetecError(f"a pretrained model needs --data: the {m.dataset} dataset (its card's numbers come from "
+                           f"`{m.evaluation.get('command', '')}`)", "--data")
     device = resolve_device(args.device, 0)
-    model, info = load_model(checkpoint_from_args(args.checkpoint, args.model), device=str(device))
+    model, info = load_model(ckpt, device=str(device))
     if args.model is not None:
         args.checkpoint = args.model   # shown and recorded by name
     ds, data_name = open_eval_data(info, args.data)

@@ -37,7 +37,7 @@ import numpy as np
 
 from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
-from finetec.layouts import Layout, get_layout
+from finetec.layouts import Layout, find_joint_map, get_layout
 from finetec.data.sample import Sample
 
 FORMAT_VERSION = 1
@@ -234,8 +234,6 @@ class SkeletonDataset:
         joints the map cannot supply are missing. ``self`` when the joints are already the same, or
         when the layouts have the same name (a different joint order under one name is not mapped:
         the checks of the dataset against a model report it)."""
-        from finetec.layouts import find_joint_map, get_layout
-
         if get_layout(layout).name == self.layout.name:
             return self
         try:
