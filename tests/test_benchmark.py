@@ -388,7 +388,7 @@ def test_budget_is_one_rule_for_every_dataset():
     assert std.epochs_for(918) == 35          # NW-UCLA: 58 steps an epoch
     assert std.epochs_for(5000) == std.epochs  # a large dataset: the minimum epochs
     assert BUDGETS["cpu"].epochs_for(388) == 20 and BUDGETS["cpu"].epochs_for(918) == 10
-    assert std.epochs_for(388, completion=True) == 93   # 13 steps of 32 an epoch -> 1200 steps
+    assert std.epochs_for(388, completion=True) == 77   # 13 steps of 32 an epoch -> 1000 steps
     entries = make_entries(["synthetic:coco17"])
     cells = plan_cells(entries, [METHODS["finetec"]], ["severe"], "per-level", std, 0, Path("x"), True)
     assert cells[0].unit.budget is std

@@ -122,3 +122,37 @@ def test_train_state_roundtrip_weights_only(tmp_path):
     (tmp_path / "train_state.pt").write_bytes(b"garbage")
     with pytest.raises(FinetecError, match="cannot read training state"):
         load_train_state(tmp_path)
+
+
+def test_checkpoints_of_format_1_keep_the_completion_prefill_they_were_trained_with(tmp_path):
+    """Before checkpoint format 2 the completion module pre-filled a joint never observed in the clip
+    with 0; a checkpoint without format_version is rebuilt with that rule, a new one uses the one
+    linear filler (the person's centroid)."""
+    import torch
+
+    from finetec.data.fillers import fill_linear
+    from finetec.models.checkpoint import FORMAT_VERSION
+    from finetec.models.registry import create_model
+
+    net = create_model("completion", num_classes=1, layout="coco17", in_channels=2, clip_len=8, width=16,
+                       depth=1, merge_at=1, bank_size=4)
+    save_checkpoint(tmp_path / "new", net, {"task": "completion"})
+    new, info = load_model(tmp_path / "new")
+    assert info["format_version"] == FORMAT_VERSION == 2 and new.prefill == "linear"
+    old_info = json.loads((tmp_path / "new" / "checkpoint.json").read_text())
+    del old_info["format_version"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "checkpoint.json").write_text(json.dumps(old_info))
+    (tmp_path / "old" / "model.safetensors").write_bytes((tmp_path / "new" / "model.safetensors").read_bytes())
+    old, _ = load_model(tmp_path / "old")
+    assert old.prefill == "linear_unseen_zero" and old.config["prefill"] == "linear_unseen_zero"
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 1, 8, 17, 2, generator=g)
+    mask = torch.rand(1, 1, 8, 17, generator=g) > 0.3
+    mask[..., 0, :] = True                         # frame 0 observed...
+    mask[..., 4] = False                           # ...but joint 4 never observed
+    with torch.no_grad():                          # untrained head: the output is the pre-fill
+        out_new, out_old = new(x, mask)["completed"], old(x, mask)["completed"]
+    assert torch.equal(out_old[..., 4, :], torch.zeros_like(out_old[..., 4, :]))
+    want = fill_linear(torch.where(mask[..., None], x, torch.zeros_like(x))[0], mask[0])[None]
+    assert torch.allclose(out_new, want, atol=1e-6) and float(out_new[..., 4, :].abs().sum()) > 0

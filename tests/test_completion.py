@@ -241,3 +241,98 @@ def test_dropout_acts_in_training_only():
     d = net(x, mask, rng=np.random.default_rng(0))["completed"]
     assert not torch.equal(c, d)  # same prompts, different dropout masks
     assert torch.equal(torch.where(mask[..., None], c, 0 * c), torch.where(mask[..., None], x, 0 * x))
+
+
+def test_train_patterns_redraw_the_query_from_the_clean_clip():
+    net = tiny_net(train_patterns=("prefix",), loss="l2").train()
+    x, mask = corrupted()
+    target = torch.as_tensor(smooth_clips(6, 2)).reshape(3, 2, T, V, C)
+    tm = torch.ones_like(mask)
+    seen = []
+    net._redraw_query = (lambda f: (lambda *a: seen.append(f(*a)) or seen[-1]))(net._redraw_query)
+    out = net(x, mask, target=target, target_mask=tm, rng=np.random.default_rng(0))
+    qx, qm = seen[0]
+    # prefix: the first frames are lost, the rest is the clean clip, whatever the pipeline's mask was
+    assert not qm[..., 0, :].any() and qm[..., -1, :].all()
+    assert torch.equal(qx[qm], target[qm])
+    assert torch.isfinite(out["loss"])
+    with pytest.raises(FinetecError, match="train_patterns"):
+        tiny_net(train_patterns=("sideways",))
+
+
+def test_transplant_hides_the_joints_another_clip_did_not_see():
+    net = tiny_net(train_patterns=("random",), transplant=1.0, loss="l2").train()
+    target = torch.as_tensor(smooth_clips(3, 2)).reshape(3, 1, T, V, C)
+    tm = torch.ones(3, 1, T, V, dtype=torch.bool)
+    tm[1, :, :, 2] = False  # clip 1 never saw joint 2 -> clip 2 (its successor in the batch) loses it
+    _, m = net._redraw_query(target, tm, tm, np.random.default_rng(0))
+    assert not m[2, :, :, 2].any() and not m[1, :, :, 2].any()
+    assert m[0, :, :, 2].any()
+
+
+def test_uncertainty_head_predicts_an_error_per_filled_entry():
+    net = tiny_net(uncertainty=True, loss="l2")
+    x, mask = corrupted()
+    net.eval()
+    out = net(x, mask)
+    u = out["uncertainty"]
+    assert u.shape == mask.shape
+    assert (u[mask] == 0).all() and (u[~mask] > 0).all()
+    net.train()
+    target = torch.as_tensor(smooth_clips(6, 2)).reshape(3, 2, T, V, C)
+    loss = net(x, mask, target=target, target_mask=torch.ones_like(mask), rng=np.random.default_rng(0))["loss"]
+    loss.backward()
+    assert net.error_head.weight.grad.abs().sum() > 0
+    assert "uncertainty" not in tiny_net()(x, mask)
+
+
+def test_retrieval_borrows_the_motion_of_the_nearest_bank_clips():
+    net = tiny_net(retrieval=1).eval()
+    bank = net.bank[: int(net.bank_count)]
+    q = bank[3:5] + torch.tensor([5.0, -2.0])                 # two bank clips, moved: same motion
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(2, T, V, generator=g) > 0.3
+    m[:, : T // 2] = False                                    # a long hole at the start
+    assert net.retrieve(q, m, 1)[:, 0].tolist() == [3, 4]     # translation-invariant match
+    assert net.retrieve(q, m, 1, skip=1)[:, 0].tolist() != [3, 4]
+    x = torch.where(m[..., None], q, torch.zeros_like(q))[:, None]
+    with torch.no_grad():
+        out = net(x, m[:, None])["completed"][:, 0]
+    assert torch.allclose(out, q, atol=1e-4)                  # the hole is the bank clip's motion
+    with torch.no_grad():
+        lin = tiny_net().eval()(x, m[:, None])["completed"][:, 0]
+    assert float((lin - q).abs().max()) > 0.1
+    with pytest.raises(FinetecError, match="retrieval"):
+        tiny_net(retrieval=-1)
+
+
+def test_uncertainty_is_the_spread_of_the_retrieved_motions():
+    net = tiny_net(retrieval=3, uncertainty=True).eval()
+    x, mask = corrupted()
+    with torch.no_grad():
+        out = net(x, mask)
+    u = out["uncertainty"]
+    assert (u[mask] == 0).all() and (u[~mask] >= 0).all() and u[~mask].max() > 0
+    assert not torch.equal(u, out["expected_error"])
+
+
+def test_linear_below_takes_linear_interpolation_in_short_interior_gaps():
+    net = tiny_net(linear_below=3)
+    with torch.no_grad():
+        net.head.weight.normal_(0, 0.5)
+    x, mask = corrupted()
+    net.eval()
+    with torch.no_grad():
+        out = net(x, mask)["completed"]
+        ref = tiny_net().eval()
+        ref.load_state_dict(net.state_dict())
+        full = ref(x, mask)["completed"]
+    lin = fill_linear(torch.where(mask[..., None], x, torch.zeros_like(x)).reshape(-1, T, V, C),
+                      mask.reshape(-1, T, V)).reshape(x.shape)
+    from finetec.metrics.restoration import gap_lengths
+    length, edge = gap_lengths(mask.numpy())
+    short = torch.as_tensor((length > 0) & (length < 3) & ~edge)
+    other = ~mask & ~short
+    assert short.any() and other.any()
+    assert torch.allclose(out[short], lin[short], atol=1e-5)
+    assert torch.equal(out[other], full[other])

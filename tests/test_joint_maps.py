@@ -276,3 +276,20 @@ def test_penn_action_as_coco17_gets_the_same_predictions():
     native = model.probabilities(ds)
     mapped = model.probabilities(coco.to_layout("penn13"))
     np.testing.assert_array_equal(mapped, native)
+
+
+def test_layout_check_reports_maps_and_refuses_a_broken_one(tmp_path, capsys):
+    assert main(["layout", "check", "ntu25", str(tmp_path / "n.png")]) == 0
+    out = capsys.readouterr().out
+    assert "joint map onto kinect_v1: 20 of 20 joints supplied" in out
+    assert main(["layout", "check", "penn13", str(tmp_path / "p.png")]) == 0
+    assert "joint map onto coco17: 13 of 17 joints supplied (missing: left_eye, right_eye, left_ear, right_ear)" \
+        in capsys.readouterr().out
+    spec = get_layout("coco17").to_dict()
+    spec["name"], spec["maps"] = "mine", {"penn13": {"head": "nose"}}
+    bad = tmp_path / "mine.json"
+    bad.write_text(json.dumps(spec))
+    assert main(["layout", "check", str(bad), str(tmp_path / "m.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(bad) in err and "does not say where 'left_shoulder' comes from" in err
+    assert not (tmp_path / "m.png").exists()

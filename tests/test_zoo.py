@@ -242,6 +242,26 @@ def test_readme_first_prediction_runs_as_written(capsys, monkeypatch):
     assert ran == 2
 
 
+def test_examples_readme_shows_what_the_models_print(capsys, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(ROOT)
+    text = (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("$ finetec"):]
+    block = block[:block.index("```")]
+    runs = []
+    for line in block.splitlines():
+        if line.startswith("$ finetec "):
+            runs.append((shlex.split(line[2:])[1:], []))
+        elif line.strip():
+            runs[-1][1].append(line)
+    assert len(runs) == 2
+    for argv, shown in runs:
+        rc, out, err = _run(capsys, argv)
+        assert rc == 0, err
+        assert out.splitlines() == shown, argv
+
+
 def test_examples_are_what_the_script_writes(tmp_path):
     make = _load_script("make_examples", EXAMPLES / "make_examples.py")
     for p in make.main(tmp_path):

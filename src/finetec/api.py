@@ -325,8 +325,8 @@ class Predictor:
         return self.top_k(self.probabilities(samples, batch_size=batch_size), top_k)
 
     # -- completion ----------------------------------------------------------------------
-    def complete(self, keypoint: ArrayLike, mask: ArrayLike | None = None,
-                 method: str = "model") -> tuple[np.ndarray, np.ndarray]:
+    def complete(self, keypoint: ArrayLike, mask: ArrayLike | None = None, method: str = "model", *,
+                 with_uncertainty: bool = False) -> tuple[np.ndarray, ...]:
         """Fill the missing frames / joints of one clip.
 
         keypoint (T, V, C) or (M, T, V, C) in any coordinate frame; mask as for :meth:`predict`.
@@ -346,6 +346,12 @@ class Predictor:
         over repeats when a short clip was stretched); a missing entry at a frame that was not
         sampled (clip longer than ``clip_len``) is interpolated linearly in time between its
         nearest known neighbours (observed values and network values).
+
+        ``with_uncertainty=True`` returns ``(completed, filled, uncertainty)``: float32 (input shape
+        without C), for each filled entry how unsure the network is there (the spread of its
+        retrieved bank motions, or the error its head expects: the module's ``uncertainty``
+        output), in the input's units; 0 on observed entries; None for a gap filler or a module
+        without one.
         """
 
         squeeze = np.ndim(keypoint) == 3 if not isinstance(keypoint, Sample) else False
@@ -353,20 +359,23 @@ class Predictor:
         kp, m = s.keypoint, s.mask
         present = m.reshape(m.shape[0], -1).any(axis=1)
         filled = ~m & present[:, None, None]
+        unc = None
         if method == "model":
-            out = self._complete_model(s)
+            out, unc = self._complete_model(s)
         elif method in FILLERS:
             out = fill(kp, m, method)
         else:
             raise FinetecError(f"unknown completion method {method!r}; choose from model, {', '.join(FILLERS)}")
         out = np.where(m[..., None], kp, out).astype(np.float32)
         out[~present] = 0.0
-        if squeeze:
-            return out[0], filled[0]
-        return out, filled
+        res: tuple[Any, ...] = (out, filled)
+        if with_uncertainty:
+            res += (None if unc is None else np.where(filled, unc, 0.0).astype(np.float32),)
+        return tuple(r[0] if squeeze and r is not None else r for r in res)
 
-    def _complete_model(self, s: Sample) -> np.ndarray:
-        """(M, T_src, V, C) completed clip in the input's frame (see :meth:`complete`)."""
+    def _complete_model(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None]:
+        """(M, T_src, V, C) completed clip in the input's frame and the module's uncertainty of each
+        entry (M, T_src, V) in the input's units, or None when it has none (see :meth:`complete`)."""
 
         net = self.completion_module()
         T = int(getattr(net, "T", 0) or self.clip_len)  # the network's own clip length
@@ -376,26 +385,35 @@ class Predictor:
         with torch.inference_mode():
             res = net(torch.from_numpy(x[None]).to(self.device), torch.from_numpy(mk[None]).to(self.device))
         pred = (res["completed"] if isinstance(res, dict) else res)[0].float().cpu().numpy()
+        unc = res.get("uncertainty") if isinstance(res, dict) else None
+        unc = None if unc is None else unc[0].float().cpu().numpy()
         T_src = s.num_frames
         idx = uniform_indices(T_src, T, None)
         kp_s, mk_s = s.keypoint[:, idx], s.mask[:, idx]
         if self.pipeline_config.normalize:
             params = normalization_params(kp_s, mk_s, self.layout, align_view=self.pipeline_config.align_view)
             pred = invert_normalization(pred, params)
+            if unc is not None:
+                unc = unc * np.float32(params.scale)
+        if unc is not None:  # map the expected error back with the coordinates, as one more channel
+            pred = np.concatenate([pred, unc[..., None]], axis=-1)
         # map back to the source frames: mean of the network's values over the repeats of a frame
-        M, V, C = s.num_persons, s.num_joints, s.dim
+        M, V, C = s.num_persons, s.num_joints, pred.shape[-1]
         acc = np.zeros((M, T_src, V, C), dtype=np.float64)
         cnt = np.zeros(T_src, dtype=np.int64)
         np.add.at(acc, (slice(None), idx), pred.astype(np.float64))
         np.add.at(cnt, idx, 1)
         hit = cnt > 0
-        knots = np.where(s.mask[..., None], s.keypoint, 0.0).astype(np.float32)
-        knots[:, hit] = np.where(s.mask[:, hit][..., None], s.keypoint[:, hit],
+        src = s.keypoint if unc is None else np.concatenate([s.keypoint, np.zeros_like(s.keypoint[..., :1])], -1)
+        knots = np.where(s.mask[..., None], src, 0.0).astype(np.float32)
+        knots[:, hit] = np.where(s.mask[:, hit][..., None], src[:, hit],
                                  (acc[:, hit] / cnt[hit][None, :, None, None]).astype(np.float32))
         known = s.mask | hit[None, :, None]
-        if known.all():
-            return knots
-        return fill(knots, known, "linear")
+        if not known.all():
+            knots = fill(knots, known, "linear")
+        if unc is None:
+            return knots, None
+        return knots[..., :-1], knots[..., -1]
 
     # -- misc ----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

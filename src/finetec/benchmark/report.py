@@ -247,6 +247,11 @@ def fit_warnings(cells: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _random_pattern(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The completion rows of the ``random`` pattern (the tables here are level x filler)."""
+    return [r for r in rows if r.get("pattern", "random") == "random"]
+
+
 def completion_table(rows: list[dict[str, Any]]) -> str:
     """Rows = fillers (+ the completion module), columns = levels, ``MPJPE / N-MPJPE / MPJVE``."""
     levels = _levels(rows)
@@ -347,7 +352,7 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
                     relative_to: Path | None = None, source: str | None = None, detail: bool = True) -> str:
     """The results page: a summary per dataset (top-1 mean ± sd over seeds and the paired
     intervals), findings, then per-seed detail, completion tables, plots and provenance."""
-    cells, comp = results.get("cells", []), results.get("completion", [])
+    cells, comp = results.get("cells", []), _random_pattern(results.get("completion", []))
     meta = results.get("meta", {})
     titles = {k: v.get("title", k) for k, v in meta.get("datasets", {}).items()}
     out = _page_header(meta, source)
@@ -410,7 +415,8 @@ def _completion_section(comp: list[dict[str, Any]], titles: dict[str, str], rela
            "and MPJVE (velocity error) over the joints of the dropped frames that the original clip "
            "observed, in normalised coordinates; lower is better, the best MPJPE per level in bold. "
            "The completion module is FineTec's stage 1, trained once per dataset on its own random "
-           "masks and shared by every level and regime."]
+           "masks and shared by every level and regime. Pattern `random` only; every pattern, real "
+           "occlusion and the errors by gap length: `docs/results_completion.md`."]
     for (ds, budget, seed), rows in comp_groups.items():
         out += ["", f"### {titles.get(ds, ds)} — budget `{budget}`, seed {seed}", "", completion_table(rows)]
         model_row = next((r for r in rows if r["filler"] == COMPLETION_MODEL and r.get("config_file")), None)
@@ -464,7 +470,7 @@ def make_plots(results: dict[str, Any], img_dir: Path, prefix: str = "") -> dict
     """Top-1 vs level per method (one figure per regime and budget) and completion error vs level
     per filler, via :mod:`finetec.viz`. Returns title -> written file."""
     written: dict[str, Path] = {}
-    cells, comp = results.get("cells", []), results.get("completion", [])
+    cells, comp = results.get("cells", []), _random_pattern(results.get("completion", []))
     img_dir.mkdir(parents=True, exist_ok=True)
     combos: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in cells:

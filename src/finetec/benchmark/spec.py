@@ -135,6 +135,14 @@ _ALL = _ALL_MAIN + ("finetec_no_completion", "finetec_no_decomposition", "finete
 #: ST-GCN++ / CTR-GCN width and depth of the registry's ``*_small`` presets (base width 32, 7 blocks).
 _SMALL = {"base_channels": 32, "num_stages": 7, "inflate_stages": [4, 6], "down_stages": [4, 6]}
 
+#: Stage 1 of the standard and gpu budgets: the recipe of configs/completion_t64_retrieval_*.yaml
+#: (every pattern, real-occlusion transplant, retrieval pre-fill from a bank of 1024 clips, an
+#: expected-error head; measured in docs/results_completion.md); tests/test_completion_recipe.py pins it.
+_COMPLETION = {"depth": 4, "merge_at": 2, "expansion": 2, "bank_size": 1024, "prompt_weight": 1.0,
+               "prefill": "linear", "loss": "l2", "gap_features": True,
+               "train_patterns": ["random", "periodic", "prefix", "suffix", "middle"], "transplant": 0.5,
+               "uncertainty": True, "dropout": 0.1, "retrieval": 4, "linear_below": 8}
+
 BUDGETS: dict[str, Budget] = {
     # The quick start: synthetic data, tiny models, a handful of epochs; about 3 minutes on 2 cores.
     # Batch 16 (370 steps, stage 1 also 16) and no validation hold-out (the last epoch's model):
@@ -164,9 +172,8 @@ BUDGETS: dict[str, Budget] = {
         weight_decay=5e-4, label_smoothing=0.1, threads=1,
         backbone={**_SMALL, "dropout": 0.1},
         finetec={"physics_hidden": 64},
-        completion={"width": 64, "depth": 4, "merge_at": 2, "expansion": 2, "bank_size": 256,
-                    "prefill": "linear", "gap_features": True},
-        completion_epochs=40, completion_min_steps=1200, completion_batch_size=32, completion_lr=1e-3,
+        completion={"width": 64, **_COMPLETION},
+        completion_epochs=30, completion_min_steps=1000, completion_batch_size=32, completion_lr=1e-3,
         completion_grad_clip=1.0,
         completion_levels=("minor", "moderate", "severe"),
         augment=True, flip_prob=0.0, align_view=False,
@@ -194,8 +201,7 @@ BUDGETS: dict[str, Budget] = {
         weight_decay=5e-4, label_smoothing=0.1,
         backbone={"dropout": 0.1},
         finetec={},
-        completion={"width": 128, "depth": 4, "merge_at": 2, "expansion": 2, "bank_size": 256,
-                    "prefill": "linear", "gap_features": True},
+        completion={"width": 128, **_COMPLETION},
         completion_epochs=60, completion_min_steps=2000, completion_batch_size=64, completion_lr=5e-4,
         completion_grad_clip=1.0,
         completion_levels=("minor", "moderate", "severe"),

@@ -9,7 +9,7 @@ The schema is documented in ``docs/results_schema.md``. In short::
      "meta": {"datasets": {KEY: {"title", "test_ids", "test_labels", ...}}, ...}}
 
 A cell is identified by (dataset, method, regime, level, budget, seed); a completion row by
-(dataset, filler, level, budget, seed). A finished cell is skipped when the benchmark is run
+(dataset, filler, level, pattern, budget, seed). A finished cell is skipped when the benchmark is run
 again; a cell that crashed was never recorded and is redone. Files written before schema 2
 (``num_clips``, ``train_seconds``, ``code``) are read and converted.
 """
@@ -27,7 +27,7 @@ from finetec.fileio import write_text_atomic
 
 SCHEMA = 2
 CELL_KEY = ("dataset", "method", "regime", "level", "budget", "seed")
-COMPLETION_KEY = ("dataset", "filler", "level", "budget", "seed")
+COMPLETION_KEY = ("dataset", "filler", "level", "pattern", "budget", "seed")
 #: Every cell record has these fields (a value may be null where it was not recorded).
 CELL_FIELDS = ("dataset", "method", "regime", "budget", "level", "seed", "top1", "mean_class", "n_test",
                "wall_s", "commit", "machine")
@@ -113,6 +113,8 @@ class ResultsStore:
         return next((c for c in self.cells if cell_key(c) == k), None)
 
     def has_completion(self, **key: Any) -> bool:
+        """Whether a completion row with this key exists (``pattern`` defaults to ``random``)."""
+        key.setdefault("pattern", "random")
         k = tuple(key.get(f) for f in COMPLETION_KEY)
         return any(completion_key(c) == k for c in self.completion)
 

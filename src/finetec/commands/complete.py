@@ -15,7 +15,9 @@ DESCRIPTION = (
     "Complete every clip of INPUT and write OUTPUT with the completed coordinates and a 'filled' "
     "mask of the entries that were missing. The output format follows OUTPUT's suffix: "
     ".finetec.npz (canonical dataset, any number of clips), .npz (plain arrays), .json (pose "
-    "JSON: a list of frames, like a pose estimator's output). --method model uses the "
+    "JSON: a list of frames, like a pose estimator's output). A completion module with retrieval "
+    "(model.retrieval >= 2) or an error head (model.uncertainty) adds an 'uncertainty' array to .npz "
+    "outputs: how unsure it is of each filled entry, in the input's units (0 elsewhere). --method model uses the "
     "checkpoint's completion network (a completion or FineTec checkpoint); the gap fillers "
     "(linear, cubic, copy_lr, copy_rl, zero) need the checkpoint only for its layout."
 )
@@ -56,37 +58,56 @@ def output_kind(path: str | os.PathLike) -> str:
     raise FinetecError("unknown output format: the name must end in .finetec.npz, .npz or .json", path)
 
 
-def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray]:
+def complete_dataset(pred: Any, ds: Any, method: str) -> tuple[Any, np.ndarray, np.ndarray | None]:
     """Complete every clip of ``ds``; returns (dataset with completed keypoints and mask = observed
-    or filled, filled (F, M, V) bool in the dataset's flat frame layout)."""
+    or filled, filled (F, M, V) bool in the dataset's flat frame layout, uncertainty (F, M, V)
+    float32: the module's uncertainty of each filled entry, 0 elsewhere; None when it has none)."""
+    from finetec.errors import FinetecError
+
     kp = ds.keypoint.copy()
     mask = ds.mask.copy()
     filled = np.zeros_like(ds.mask)
+    unc: np.ndarray | None = np.zeros(ds.mask.shape, dtype=np.float32)
     for i in range(len(ds)):
         s = ds[i]
+        if method == "model" and not s.mask.any():
+            raise FinetecError(f"clip {s.id!r} has nothing observed: the completion module has nothing to "
+                               "complete it from (--method linear passes it through unfilled)", ds.source)
         a, b, m = int(ds.offsets[i]), int(ds.offsets[i + 1]), s.num_persons
-        out, fl = pred.complete(s, method=method)  # the Sample as is: it may have nothing observed
+        out, fl, u = pred.complete(s, method=method, with_uncertainty=True)  # the Sample as is
         kp[a:b, :m] = out.transpose(1, 0, 2, 3)
         filled[a:b, :m] = fl.transpose(1, 0, 2)
+        if u is None:
+            unc = None
+        elif unc is not None:
+            unc[a:b, :m] = u.transpose(1, 0, 2)
     mask |= filled
-    return replace(ds, keypoint=kp, mask=mask), filled
+    return replace(ds, keypoint=kp, mask=mask), filled, unc
 
 
-def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
-    """The canonical dataset file plus a ``filled`` (F, M, V) array (ignored by older readers)."""
-    replace(ds, meta={**ds.meta, "completion": info}).save(path, extra={"filled": filled})
+def write_canonical(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
+                    uncertainty: np.ndarray | None = None) -> None:
+    """The canonical dataset file plus a ``filled`` (F, M, V) array and, when the model gives one,
+    ``uncertainty`` (F, M, V) (ignored by older readers)."""
+    extra = {"filled": filled, **({} if uncertainty is None else {"uncertainty": uncertainty})}
+    replace(ds, meta={**ds.meta, "completion": info}).save(path, extra=extra)
 
 
-def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
-    """Plain ``.npz`` (:func:`finetec.data.readers.npz.write`) with the completion recorded."""
+def write_npz(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
+              uncertainty: np.ndarray | None = None) -> None:
+    """Plain ``.npz`` (:func:`finetec.data.readers.npz.write`) with the completion recorded and,
+    when the model gives one, ``uncertainty`` shaped like ``filled``."""
     from finetec.data.readers import npz
 
-    npz.write(path, ds, filled, extra={"completion": info})
+    npz.write(path, ds, filled, extra={"completion": info},
+              per_entry=None if uncertainty is None else {"uncertainty": uncertainty})
 
 
-def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any]) -> None:
+def write_pose_json(path: Path, ds: Any, filled: np.ndarray, info: dict[str, Any],
+                    uncertainty: np.ndarray | None = None) -> None:
     """Pose JSON of one clip (2D or 3D), readable by the ``pose_json`` reader, with the completion
-    recorded and a per-joint ``filled`` list for each person (:func:`finetec.data.readers.pose_json.write`)."""
+    recorded and a per-joint ``filled`` list for each person (:func:`finetec.data.readers.pose_json.write`;
+    the uncertainty is not written: use a .npz output for it)."""
     from finetec.data.readers import pose_json
     from finetec.errors import FinetecError
 
@@ -123,11 +144,11 @@ def run(args: argparse.Namespace) -> int:
         raise FinetecError("no clips to complete", args.input)
     ds = ds.to_layout(pred.layout)   # another skeleton: through its joint map (output in the model's layout)
     pred.check_dataset(ds)
-    done, filled = complete_dataset(pred, ds, args.method)
+    done, filled, unc = complete_dataset(pred, ds, args.method)
     info = {"method": args.method, "checkpoint": str(args.model or args.checkpoint), "input": str(args.input)}
     writer = {"canonical": write_canonical, "npz": write_npz, "json": write_pose_json}[kind]
     with new_output(out, args.overwrite) as tmp:
-        writer(tmp, done, filled, info)
+        writer(tmp, done, filled, info, unc)
     n_missing = int(filled.sum())
     print(f"completed {len(ds)} clip(s) with {args.method}: {n_missing} missing joint entries filled "
           f"-> {out}", file=sys.stderr)

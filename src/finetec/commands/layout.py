@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from finetec.viz.layout_figure import draw_layout
 
     layout = get_layout(args.layout)
+    try:
+        summary = describe_layout(layout)   # also checks its joint maps against their built-in targets
+    except FinetecError as e:
+        raise FinetecError(e.problem, e.path or args.layout) from None
     out = Path(args.out) if args.out else Path(f"{Path(args.layout).stem if Path(args.layout).suffix else args.layout}.png")
     if out.suffix.lower() != ".png":
         raise FinetecError("the drawing is a .png file", out)
@@ -62,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
     draw_layout(layout, out, clip=clip, dpi=args.dpi)
     warnings = review_layout(layout) + (checks["warnings"] if checks else [])
     if args.json:
-        print(json.dumps({"layout": layout.name, "valid": True, "summary": describe_layout(layout),
+        print(json.dumps({"layout": layout.name, "valid": True, "summary": summary,
                           "warnings": warnings, "checks": checks, "drawing": str(out)}))
         return 0
     print(f"layout {layout.name}: valid")
-    for line in describe_layout(layout):
+    for line in summary:
         print(f"  {line}")
     if checks is not None:
         bones = ", ".join(f"{b['child']}->{b['parent']} {b['length']:.2f} / {b['stretch']:.3f}"

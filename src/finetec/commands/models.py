@@ -76,7 +76,7 @@ def _describe(m, accepts: list[str], verified: bool) -> None:
           f"through joint maps also: {', '.join(accepts) or 'none'}")
     print(f"  classes      {len(m.classes)}: {', '.join(m.classes)}")
     ev = m.evaluation
-    print(f"  top-1        " + "  ".join(f"{lv} {100 * m.top1[lv]:.1f} %" for lv in zoo.LEVELS if lv in m.top1)
+    print("  top-1        " + "  ".join(f"{lv} {100 * m.top1[lv]:.1f} %" for lv in zoo.LEVELS if lv in m.top1)
           + (f"  ({ev.get('split', 'test')} split, {ev['clips']} clips)" if ev.get("clips") else ""))
     if ev.get("command"):
         print(f"  measured by  {ev['command']}")

@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "has a single clip, that one)")
     p.add_argument("--mask", action="store_true",
                    help="draw individual missing joints as hollow red circles (at their nearest "
-                        "observed position) and joints restored in OTHER with a blue ring")
+                        "observed position) and joints restored in OTHER with a blue ring, shaded by "
+                        "the completion's uncertainty when OTHER is a `finetec complete` .finetec.npz "
+                        "that holds one (solid: surest third, faint: least sure third)")
     p.add_argument("--fps", type=float, default=15.0, help="animation frame rate (default: 15)")
     p.add_argument("--sheet", metavar="FRAMES", default="8",
                    help="contact sheet (.png): a number of evenly spaced frames (default 8) or a "
@@ -84,6 +86,19 @@ def _check_drawable(sample, where) -> None:
         raise FinetecError(f"clip {sample.id!r} has no observed joint to draw", where)
 
 
+def _uncertainty(path: str, ds, i: int):
+    """Clip ``i``'s ``uncertainty`` (M, T, V) from a canonical file written by ``finetec complete``
+    (its extra array in the flat frame layout), or None when the file holds none."""
+    import numpy as np
+
+    if not str(path).endswith(".finetec.npz"):
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if "uncertainty" not in z.files or z["uncertainty"].shape != ds.mask.shape:
+            return None
+        return ds.clip_part(z["uncertainty"], i)
+
+
 def _title(spec: str, sample) -> str:
     name = spec if spec.startswith("synthetic") else Path(spec).name
     return f"{name} [{sample.id}]" if sample.id else name
@@ -135,9 +150,12 @@ def run(args: argparse.Namespace) -> int:
         # what the second panel's frames missing in the first are: a completion's output, or a reference
         restored_label = ("restored" if "completion" in other.meta
                           else "clean reference" if second.mask.all() else "observed here only")
+        titles.append(_title(args.compare, second))
+        unc = _uncertainty(args.compare, other, ids.index(second.id) if second.id in ids else 0)
+        if unc is not None:
+            second = viz.ClipView(second.keypoint, second.mask, other.layout, uncertainty=unc)
         clips.append(second)
         layouts.append(other.layout)
-        titles.append(_title(args.compare, second))
     if args.titles is not None:
         if len(args.titles) != len(clips):
             raise FinetecError(f"--titles needs {len(clips)} title(s), got {len(args.titles)}")

@@ -54,6 +54,8 @@ class DataConfig:
     test_split: str = "test"
     val_fraction: float = 0.1        # carved from train_split, stratified by class, from seed
     max_persons: int | None = None   # pad/cut persons (default: the dataset's maximum)
+    pool: list[str] = field(default_factory=list)  # task completion: more datasets whose training clips join
+                                                   # (mapped onto the main layout; finetec.data.pool)
 
 
 def _pipeline_section() -> type:
@@ -186,6 +188,8 @@ class Config:
             (self.optim.grad_clip is None or self.optim.grad_clip > 0, "optim.grad_clip must be > 0"),
             (0 <= self.data.val_fraction < 1, "data.val_fraction must be in [0, 1)"),
             (self.data.max_persons is None or self.data.max_persons >= 1, "data.max_persons must be >= 1"),
+            (isinstance(self.data.pool, list) and all(isinstance(p, str) and p for p in self.data.pool),
+             "data.pool must be a list of dataset paths"),
             (self.pipeline.clip_len >= 2, "pipeline.clip_len must be >= 2"),
             (self.runtime.num_workers >= 0, "runtime.num_workers must be >= 0"),
             (self.runtime.threads >= 0, "runtime.threads must be >= 0"),
@@ -371,6 +375,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     cfg = apply_overrides(cfg, overrides)
     config_dir = Path(cfg.source).parent if cfg.source else None
     cfg.data.path = resolve_data_path(cfg.data.path, config_dir)
+    cfg.data.pool = [resolve_data_path(str(p), config_dir) for p in cfg.data.pool]
     return cfg
 
 

@@ -50,6 +50,7 @@ from safetensors.torch import load_file
 
 from finetec.console import shown_path
 from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
+from finetec.data.pool import pool_datasets
 from finetec.data.readers import open_with_options
 from finetec.engine import checkpoint as ck
 from finetec.engine import sanity
@@ -240,6 +241,13 @@ class Trainer:
         self.task = TASKS[cfg.task](max(ds.num_classes, 1), cfg.pipeline.filler, cfg.optim.label_smoothing)
         tr, va = split_validation(self.task.split_labels(ds, all_train), cfg.data.val_fraction, cfg.seed)
         self.ds, self.train_idx, self.val_idx = ds, all_train[tr], all_train[va]
+        if cfg.data.pool:  # more datasets of the family: their training clips join (validation stays)
+            if cfg.task != "completion":
+                raise FinetecError("data.pool (training on a list of datasets) is for task completion only",
+                                   cfg.source)
+            self.ds, extra = pool_datasets(ds, cfg.data.pool, cfg.data.train_split)
+            self.train_idx = np.concatenate([self.train_idx, extra])
+            ds = self.ds
         self.num_persons = cfg.data.max_persons or ds.max_persons
         pcfg = PipelineConfig(**cfg.pipeline_kwargs())
         common = dict(dim=ds.dim, num_persons=self.num_persons)

@@ -6,7 +6,7 @@ summarises a layout in a few lines. The drawing is :func:`finetec.viz.layout_fig
 """
 from __future__ import annotations
 
-from finetec.layouts import REGION_NAMES, Layout
+from finetec.layouts import REGION_NAMES, Layout, builtin_layouts, find_joint_map
 
 
 def review_layout(layout: Layout) -> list[str]:
@@ -51,6 +51,13 @@ def describe_layout(layout: Layout) -> list[str]:
              f"flip pairs: {len(layout.flip_pairs)}"]
     for name, ax in (("up_axis", layout.up_axis), ("across_axis", layout.across_axis)):
         lines.append(f"{name}: " + ("not set" if ax is None else f"{group(ax[0])} -> {group(ax[1])}"))
+    for target in layout.maps:   # a map onto a built-in layout is checked against it
+        if target in builtin_layouts():
+            m = find_joint_map(layout, target)
+            lines.append(f"joint map onto {target}: {len(m.sources) - len(m.unsupplied)} of {len(m.sources)} "
+                         f"joints supplied" + (f" (missing: {', '.join(m.unsupplied)})" if m.unsupplied else ""))
+        else:
+            lines.append(f"joint map onto {target} (not a built-in layout: checked when used)")
     return lines
 
 

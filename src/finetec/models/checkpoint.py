@@ -53,6 +53,11 @@ RECORD = "complete.json"
 MAX_MODEL_SIZE = 1 << 16
 # Largest checkpoint.json read (bytes).
 MAX_INFO_BYTES = 16 << 20
+# checkpoint.json's format_version: 2 = the completion module's linear pre-fill gives a joint
+# never observed in the clip its person's centroid (the project's one linear filler). A
+# checkpoint without the field (format 1) was trained with that joint pre-filled with 0, and
+# load_model rebuilds it so (prefill "linear_unseen_zero"), so that it computes what it learned.
+FORMAT_VERSION = 2
 
 
 def unwrap(model: Any) -> Any:
@@ -98,7 +103,8 @@ def save_checkpoint(directory: str | os.PathLike, model: Any, info: dict[str, An
     (out / RECORD).unlink(missing_ok=True)
     # Clone each tensor: safetensors refuses shared storage, and the copy is contiguous on CPU.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    payload = {**_jsonable(info), "model_config": _jsonable(config), "finetec_version": __version__}
+    payload = {**_jsonable(info), "model_config": _jsonable(config), "finetec_version": __version__,
+               "format_version": FORMAT_VERSION}
     text = json.dumps(payload, indent=1, sort_keys=False, allow_nan=True)
     with atomic_path(out / WEIGHTS) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "finetec_version": __version__})
@@ -213,6 +219,7 @@ class CheckpointInfo(Mapping):
     coords: int | None
     config: dict[str, Any] = field(repr=False)
     seed: int = 0
+    format_version: int = 1
 
     @classmethod
     def from_dict(cls, info: Mapping[str, Any], model_config: Mapping[str, Any] | None = None) -> "CheckpointInfo":
@@ -239,7 +246,8 @@ class CheckpointInfo(Mapping):
                    class_names=tuple(str(c) for c in raw.get("class_names") or ()), layout=layout,
                    clip_len=int(clip_len) if clip_len else None, dims=dims,
                    coords=int(coords) if coords else None, config=config,
-                   seed=int(raw.get("seed", config.get("seed", 0)) or 0))
+                   seed=int(raw.get("seed", config.get("seed", 0)) or 0),
+                   format_version=int(raw.get("format_version") or 1))
 
     # -- the mapping of the stored fields ----------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -323,6 +331,7 @@ def read_info(path: str | os.PathLike) -> CheckpointInfo:
 _INFO_TYPES: dict[str, tuple[type, ...]] = {
     "class_names": (list,), "layout": (dict,), "dims": (dict,), "clip_len": (int,), "epoch": (int,),
     "metrics": (dict,), "config": (dict,), "task": (str,), "seed": (int,), "selection": (str,),
+    "format_version": (int,),
 }
 
 
@@ -347,6 +356,19 @@ def _check_info_types(info: dict[str, Any], f: Path) -> None:
             raise FinetecError(f"checkpoint.json: {key} must be a positive integer, got {v!r}"[:200], f)
     if info.get("clip_len") is not None and info["clip_len"] < 1:
         raise FinetecError(f"checkpoint.json: clip_len must be at least 1, got {info['clip_len']}", f)
+
+
+def upgraded_model_config(info: CheckpointInfo) -> dict[str, Any]:
+    """``model_config`` of a checkpoint.json, with what an older format left implicit made explicit:
+    before format 2 the completion module (alone, or inside FineTec as ``completion_config``)
+    pre-filled a joint never observed in the clip with 0 (``prefill: linear_unseen_zero``)."""
+    cfg = json.loads(json.dumps(info.model_config))
+    if info.format_version >= 2:
+        return cfg
+    for c in (cfg, cfg.get("completion_config")):
+        if isinstance(c, dict) and c.get("name") == "completion" and c.get("prefill", "linear") == "linear":
+            c["prefill"] = "linear_unseen_zero"
+    return cfg
 
 
 def build_model(model_config: dict[str, Any], origin: str | os.PathLike | None = None,
@@ -391,7 +413,7 @@ def _ints(x: Any) -> list[int]:
     return []
 
 
-def check_metadata(info: dict[str, Any], weights: Path, origin: Path) -> dict[str, tuple[int, ...]]:
+def check_metadata(info: CheckpointInfo, weights: Path, origin: Path) -> dict[str, tuple[int, ...]]:
     """Check checkpoint.json against the weights before a model is built; returns the weights'
     tensor shapes (read from the file's header, no tensor data).
 
@@ -401,16 +423,15 @@ def check_metadata(info: dict[str, Any], weights: Path, origin: Path) -> dict[st
     its own weights describe; the class names must fit the classifier."""
     shapes = _weight_shapes(weights)
     largest = max([d for shp in shapes.values() for d in shp] + [64])
-    for key, value in info["model_config"].items():
+    for key, value in info.model_config.items():
         if key == "seed":
             continue
         for v in _ints(value):
             if v > largest:
                 raise FinetecError(f"checkpoint.json does not match the weights: model_config.{key} = {v} but "
                                    f"no tensor of the weights has a dimension above {largest}", origin)
-    names, k = info.get("class_names"), info["model_config"].get("num_classes")
-    task = info.get("task") or (info.get("config") or {}).get("task")
-    if names and isinstance(k, int) and task != "completion" and len(names) != k:
+    names, k = info.class_names, info.model_config.get("num_classes")
+    if names and isinstance(k, int) and info.task != "completion" and len(names) != k:
         raise FinetecError(f"checkpoint.json lists {len(names)} class names for a model with {k} classes", origin)
     return shapes
 
@@ -449,7 +470,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Check
         if problem is not None:
             raise FinetecError(f"not a complete checkpoint: {problem}", folder)
     shapes = check_metadata(info, weights, folder / INFO)
-    model = build_model(info["model_config"], folder / INFO)
+    model = build_model(upgraded_model_config(info), folder / INFO)
     _compare(model, shapes, weights)
     try:
         state = load_file(str(weights), device="cpu")
@@ -468,5 +489,5 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Check
 
 
 
-__all__ = ["CheckpointInfo", "save_checkpoint", "load_model", "read_info", "build_model", "check_metadata", "unwrap", "verify",
+__all__ = ["CheckpointInfo", "FORMAT_VERSION", "upgraded_model_config", "save_checkpoint", "load_model", "read_info", "build_model", "check_metadata", "unwrap", "verify",
            "write_record", "record_of", "locate", "WEIGHTS", "INFO", "RECORD", "MAX_MODEL_SIZE", "MAX_INFO_BYTES"]

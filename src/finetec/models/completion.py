@@ -41,9 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from finetec.data.corruption import keep_frames
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
-from finetec.data.fillers import fill_linear
+from finetec.data.fillers import fill_linear, interpolate_gaps
 from finetec.models.decomposition import gap_position, person_present
 from finetec.models.registry import register_model
 
@@ -52,6 +53,7 @@ __all__ = ["CompletionNet", "completion", "PROMPT_PATTERNS", "PROMPT_RATIO"]
 PROMPT_PATTERNS: tuple[str, ...] = ("random", "periodic", "prefix", "suffix", "middle")
 PROMPT_RATIO: tuple[float, float] = (0.25, 0.85)
 LOSSES: tuple[str, ...] = ("mse", "l2")
+PREFILLS = ("linear", "zero", "linear_unseen_zero")
 
 
 class _SpatialMLP(nn.Module):
@@ -112,23 +114,57 @@ class CompletionNet(nn.Module):
         prompt_weight: weight of the prompt reconstruction loss.
         loss: ``mse`` (the paper's MSE over the clean entries) or ``l2`` (mean Euclidean error per
             joint over the entries missing in the input: the MPJPE itself, robust to outliers).
-        prefill: ``linear`` (missing entries pre-filled by linear interpolation) or ``zero``.
+        prefill: ``linear`` (missing entries pre-filled by the project's linear filler,
+            :func:`finetec.data.fillers.fill_linear`) or ``zero``; ``linear_unseen_zero`` is the rule
+            of checkpoints written before checkpoint format 2 (a joint never observed in the clip
+            pre-filled with 0, not its person's centroid), which ``load_model`` sets for them.
         gap_features: add, per joint, the frames since the last / until the next observation (/ T)
             as input channels, so the network knows where each entry sits inside its gap.
         dropout: dropout after the hidden activation of every spatial and temporal MLP (0 = off).
+        train_patterns: when not empty, every training query is drawn afresh from its clean clip
+            (one of these patterns at a drop ratio ``U[PROMPT_RATIO]``) instead of the pipeline's
+            corruption, so the module learns long holes (prefix, suffix, middle) as well as scattered ones.
+        transplant: with ``train_patterns``, the probability that a training query also loses the
+            joints the previous clip of its batch did not observe (real occlusion of the data).
+        retrieval: k > 0 pre-fills the query with linear interpolation plus the mean deviation of its
+            k nearest bank clips (on the observed entries, translation-invariant) from their own linear
+            interpolation over the query's gaps (:meth:`retrieve`); in training the nearest one is
+            skipped (the query itself may be in the bank). 0 = linear pre-fill only.
+        linear_below: at evaluation, entries in interior gaps shorter than this many frames take
+            linear interpolation (there the keyframes' own jitter dominates and the network measured
+            worse than linear, docs/results_completion.md); training is unchanged. 0 = off.
+        uncertainty: predict, per filled entry, its expected Euclidean error (output ``expected_error``,
+            0 on observed entries), trained by ``e / s + log s`` on the detached error ``e``.
+        Output ``uncertainty`` (the confidence of ``finetec complete``; larger = less sure): with
+        ``retrieval`` >= 2 the spread of the k retrieved motions at each filled entry (it ranks the
+        real errors better than the error head, docs/results_completion.md), else ``expected_error``.
         seed: seed of the module's own generator for training prompts (used when forward gets no rng).
 
     forward(x (N, M, T, V, C), mask (N, M, T, V) bool, target (N, M, T, V, C) | None,
     target_mask (N, M, T, V) bool | None, rng: np.random.Generator | None) -> dict with
-    ``completed`` (N, M, T, V, C) and, when target is given, ``loss`` (scalar), ``query_loss``,
+    ``completed`` (N, M, T, V, C), ``uncertainty`` / ``expected_error`` (N, M, T, V; see above) and, when target is given, ``loss`` (scalar), ``query_loss``,
     ``prompt_loss``.
     """
 
     def __init__(self, num_joints: int, channels: int, clip_len: int, width: int = 128, depth: int = 4,
                  merge_at: int = 2, expansion: int = 2, bank_size: int = 256, prompt_weight: float = 1.0,
                  prefill: str = "linear", loss: str = "mse", gap_features: bool = True, dropout: float = 0.0,
-                 seed: int = 0):
+                 train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0, uncertainty: bool = False,
+                 retrieval: int = 0, linear_below: int = 0, seed: int = 0):
         super().__init__()
+        bad = [p for p in train_patterns if p not in PROMPT_PATTERNS]
+        if bad:
+            raise FinetecError(f"completion: train_patterns must be among {', '.join(PROMPT_PATTERNS)}, got {bad}")
+        self.train_patterns = tuple(train_patterns)
+        if not 0.0 <= float(transplant) <= 1.0:
+            raise FinetecError(f"completion: transplant must be in [0, 1], got {transplant!r}")
+        self.transplant = float(transplant)
+        if int(retrieval) < 0:
+            raise FinetecError(f"completion: retrieval must be >= 0, got {retrieval!r}")
+        self.retrieval = int(retrieval)
+        if int(linear_below) < 0:
+            raise FinetecError(f"completion: linear_below must be >= 0, got {linear_below!r}")
+        self.linear_below = int(linear_below)
         if not 0.0 <= float(dropout) < 1.0:
             raise FinetecError(f"completion: dropout must be in [0, 1), got {dropout!r}")
         if loss not in LOSSES:
@@ -136,8 +172,8 @@ class CompletionNet(nn.Module):
         self.loss_kind = loss
         if not 0 <= merge_at <= depth:
             raise FinetecError(f"completion: merge_at must be in 0..depth ({depth}), got {merge_at}")
-        if prefill not in ("linear", "zero"):
-            raise FinetecError(f"completion: prefill must be 'linear' or 'zero', got {prefill!r}")
+        if prefill not in PREFILLS:
+            raise FinetecError(f"completion: prefill must be one of {', '.join(PREFILLS)}, got {prefill!r}")
         if clip_len < 2:
             raise FinetecError(f"completion: clip_len must be >= 2, got {clip_len}")
         self.V, self.C, self.T = int(num_joints), int(channels), int(clip_len)
@@ -154,6 +190,11 @@ class CompletionNet(nn.Module):
         self.head = nn.Linear(width, self.V * self.C)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        # the expected error of each entry, as log(metres of the normalised body); None = not predicted
+        self.error_head = nn.Linear(width, self.V) if uncertainty else None
+        if self.error_head is not None:
+            nn.init.zeros_(self.error_head.weight)
+            nn.init.constant_(self.error_head.bias, float(np.log(0.05)))
         self.register_buffer("bank", torch.zeros(int(bank_size), self.T, self.V, self.C))
         self.register_buffer("bank_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("prior", torch.zeros(self.T, self.V, self.C))
@@ -187,7 +228,7 @@ class CompletionNet(nn.Module):
             clips, m = clips[keep], m[keep]
             if clips.shape[0] == 0:
                 raise FinetecError("every clip of the skeleton bank is empty (mask all False)")
-            clips = fill_linear(clips, m)
+            clips = self._linear(clips, m)
         n = clips.shape[0]
         if n > self.bank_size:
             idx = np.linspace(0, n - 1, self.bank_size).round().astype(np.int64)
@@ -220,8 +261,6 @@ class CompletionNet(nn.Module):
     # -- prompts -----------------------------------------------------------------------------
     def _train_prompts(self, B: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """B random bank clips (B, T, V, C) and their frame keep masks (B, T) (random pattern and ratio)."""
-        from finetec.data.corruption import keep_frames
-
         n = int(self.bank_count)
         idx = rng.integers(0, n, size=B)
         keep = np.stack([
@@ -244,10 +283,82 @@ class CompletionNet(nn.Module):
         b2 = torch.einsum("btv,ktv->bk", mf, bank.pow(2).sum(-1))
         return ((q2 - 2 * cross + b2) / mf.flatten(1).sum(1, keepdim=True).clamp(min=1)).argmin(dim=1)
 
+    def _redraw_query(self, target: torch.Tensor, target_mask: torch.Tensor | None, mask: torch.Tensor,
+                      rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training query drawn afresh from the clean clip: one of ``train_patterns`` at a drop
+        ratio ``U[PROMPT_RATIO]`` per person, on the entries observed in the clean clip; with probability
+        ``transplant`` a clip also loses the joints that the previous clip of the batch did not observe
+        (its real invisibility flags)."""
+        N, M, T = target.shape[:3]
+        tm = person_present(mask)[:, :, None, None] & (
+            torch.ones_like(mask) if target_mask is None else target_mask.bool())
+        keep = np.stack([
+            keep_frames(T, float(rng.uniform(*PROMPT_RATIO)),
+                        self.train_patterns[int(rng.integers(0, len(self.train_patterns)))], rng)
+            for _ in range(N * M)
+        ]).reshape(N, M, T)
+        m = tm & torch.as_tensor(keep, device=target.device)[..., None]
+        if self.transplant > 0 and N > 1:  # real occlusion: the joints another clip of the batch did not see
+            donor = tm.roll(1, dims=0)[:, :1] | ~person_present(tm.roll(1, dims=0))[:, :1, None, None]
+            hit = torch.as_tensor(rng.random(N) < self.transplant, device=target.device)[:, None, None, None]
+            m = m & (donor | ~hit)
+        m = torch.where(m.flatten(2).any(2)[:, :, None, None], m, tm)  # never a person with nothing observed
+        return torch.where(m[..., None], target, torch.zeros_like(target)), m
+
+    def _bank_matrices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bank as matrices for :meth:`retrieve` (cached until the bank changes): clips (n, T*V*C),
+        squared norms per entry (T*V, n) and coordinates per entry (T*V, C*n)."""
+        n = int(self.bank_count)
+        key = (self.bank.data_ptr(), self.bank._version, n, self.bank.device)
+        if getattr(self, "_bank_cache", (None,))[0] != key:
+            bank = self.bank[:n].detach()
+            TV = self.T * self.V
+            self._bank_cache = (key, bank.reshape(n, -1), bank.pow(2).sum(-1).reshape(n, TV).T.contiguous(),
+                                bank.reshape(n, TV, self.C).permute(1, 2, 0).reshape(TV, self.C * n).contiguous())
+        return self._bank_cache[1:]
+
+    def retrieve(self, q: torch.Tensor, m: torch.Tensor, k: int, skip: int = 0) -> torch.Tensor:
+        """(B, k) indices of the bank clips nearest to each query q (B, T, V, C) on its observed
+        entries m (B, T, V), translation-invariant (both centred on their mean over those entries);
+        the ``skip`` nearest are left out (in training the query itself may be in the bank)."""
+        n = int(self.bank_count)
+        flat, sq, coords = self._bank_matrices()
+        B = q.shape[0]
+        mf = m.to(q.dtype).reshape(B, -1)                                           # (B, T*V)
+        cnt = mf.sum(1).clamp(min=1)
+        q = q.detach().reshape(B, -1, self.C)
+        cq = (mf[..., None] * q).sum(1) / cnt[:, None]                              # (B, C)
+        qc = (q - cq[:, None]) * mf[..., None]
+        cb = (mf @ coords).reshape(B, self.C, n).transpose(1, 2) / cnt[:, None, None]  # (B, n, C)
+        d = qc.pow(2).sum((1, 2))[:, None] - 2 * qc.reshape(B, -1) @ flat.T + mf @ sq \
+            - cnt[:, None] * cb.pow(2).sum(-1)
+        k = max(1, min(k, n - skip))
+        return d.topk(min(n, k + skip), dim=1, largest=False).indices[:, skip:skip + k]
+
+    def _retrieval_fill(self, x: torch.Tensor, m: torch.Tensor, skip: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear interpolation plus the mean deviation of the ``retrieval`` nearest bank clips from
+        their own linear interpolation over the same missing entries: the shape of the motion in a
+        gap, borrowed from the clips that move most like the query where it is observed. Also
+        returns the spread of those deviations per entry (B, T, V): the Euclidean norm of their
+        standard deviation over the k clips (0 on observed entries)."""
+        B, T, V, C = x.shape
+        idx = self.retrieve(x, m, self.retrieval, skip)                              # (B, k)
+        k = idx.shape[1]
+        nb = self.bank[idx].reshape(B * k, T, V, C)
+        mk = m[:, None].expand(B, k, T, V).reshape(B * k, T, V)
+        devs = (nb - self._fill(nb, mk)).reshape(B, k, T, V, C)
+        dev = torch.where(m[..., None], torch.zeros_like(devs[:, 0]), devs.mean(1))
+        spread = devs.std(1).norm(dim=-1) if k > 1 else torch.zeros_like(m, dtype=x.dtype)
+        return self._fill(x, m) + dev, torch.where(m, torch.zeros_like(spread), spread)
+
     # -- network -----------------------------------------------------------------------------
     def _fill(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         x = torch.where(m[..., None], x, torch.zeros_like(x))
-        return fill_linear(x, m) if self.prefill == "linear" else x
+        return self._linear(x, m) if self.prefill != "zero" else x
+
+    def _linear(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The linear pre-fill: the project's one linear filler (or the rule of older checkpoints)."""
+        return interpolate_gaps(x, m) if self.prefill == "linear_unseen_zero" else fill_linear(x, m)
 
     def _tokens(self, first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor,
                 second_flag: float) -> torch.Tensor:
@@ -281,17 +392,24 @@ class CompletionNet(nn.Module):
             mask = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
         mask = mask.bool()
         B = N * M
+        rng = rng if rng is not None else self._rng
+        if self.training and self.train_patterns and target is not None:
+            x, mask = self._redraw_query(target, target_mask, mask, rng)
         xq, mq = x.reshape(B, T, V, C), mask.reshape(B, T, V)
         present = person_present(mask).reshape(B)
         if self.training:
             if int(self.bank_count) == 0:
                 raise RuntimeError("the completion module's skeleton bank is empty: call set_bank() before training")
-            ctx, keep = self._train_prompts(B, rng if rng is not None else self._rng)
+            ctx, keep = self._train_prompts(B, rng)
             pm = keep[:, :, None].expand(B, T, V)
         else:
             ctx = self.bank[self.nearest_bank(xq, mq)] if int(self.bank_count) > 0 else torch.zeros_like(xq)
             pm = mq
-        query_base = self._fill(xq, mq)
+        spread = None
+        if self.retrieval and int(self.bank_count) > 0:
+            query_base, spread = self._retrieval_fill(xq, mq, skip=1 if self.training else 0)
+        else:
+            query_base = self._fill(xq, mq)
         prompt_base = self._fill(ctx, pm)
         prior = self.prior.to(x.dtype).expand(B, T, V, C)
         h = self.embed(torch.cat([self._tokens(query_base, mq, prior, 0.0),
@@ -303,9 +421,20 @@ class CompletionNet(nn.Module):
         for blk in self.blocks[self.merge_at:]:
             hq = blk(hq)
         pred = self._readout(hq, query_base)
+        if self.linear_below and not self.training:  # short interior gaps: linear interpolation is better
+            pos = gap_position(mq) * T                                                # (B, T, V, 2)
+            short = (pos[..., 0] < T) & (pos[..., 1] < T) & (pos.sum(-1) - 1 < self.linear_below)
+            pred = torch.where(short[..., None], self._fill(xq, mq), pred)
         completed = torch.where(mq[..., None], xq, pred)
         completed = torch.where(present[:, None, None, None], completed, xq).reshape(N, M, T, V, C)
         out: dict[str, Any] = {"completed": completed}
+        filled = ~mask & person_present(mask)[:, :, None, None]
+        if self.error_head is not None:
+            log_err = self.error_head(self.norm(hq[:, :self.T])).reshape(N, M, T, V)
+            out["expected_error"] = torch.where(filled, log_err.exp(), torch.zeros_like(log_err))
+            out["uncertainty"] = out["expected_error"]
+        if spread is not None and self.retrieval > 1:  # the spread of the retrieved motions ranks errors better
+            out["uncertainty"] = torch.where(filled, spread.reshape(N, M, T, V), torch.zeros_like(spread.reshape(N, M, T, V)))
         if target is not None:
             tm = torch.ones_like(mask) if target_mask is None else target_mask.bool()
             tm = tm & person_present(mask)[:, :, None, None]
@@ -317,8 +446,13 @@ class CompletionNet(nn.Module):
             else:
                 q_loss = _masked_l2(completed, target, tm & ~mask)
                 p_loss = _masked_l2(recon, ctx, live & ~pm)
-            out.update(loss=q_loss + self.prompt_weight * p_loss, query_loss=q_loss.detach(),
-                       prompt_loss=p_loss.detach())
+            loss = q_loss + self.prompt_weight * p_loss
+            if self.error_head is not None:  # the expected error: minimiser of e / s + log s is s = E[e]
+                scored = tm & filled
+                e = (completed - target).detach().pow(2).sum(-1).add(1e-8).sqrt()
+                nll = e * torch.exp(-log_err) + log_err
+                loss = loss + (nll * scored).sum() / scored.sum().clamp(min=1)
+            out.update(loss=loss, query_loss=q_loss.detach(), prompt_loss=p_loss.detach())
         return out
 
 
@@ -339,9 +473,12 @@ def _masked_l2(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor, ep
 def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int = 64, width: int = 128,
                depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
                prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", gap_features: bool = True,
-               dropout: float = 0.0, seed: int = 0) -> CompletionNet:
+               dropout: float = 0.0, train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0,
+               uncertainty: bool = False, retrieval: int = 0, linear_below: int = 0, seed: int = 0) -> CompletionNet:
     """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
     return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
                          expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
-                         loss=loss, gap_features=gap_features, dropout=dropout, seed=seed)
+                         loss=loss, gap_features=gap_features, dropout=dropout, train_patterns=tuple(train_patterns),
+                         transplant=transplant, uncertainty=uncertainty, retrieval=retrieval,
+                         linear_below=linear_below, seed=seed)
 

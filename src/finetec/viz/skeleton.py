@@ -73,12 +73,16 @@ class ClipView:
     mask:     bool  (M, T, V) observed joints.
     layout:   the skeleton layout (V joints).
     title:    the panel title.
+    uncertainty: float (M, T, V) or None: a completion's uncertainty of each restored joint; with
+              ``show_mask`` the restored joints' rings are shaded by it (solid = the surest third
+              of the clip's restored joints, faint = the least sure third).
     """
 
     keypoint: np.ndarray
     mask: np.ndarray
     layout: Layout
     title: str = ""
+    uncertainty: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.keypoint = np.asarray(self.keypoint, dtype=np.float64)
@@ -97,6 +101,11 @@ class ClipView:
         self.mask = m & np.isfinite(kp).all(axis=-1)
         if not self.mask.any():
             raise FinetecError("clip has no observed joint to draw")
+        if self.uncertainty is not None:
+            self.uncertainty = np.asarray(self.uncertainty, dtype=np.float64)
+            if self.uncertainty.shape != self.mask.shape:
+                raise FinetecError(f"uncertainty shape {self.uncertainty.shape} does not match the clip's "
+                                   f"{self.mask.shape}")
 
     @property
     def num_frames(self) -> int:
@@ -314,6 +323,12 @@ class _Panel:
             k = min(len(ref), len(reference_mask))
             ref[:k] = reference_mask[:k]
             self.restored = m & ~ref
+        # restored joints shaded by the completion's uncertainty: tertiles of the clip's restored joints
+        self.shade = None
+        u = clip.uncertainty
+        if self.restored is not None and u is not None and self.restored.any():
+            cuts = np.quantile(u[self.restored], [1 / 3, 2 / 3])
+            self.shade = np.digitize(u, cuts)                                    # 0 surest .. 2 least sure
         lim = _limits(self.P[m])
         ms, lw = (3.0, 1.2) if compact else (4.5, 2.0)
         if self.D == 3:
@@ -339,6 +354,10 @@ class _Panel:
                 "restored": ax.plot(*empty, linestyle="none", marker=mk, markersize=ms + 3.5,
                                     markerfacecolor="none", markeredgecolor=RESTORED_COLOR,
                                     markeredgewidth=1.0)[0],
+                "restored_shades": [ax.plot(*empty, linestyle="none", marker=mk, markersize=ms + 3.5,
+                                            markerfacecolor="none", markeredgecolor=RESTORED_COLOR,
+                                            markeredgewidth=w, alpha=al)[0]
+                                    for w, al in ((1.6, 1.0), (1.0, 0.55), (0.8, 0.25))],
             }
             self.art[p] = a
         kw = dict(ha="center", va="center", fontsize=9 if compact else 16, color=MISSING_COLOR,
@@ -404,14 +423,19 @@ class _Panel:
                 self._set_points(a["ghost_joints"], np.zeros((0, self.D)))
             hollow = np.zeros((0, self.D))
             ring = np.zeros((0, self.D))
+            rings = [np.zeros((0, self.D))] * 3
             if self.show_mask and obs.any():
                 src = self.joint_src[p][t]
                 miss = ~obs & (src >= 0)
                 hollow = self.P[p, src[miss], np.flatnonzero(miss)]
-                if self.restored is not None:
+                if self.restored is not None and self.shade is not None:
+                    rings = [pose[self.restored[p, t] & (self.shade[p, t] == k)] for k in range(3)]
+                elif self.restored is not None:
                     ring = pose[self.restored[p, t]]
             self._set_points(a["missing"], hollow)
             self._set_points(a["restored"], ring)
+            for line, pts in zip(a["restored_shades"], rings):
+                self._set_points(line, pts)
         self.label.set_text("missing" if frame_missing else "")
         return t
 

@@ -166,12 +166,13 @@ def read(path: Path, *, layout: str | None = None, zero_is_missing: bool | str =
 
 
 def write(path: str | Path, ds: SkeletonDataset, filled: np.ndarray | None = None,
-          extra: dict[str, Any] | None = None) -> None:
+          extra: dict[str, Any] | None = None, per_entry: dict[str, np.ndarray] | None = None) -> None:
     """Write ``ds`` as a plain ``.npz`` (atomically) that :func:`read` reads back: keypoint
     (M, T, V, C) for one clip or (N, M, T, V, C) for several clips of equal length, mask, label,
     id, layout, class_names; ``filled`` (F, M, V) bool (a completion's filled entries, in the
     dataset's frame layout) as ``filled`` of the keypoint's shape without C; ``extra``: more
-    entries, each stored as a JSON string."""
+    entries, each stored as a JSON string; ``per_entry``: more (F, M, V) arrays (e.g. a completion's
+    uncertainty), stored like ``filled``."""
     lengths = ds.lengths
     if len(ds) > 1 and len(set(lengths.tolist())) > 1:
         raise FinetecError(f"{len(ds)} clips of different lengths do not fit one plain .npz array; "
@@ -188,14 +189,17 @@ def write(path: str | Path, ds: SkeletonDataset, filled: np.ndarray | None = Non
     kp = np.stack([pad(c[0]) for c in clips])
     mk = np.stack([pad(c[1]) for c in clips])
     fl = np.stack([pad(c[2]) for c in clips])
+    more = {k: np.stack([pad(ds.clip_part(a, i)) for i in range(len(ds))]) for k, a in (per_entry or {}).items()}
     if len(ds) == 1:
         kp, mk, fl = kp[0], mk[0], fl[0]
+        more = {k: a[0] for k, a in more.items()}
     arrays = {
         "keypoint": kp.astype(np.float32), "mask": mk, "filled": fl,
         "label": ds.label if len(ds) > 1 else np.array(ds.label[0]),
         "id": ds.ids.astype(str), "layout": np.array(layout_field(ds.layout)),
         "class_names": np.array(ds.class_names, dtype=str),
         **{k: np.array(json.dumps(v)) for k, v in (extra or {}).items()},
+        **more,
     }
     if filled is None:
         del arrays["filled"]
