@@ -26,6 +26,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "finetec"
@@ -201,3 +203,25 @@ def test_function_level_imports_are_seen(tmp_path):
     f.write_text("import os\n\ndef f():\n    from finetec.engine import train\n    import finetec.viz\n")
     known = {"finetec.engine", "finetec.engine.train", "finetec.viz", "finetec.models.mod"}
     assert _imports("finetec.models.mod", f, known) == {"finetec.engine.train", "finetec.viz"}
+
+
+def test_one_device_resolver():
+    """finetec.engine.device.resolve_device is the one place that turns a device choice into a
+    torch device (training, evaluation, the benchmark and the API use it)."""
+    import torch
+
+    from finetec.engine.device import resolve_device
+    from finetec.errors import FinetecError
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(FinetecError, match="unknown device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(FinetecError, match="no CUDA GPU"):
+            resolve_device("cuda", 0)
+    for path in PKG.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "device.py":
+            assert '"cuda" if torch.cuda.is_available() else "cpu"' not in text, \
+                f"{path}: pick devices with resolve_device"

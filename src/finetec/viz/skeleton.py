@@ -471,6 +471,33 @@ def _reference_masks(views: list[ClipView]) -> list[np.ndarray | None]:
 
 
 # -- public: skeleton drawings -----------------------------------------------------------------
+def _animation_panels(fig: Any, views: list[ClipView], show_mask: bool, y_down: bool | None,
+                      restored_label: str) -> tuple[list[_Panel], list[Any], list[bool | None]]:
+    """One skeleton panel, timeline strip and frame cursor per clip, side by side, and the legend;
+    returns (panels, cursors, y_down per clip)."""
+    n = len(views)
+    H = TITLE_IN + PANEL_IN + STRIP_IN + LEGEND_IN
+    panels, cursors, all_states = [], [], []
+    orientation: list[bool | None] = []
+    for i, (v, ref) in enumerate(zip(views, _reference_masks(views))):
+        rect = [(i * PANEL_IN + 0.15) / (n * PANEL_IN), (LEGEND_IN + STRIP_IN + 0.05) / H,
+                (PANEL_IN - 0.3) / (n * PANEL_IN), (PANEL_IN - 0.1) / H]
+        ax = fig.add_axes(rect, projection="3d" if v.dim == 3 else None)
+        if v.dim == 3:
+            ax.set_proj_type("ortho")
+        yd = (detect_y_down(v) if y_down is None else y_down) if v.dim == 2 else None
+        orientation.append(yd)
+        panels.append(_Panel(ax, v, show_mask=show_mask, y_down=yd, reference_mask=ref))
+        states = frame_states(v.mask, ref)
+        all_states.extend(states.tolist())
+        sax = fig.add_axes([(i * PANEL_IN + 0.15) / (n * PANEL_IN), (LEGEND_IN + 0.02) / H,
+                            (PANEL_IN - 0.3) / (n * PANEL_IN), (STRIP_IN - 0.07) / H])
+        _timeline(sax, states)
+        cursors.append(sax.axvline(0.5, color="black", linewidth=1.5))
+    _legend(fig, n * PANEL_IN, all_states, restored_label)
+    return panels, cursors, orientation
+
+
 def render_clip(
     clips: Any,
     layout: Layout | str | Sequence[Layout | str] | None,
@@ -513,25 +540,7 @@ def render_clip(
     shown = animation_frames(T, max_frames)
     n = len(views)
     fig = _new_figure(n * PANEL_IN, TITLE_IN + PANEL_IN + STRIP_IN + LEGEND_IN, dpi)
-    H = TITLE_IN + PANEL_IN + STRIP_IN + LEGEND_IN
-    panels, cursors, all_states = [], [], []
-    orientation: list[bool | None] = []
-    for i, (v, ref) in enumerate(zip(views, _reference_masks(views))):
-        rect = [(i * PANEL_IN + 0.15) / (n * PANEL_IN), (LEGEND_IN + STRIP_IN + 0.05) / H,
-                (PANEL_IN - 0.3) / (n * PANEL_IN), (PANEL_IN - 0.1) / H]
-        ax = fig.add_axes(rect, projection="3d" if v.dim == 3 else None)
-        if v.dim == 3:
-            ax.set_proj_type("ortho")
-        yd = (detect_y_down(v) if y_down is None else y_down) if v.dim == 2 else None
-        orientation.append(yd)
-        panels.append(_Panel(ax, v, show_mask=show_mask, y_down=yd, reference_mask=ref))
-        states = frame_states(v.mask, ref)
-        all_states.extend(states.tolist())
-        sax = fig.add_axes([(i * PANEL_IN + 0.15) / (n * PANEL_IN), (LEGEND_IN + 0.02) / H,
-                            (PANEL_IN - 0.3) / (n * PANEL_IN), (STRIP_IN - 0.07) / H])
-        _timeline(sax, states)
-        cursors.append(sax.axvline(0.5, color="black", linewidth=1.5))
-    _legend(fig, n * PANEL_IN, all_states, restored_label)
+    panels, cursors, orientation = _animation_panels(fig, views, show_mask, y_down, restored_label)
     writer = (animation.PillowWriter(fps=fps) if suffix == ".gif"
               else animation.FFMpegWriter(fps=fps, codec="h264", extra_args=[
                   "-pix_fmt", "yuv420p", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2"]))  # h264: even sizes
