@@ -107,7 +107,7 @@ def main() -> int:
                 if step:
                     times.append(time.process_time() - t0)
             step_s = float(np.median(times))
-            n_fit = backend.num_fit(unit, 0.1)
+            n_fit = backend.num_fit(unit, budget.val_fraction)
             epochs = budget.epochs_for(n_fit, completion=what == "completion")
             steps = epochs * math.ceil(n_fit / c.optim.batch_size)
             per_unit[what] = step_s * steps

@@ -394,6 +394,19 @@ def test_budget_is_one_rule_for_every_dataset():
     assert cells[0].unit.budget is std
 
 
+def test_cells_record_their_clip_length_and_a_changed_one_is_refused(tmp_path):
+    entries = make_entries(["synthetic:coco17"])
+    short = dataclasses.replace(BUDGETS["quick"], clip_len=16)
+    store = run_benchmark(entries, [METHODS["stgcnpp_linear"]], ["clean"], "mixed", short,
+                          tmp_path, 0, FakeBackend(), explicit_levels=True, stream=io.StringIO())
+    assert [c["clip_len"] for c in store.cells] == [16]
+    assert all(r["clip_len"] == 16 for r in store.completion)
+    # the same folder after the budget's clip length changed: refused, not skipped nor resumed silently
+    with pytest.raises(FinetecError, match="trained at T=16.*gives T=32"):
+        run_benchmark(entries, [METHODS["stgcnpp_linear"]], ["clean"], "mixed", BUDGETS["quick"],
+                      tmp_path, 0, FakeBackend(), explicit_levels=True, stream=io.StringIO())
+
+
 def test_reader_options_and_title(tmp_path, capsys):
     entries = make_entries(["synthetic:coco17", str(tmp_path)], titles=["Mine", "Theirs"], fmt="npz",
                            options={"layout": "coco17"})

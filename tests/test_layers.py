@@ -159,7 +159,6 @@ def test_no_import_cycle():
 LAZY_IMPORTS: dict[str, str] = {
     "finetec.data.dataset": "the dataset/store cycle (KNOWN_CYCLES)",
     "finetec.data.store": "the dataset/store cycle (KNOWN_CYCLES)",
-    "finetec.benchmark.report": "not yet moved to the top",
 }
 # Where imports stay inside functions on purpose: the command line's start-up (`finetec --help`
 # imports every command module) and the package root (`import finetec` stays light).

@@ -62,11 +62,13 @@ class EngineBackend:
         self._data[entry.key] = ds
         self._paths[entry.key] = str(canonical.resolve())
         test = ds.split_indices(entry.test_split)
+        train = ds.split_indices(entry.train_split)
         ids = [str(ds.ids[i]) for i in test]
         # a title stored in the data file names the dataset unless --title or a known name did
         named = {"title": str(ds.meta["title"])} if ds.meta.get("title") and entry.title == entry.key else {}
         return {**named, "path": self._paths[entry.key], "num_clips": len(ds), "num_classes": ds.num_classes,
-                "num_train": int(len(ds.splits[entry.train_split])), "num_test": int(len(test)),
+                "num_train": int(len(train)), "num_test": int(len(test)),
+                "median_train_frames": float(np.median(ds.lengths[train])),
                 "layout": ds.layout.name, "dims": ds.dim, "test_ids": ids, "test_ids_sha1": ids_digest(ids),
                 "test_labels": [int(v) for v in ds.label[test]]}
 
@@ -96,7 +98,7 @@ class EngineBackend:
         """The engine config of one unit: the same seed, split, clip length and budget for all."""
         b: Budget = unit.budget
         entry = unit.dataset
-        val_fraction = 0.1
+        val_fraction = b.val_fraction
         data = {"path": self._paths[entry.key], "train_split": entry.train_split, "test_split": entry.test_split,
                 "val_fraction": val_fraction}
         runtime = {"device": self.device, "num_workers": b.num_workers, "tensorboard": "off",

@@ -12,7 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from finetec import viz
+from finetec.benchmark.runner import fmt_seconds
 from finetec.benchmark.spec import BASELINES, COMPLETION_FILLERS, COMPLETION_MODEL, LEVEL_ORDER, METHODS
+from finetec.benchmark.stats import paired_difference
+from finetec.fileio import write_text_atomic
 
 ABLATIONS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.ablation)
 
@@ -108,8 +112,6 @@ def comparisons(cells: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
 
     Returns ``{level: {"baseline": (name, diff) or None, "ablations": {method: diff}}}``.
     """
-    from finetec.benchmark.stats import paired_difference
-
     by = by_method_level(cells)
     facts = meta.get("datasets", {}).get(cells[0]["dataset"], {}) if cells else {}
     labels, digest = facts.get("test_labels"), facts.get("test_ids_sha1")
@@ -301,8 +303,6 @@ def _config_summary(cfg: Any) -> str:
 
 
 def _seconds(s: Any) -> str:
-    from finetec.benchmark.runner import fmt_seconds
-
     return "-" if s is None else fmt_seconds(float(s))
 
 
@@ -335,9 +335,11 @@ def _facts_line(facts: dict[str, Any], cfg: dict[str, Any], ds: str) -> list[str
     out = []
     if facts.get("num_test"):
         vf = (cfg or {}).get("data", {}).get("val_fraction", 0.1)
+        held = f"{100 * vf:.0f} % held out to select the checkpoint" if vf else \
+            "none held out: the last epoch's model is tested"
         out.append(f"Data: `{facts.get('spec', ds)}` ({facts.get('layout')}, {facts.get('dims')}D, "
                    f"{facts.get('num_classes')} classes); trained on {facts.get('num_train')} clips "
-                   f"({100 * vf:.0f} % held out to select the checkpoint), tested on {facts.get('num_test')}.")
+                   f"({held}), tested on {facts.get('num_test')}.")
     if (cfg or {}).get("optim"):
         p, o = cfg.get("pipeline", {}), cfg["optim"]
         out.append(f"Training: T={p.get('clip_len')}, {o.get('epochs')} epochs, batch {o.get('batch_size')}, "
@@ -353,6 +355,23 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
     cells, comp = results.get("cells", []), _random_pattern(results.get("completion", []))
     meta = results.get("meta", {})
     titles = {k: v.get("title", k) for k, v in meta.get("datasets", {}).items()}
+    out = _page_header(meta, source)
+    if not cells and not comp:
+        out += ["", "_No finished cells yet._"]
+    out += _summary_section(cells, meta, titles)
+    out += _completion_section(comp, titles, relative_to)
+    if detail and cells:
+        out += _per_seed_section(cells, meta, titles)
+    if images:
+        out += ["", "## Plots", ""]
+        for title, path in images.items():
+            out += [f"![{title}]({path})", ""]
+    if detail:
+        out += _provenance_section(cells, comp, relative_to)
+    return "\n".join(out) + "\n"
+
+
+def _page_header(meta: dict[str, Any], source: str | None) -> list[str]:
     out = ["# Benchmark results", ""]
     out.append("Generated from `results.json` by `finetec benchmark --report-only`"
                + (f" (source: `{source}`)" if source else "") + "; never edited by hand.")
@@ -364,10 +383,12 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
     out += ["", INTERVALS]
     for note in meta.get("notes", []):
         out += ["", f"**Note.** {note}"]
-    if not cells and not comp:
-        out += ["", "_No finished cells yet._"]
-    if cells:
-        out += ["", "## Summary"]
+    return out
+
+
+def _summary_section(cells: list[dict[str, Any]], meta: dict[str, Any], titles: dict[str, str]) -> list[str]:
+    """One table per (dataset, regime, budget) with its facts line and findings."""
+    out = ["", "## Summary"] if cells else []
     for key in _dataset_order(cells):
         ds, regime, budget = key
         group = [c for c in cells if group_key(c) == key]
@@ -379,49 +400,60 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
         f = findings(group, meta)
         if f:
             out += [""] + [f"- {line}" for line in f]
+    return out
+
+
+def _completion_section(comp: list[dict[str, Any]], titles: dict[str, str], relative_to: Path | None) -> list[str]:
+    """The restoration-error tables, one per (dataset, budget, seed)."""
     comp_groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in comp:
         comp_groups.setdefault((r["dataset"], r.get("budget"), r.get("seed")), []).append(r)
-    if comp_groups:
-        out += ["", "## Completion: restoration error on the missing frames", "",
-                "MPJPE (mean joint position error), N-MPJPE (after the least-squares optimal scale per clip) "
-                "and MPJVE (velocity error) over the joints of the dropped frames that the original clip "
-                "observed, in normalised coordinates; lower is better, the best MPJPE per level in bold. "
-                "The completion module is FineTec's stage 1, trained once per dataset on its own random "
-                "masks and shared by every level and regime. Pattern `random` only; every pattern, real "
-                "occlusion and the errors by gap length: `docs/results_completion.md`."]
-        for (ds, budget, seed), rows in comp_groups.items():
-            out += ["", f"### {titles.get(ds, ds)} — budget `{budget}`, seed {seed}", "", completion_table(rows)]
-            model_row = next((r for r in rows if r["filler"] == COMPLETION_MODEL and r.get("config_file")), None)
-            if model_row is not None:
-                cfg = model_row["config_file"] if relative_to is None else _rel(model_row["config_file"], relative_to)
-                out += ["", f"Completion module: config `{cfg}`, stage-1 training wall time "
-                            f"{_seconds(model_row.get('wall_s'))}, seed {seed}, machine "
-                            f"{model_row.get('machine', '?')}; command `{model_row.get('command', '?')}`."]
-    if detail and cells:
-        out += ["", "## Per-seed detail", "",
-                "**top-1 / mean-class (%)** per seed, and the final training top-1 of each model (a model below "
-                f"{100 * FIT_WARNING:.0f} % has not fit its training data)."]
-        for (ds, regime, budget, seed), group in _groups(cells):
-            out += ["", f"### {titles.get(ds, ds)} — regime `{regime}`, budget `{budget}`, seed {seed}", "",
-                    accuracy_table(group, meta.get("methods"))]
-    if images:
-        out += ["", "## Plots", ""]
-        for title, path in images.items():
-            out += [f"![{title}]({path})", ""]
-    if detail and cells:
+    if not comp_groups:
+        return []
+    out = ["", "## Completion: restoration error on the missing frames", "",
+           "MPJPE (mean joint position error), N-MPJPE (after the least-squares optimal scale per clip) "
+           "and MPJVE (velocity error) over the joints of the dropped frames that the original clip "
+           "observed, in normalised coordinates; lower is better, the best MPJPE per level in bold. "
+           "The completion module is FineTec's stage 1, trained once per dataset on its own random "
+           "masks and shared by every level and regime. Pattern `random` only; every pattern, real "
+           "occlusion and the errors by gap length: `docs/results_completion.md`."]
+    for (ds, budget, seed), rows in comp_groups.items():
+        out += ["", f"### {titles.get(ds, ds)} — budget `{budget}`, seed {seed}", "", completion_table(rows)]
+        model_row = next((r for r in rows if r["filler"] == COMPLETION_MODEL and r.get("config_file")), None)
+        if model_row is not None:
+            cfg = model_row["config_file"] if relative_to is None else _rel(model_row["config_file"], relative_to)
+            out += ["", f"Completion module: config `{cfg}`, stage-1 training wall time "
+                        f"{_seconds(model_row.get('wall_s'))}, seed {seed}, machine "
+                        f"{model_row.get('machine', '?')}; command `{model_row.get('command', '?')}`."]
+    return out
+
+
+def _per_seed_section(cells: list[dict[str, Any]], meta: dict[str, Any], titles: dict[str, str]) -> list[str]:
+    out = ["", "## Per-seed detail", "",
+           "**top-1 / mean-class (%)** per seed, and the final training top-1 of each model (a model below "
+           f"{100 * FIT_WARNING:.0f} % has not fit its training data)."]
+    for (ds, regime, budget, seed), group in _groups(cells):
+        out += ["", f"### {titles.get(ds, ds)} — regime `{regime}`, budget `{budget}`, seed {seed}", "",
+                accuracy_table(group, meta.get("methods"))]
+    return out
+
+
+def _provenance_section(cells: list[dict[str, Any]], comp: list[dict[str, Any]],
+                        relative_to: Path | None) -> list[str]:
+    out: list[str] = []
+    if cells:
         out += ["", "## Provenance", "",
                 "Every accuracy above with the command that produced it, the training config it ran "
                 "(in the run folder; `finetec train CONFIG` re-runs it alone), the seed, the machine, the "
                 "commit and the training wall time of the model (summed over resumed sittings; in the mixed "
                 "regime one model serves the four levels). `-`: not recorded.", "",
                 provenance_table(cells, relative_to)]
-    if detail and comp:
+    if comp:
         machines = sorted({str(r.get("machine", "?")) for r in comp})
         cmds = sorted({str(r.get("command", "?")) for r in comp})
         out += ["", "Completion rows: machine " + "; ".join(machines) + "; command "
                 + "; ".join(f"`{c}`" for c in cmds) + "."]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def render_summary(results: dict[str, Any]) -> str:
@@ -437,8 +469,6 @@ def render_summary(results: dict[str, Any]) -> str:
 def make_plots(results: dict[str, Any], img_dir: Path, prefix: str = "") -> dict[str, Path]:
     """Top-1 vs level per method (one figure per regime and budget) and completion error vs level
     per filler, via :mod:`finetec.viz`. Returns title -> written file."""
-    from finetec import viz
-
     written: dict[str, Path] = {}
     cells, comp = results.get("cells", []), _random_pattern(results.get("completion", []))
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -462,8 +492,6 @@ def make_plots(results: dict[str, Any], img_dir: Path, prefix: str = "") -> dict
 def write_report(results: dict[str, Any], md_path: Path, img_dir: Path, plots: bool = True,
                  prefix: str = "", source: str | None = None) -> Path:
     """Write the Markdown page (and its plots, linked relative to the page)."""
-    from finetec.fileio import write_text_atomic
-
     images: dict[str, str] = {}
     if plots:
         for title, p in make_plots(results, img_dir, prefix).items():

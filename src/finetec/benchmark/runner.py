@@ -24,6 +24,7 @@ from finetec.benchmark.spec import (
     COMPLETION_FILLERS, COMPLETION_MODEL, LEVEL_ORDER, Budget, DatasetEntry, Method, method_levels,
 )
 from finetec.benchmark.store import ResultsStore, commit_of, upgrade_completion
+from finetec.errors import FinetecError
 from finetec.fileio import write_text_atomic
 
 DONE_MARKER = "benchmark_done.json"
@@ -179,8 +180,10 @@ def _train_unit(backend: Backend, unit: TrainUnit, completion_dir: Path | None,
     marker = unit.run_dir / DONE_MARKER
     if marker.exists():
         try:
-            return float(json.loads(marker.read_text())["train_seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
+            done = json.loads(marker.read_text())
+            _same_clip_len(done, unit, f"run {unit.name}", marker)
+            return float(done["train_seconds"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # a damaged marker: train again (resuming) and rewrite it
     config = backend.config(unit, completion_dir)
     unit.run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,76 +251,132 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(out / "results.json")
     facts = {e.key: backend.prepare(e, out) for e in entries}  # bad data fails before any training
-    machine = backend.machine()
     code = backend.code() if hasattr(backend, "code") else None
-
-    def record_meta(meta: dict[str, Any]) -> None:
-        meta.setdefault("datasets", {})
-        for e in entries:
-            meta["datasets"][e.key] = {"title": e.title, "spec": e.spec, **facts[e.key]}
-        meta.setdefault("methods", {}).update({m.name: m.title for m in methods})
-        meta.setdefault("commands", [])
-        if command not in meta["commands"]:
-            meta["commands"].append(command)
-
-    store.update_meta(record_meta)
+    ctx = _Sitting(backend, store, seed, command, backend.machine(), code)
+    store.update_meta(lambda meta: _record_meta(meta, entries, facts, methods, command))
 
     cells = plan_cells(entries, methods, levels, regime, budget, seed, out, explicit_levels)
     progress = Progress(len(cells), stream)
+    _check_clip_lengths(cells, store)
     todo = [c for c in cells if not store.has_cell(**c.key)]
     progress.skipped(len(cells) - len(todo))
     if len(todo) < len(cells):
         progress.line(f"{len(cells) - len(todo)} cells already in {store.path}, skipped")
-    comp_levels = [lv for lv in LEVEL_ORDER if lv != "clean"]
 
     for entry in entries:
         b = budget
         mine = [c for c in todo if c.unit.dataset.key == entry.key]
-        uses_model = any(m.needs_completion for m in methods)
-        table_done = not completion_table or all(
-            store.has_completion(dataset=entry.key, filler=f, level=lv, budget=b.name, seed=seed)
-            for f in _table_fillers(uses_model) for lv in comp_levels)
-        completion_dir: Path | None = None
-        stage1_seconds = None
-        if uses_model and (not table_done or any(c.unit.method.needs_completion for c in mine)):
-            cu = completion_unit(entry, budget, seed, out)
-            stage1_seconds = _train_unit(backend, cu, None, progress, f"{entry.key}: stage-1 completion module")
-            completion_dir = cu.run_dir
-        if not table_done:
-            progress.line(f"{entry.key}: completion table (fillers{' + completion module' if completion_dir else ''})")
-            rows = [upgrade_completion(r) for r in backend.completion_rows(entry, b, seed, comp_levels, completion_dir)]
-            for r in rows:
-                r.update({"budget": b.name, "seed": seed, "machine": machine, "command": command, "code": code,
-                          "commit": commit_of(code)})
-                if r["filler"] == COMPLETION_MODEL and completion_dir is not None:
-                    r.update({"wall_s": round(stage1_seconds or 0.0, 1),
-                              "config_file": str(completion_dir / "config.yaml")})
-            store.add_completion(rows)
-
+        completion_dir = _stage1_and_table(ctx, entry, b, methods, mine, completion_table, out, progress)
         for unit, unit_cells in _group_by_unit(mine):
-            label = unit_cells[0].label if len(unit_cells) == 1 else \
-                f"{entry.key} / {unit.method.name} / mixed / levels {','.join(c.level for c in unit_cells)}"
-            seconds = _train_unit(backend, unit, completion_dir, progress, label)
-            done = json.loads((unit.run_dir / DONE_MARKER).read_text())
-            if "train_top1" not in done:  # a marker written before the fit was recorded
-                done.update(_final_fit(unit.run_dir))
-            for cell in unit_cells:
-                progress.line(f"{cell.label}: testing")
-                res = backend.evaluate(unit, cell.level)
-                row = {**cell.key, "top1": res["top1"], "mean_class": res["mean_class"],
-                       "n_test": res["num_clips"], "wall_s": round(seconds, 1), "commit": commit_of(code),
-                       "machine": machine, "top5": res.get("top5"), "pattern": res.get("pattern", "random"),
-                       "pred": res.get("pred"), "ids_sha1": res.get("ids_sha1"),
-                       "train_top1": done.get("train_top1"), "epochs": done.get("epochs"),
-                       "config": done["config"], "config_file": str(unit.run_dir / "config.yaml"),
-                       "run_dir": str(unit.run_dir), "command": command, "code": code}
-                store.add_cell(row)
-                progress.finished()
-                fit = "" if row["train_top1"] is None else f", final training top-1 {100 * row['train_top1']:.1f} %"
-                progress.line(f"{cell.label}: top-1 {100 * res['top1']:.1f} %, "
-                              f"mean-class {100 * res['mean_class']:.1f} %{fit}")
+            _run_unit_cells(ctx, unit, unit_cells, completion_dir, progress)
     progress.line(f"finished; results in {store.path}")
     return store
+
+
+@dataclass(frozen=True)
+class _Sitting:
+    """What every record of one benchmark sitting shares."""
+
+    backend: Backend
+    store: ResultsStore
+    seed: int
+    command: str
+    machine: str
+    code: str | None
+
+
+def _record_meta(meta: dict[str, Any], entries: list[DatasetEntry], facts: dict[str, dict[str, Any]],
+                 methods: list[Method], command: str) -> None:
+    """Dataset facts, method titles and the command line, in the results file's ``meta``."""
+    meta.setdefault("datasets", {})
+    for e in entries:
+        meta["datasets"][e.key] = {"title": e.title, "spec": e.spec, **facts[e.key]}
+    meta.setdefault("methods", {}).update({m.name: m.title for m in methods})
+    meta.setdefault("commands", [])
+    if command not in meta["commands"]:
+        meta["commands"].append(command)
+
+
+def _stage1_and_table(ctx: _Sitting, entry: DatasetEntry, b: Budget, methods: list[Method], mine: list[Cell],
+                      completion_table: bool, out: Path, progress: Progress) -> Path | None:
+    """Train the dataset's stage-1 completion module when a FineTec method (or the unfinished
+    completion table) needs it, and record the completion table; return the stage-1 run folder."""
+    store, seed = ctx.store, ctx.seed
+    comp_levels = [lv for lv in LEVEL_ORDER if lv != "clean"]
+    uses_model = any(m.needs_completion for m in methods)
+    table_done = not completion_table or all(
+        store.has_completion(dataset=entry.key, filler=f, level=lv, budget=b.name, seed=seed)
+        for f in _table_fillers(uses_model) for lv in comp_levels)
+    completion_dir: Path | None = None
+    stage1_seconds = None
+    if uses_model and (not table_done or any(c.unit.method.needs_completion for c in mine)):
+        cu = completion_unit(entry, b, seed, out)
+        stage1_seconds = _train_unit(ctx.backend, cu, None, progress, f"{entry.key}: stage-1 completion module")
+        completion_dir = cu.run_dir
+    if not table_done:
+        progress.line(f"{entry.key}: completion table (fillers{' + completion module' if completion_dir else ''})")
+        rows = [upgrade_completion(r)
+                for r in ctx.backend.completion_rows(entry, b, seed, comp_levels, completion_dir)]
+        for r in rows:
+            r.update({"budget": b.name, "clip_len": b.clip_len, "seed": seed, "machine": ctx.machine,
+                      "command": ctx.command, "code": ctx.code, "commit": commit_of(ctx.code)})
+            if r["filler"] == COMPLETION_MODEL and completion_dir is not None:
+                r.update({"wall_s": round(stage1_seconds or 0.0, 1),
+                          "config_file": str(completion_dir / "config.yaml")})
+        store.add_completion(rows)
+    return completion_dir
+
+
+def _run_unit_cells(ctx: _Sitting, unit: TrainUnit, unit_cells: list[Cell], completion_dir: Path | None,
+                    progress: Progress) -> None:
+    """Train one unit (unless finished) and test it at each of its cells' levels, recording each cell."""
+    label = unit_cells[0].label if len(unit_cells) == 1 else \
+        f"{unit.dataset.key} / {unit.method.name} / mixed / levels {','.join(c.level for c in unit_cells)}"
+    seconds = _train_unit(ctx.backend, unit, completion_dir, progress, label)
+    done = json.loads((unit.run_dir / DONE_MARKER).read_text())
+    if "train_top1" not in done:  # a marker written before the fit was recorded
+        done.update(_final_fit(unit.run_dir))
+    for cell in unit_cells:
+        progress.line(f"{cell.label}: testing")
+        res = ctx.backend.evaluate(unit, cell.level)
+        row = {**cell.key, "top1": res["top1"], "mean_class": res["mean_class"],
+               "n_test": res["num_clips"], "clip_len": unit.budget.clip_len, "wall_s": round(seconds, 1),
+               "commit": commit_of(ctx.code), "machine": ctx.machine, "top5": res.get("top5"),
+               "pattern": res.get("pattern", "random"), "pred": res.get("pred"), "ids_sha1": res.get("ids_sha1"),
+               "train_top1": done.get("train_top1"), "epochs": done.get("epochs"),
+               "config": done["config"], "config_file": str(unit.run_dir / "config.yaml"),
+               "run_dir": str(unit.run_dir), "command": ctx.command, "code": ctx.code}
+        ctx.store.add_cell(row)
+        progress.finished()
+        fit = "" if row["train_top1"] is None else f", final training top-1 {100 * row['train_top1']:.1f} %"
+        progress.line(f"{cell.label}: top-1 {100 * res['top1']:.1f} %, "
+                      f"mean-class {100 * res['mean_class']:.1f} %{fit}")
+
+
+def clip_len_of(row: dict[str, Any]) -> int | None:
+    """The clip length a recorded cell (or run marker) was trained at: its ``clip_len`` or, in
+    records written before it was stored, its config's."""
+    if row.get("clip_len") is not None:
+        return int(row["clip_len"])
+    cfg = row.get("config")
+    t = cfg.get("pipeline", {}).get("clip_len") if isinstance(cfg, dict) else None
+    return None if t is None else int(t)
+
+
+def _check_clip_lengths(cells: list[Cell], store: ResultsStore) -> None:
+    """Refuse to mix clip lengths: a recorded cell (or a finished run folder) trained at another T
+    than the budget now gives (a budget changed between sittings) is not skipped nor resumed silently."""
+    for c in cells:
+        row = store.find_cell(**c.key)
+        if row is not None:
+            _same_clip_len(row, c.unit, f"cell {c.label}", store.path)
+
+
+def _same_clip_len(row: dict[str, Any], unit: TrainUnit, what: str, where: Path) -> None:
+    t = clip_len_of(row)
+    if t is not None and t != unit.budget.clip_len:
+        raise FinetecError(f"{what} was trained at T={t}, the {unit.budget.name} budget now gives "
+                           f"T={unit.budget.clip_len}: write to a new --out folder", where)
 
 
 def _table_fillers(with_model: bool) -> list[str]:

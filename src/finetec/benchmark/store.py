@@ -105,8 +105,12 @@ class ResultsStore:
 
     # -- queries ---------------------------------------------------------------------------
     def has_cell(self, **key: Any) -> bool:
+        return self.find_cell(**key) is not None
+
+    def find_cell(self, **key: Any) -> dict[str, Any] | None:
+        """The recorded cell with this key, or None."""
         k = tuple(key.get(f) for f in CELL_KEY)
-        return any(cell_key(c) == k for c in self.cells)
+        return next((c for c in self.cells if cell_key(c) == k), None)
 
     def has_completion(self, **key: Any) -> bool:
         """Whether a completion row with this key exists (``pattern`` defaults to ``random``)."""
