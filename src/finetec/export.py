@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.onnx import symbolic_helper as sh
 
 from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
@@ -87,6 +86,8 @@ def _cumulative_symbolic(kind: str, opset: int):
     reduce_op, arg_op = ("ReduceMax", "ArgMax") if kind == "max" else ("ReduceMin", "ArgMin")
 
     def symbolic(g, self, dim):
+        from torch.onnx import symbolic_helper as sh   # here: torch.onnx costs 0.2 s of every start-up
+
         sizes = sh._get_tensor_sizes(self)
         d = sh._get_const(dim, "i", "dim")
         if sizes is None or d is None:
@@ -118,6 +119,7 @@ def _cumulative_symbolic(kind: str, opset: int):
 
 def _diag_embed_symbolic(g, self, offset, dim1, dim2):
     """ONNX symbolic for ``aten::diag_embed`` with the default diagonal: x (..., n) -> x[..., None] * I_n."""
+    from torch.onnx import symbolic_helper as sh   # here: torch.onnx costs 0.2 s of every start-up
 
     off, d1, d2 = (sh._get_const(v, "i", n) for v, n in ((offset, "offset"), (dim1, "dim1"), (dim2, "dim2")))
     rank = sh._get_tensor_rank(self)
