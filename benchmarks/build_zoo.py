@@ -209,6 +209,8 @@ def card_text(name: str, m: dict) -> str:
           f"finetec stream --model {name} < frames.jsonl" + next(
               (f"   # --layout {a} for {what} frames" for a, what in (("coco17", "COCO-17"), ("ntu25", "Kinect v2"))
                if a in accepts), ""),
+          *([f"finetec complete --model {name} clip.json completed.json   # fills the missing frames and joints "
+             "with its completion module"] if model.get("name") == "finetec" else []),
           "```", "", "```python", "import finetec", f'model = finetec.load("{name}")',
           "model.predict(keypoint)   # (T, V, C) in this layout, NaN = missing joint", "```", "",
           f"Input: clips in layout `{m['layout']}` ({m['dim']}D)"

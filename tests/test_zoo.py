@@ -255,7 +255,7 @@ def test_examples_readme_shows_what_the_models_print(capsys, monkeypatch):
             runs.append((shlex.split(line[2:])[1:], []))
         elif line.strip():
             runs[-1][1].append(line)
-    assert len(runs) == 2
+    assert len(runs) == 3
     for argv, shown in runs:
         rc, out, err = _run(capsys, argv)
         assert rc == 0, err
