@@ -287,11 +287,12 @@ def phase_epoch(a: argparse.Namespace) -> dict:
 
 
 def phase_verify(a: argparse.Namespace) -> dict:
+    from finetec.data.dataset import open_store
     from finetec.data.store import verify
 
     t0 = time.perf_counter()
     with PeakMemory() as mem:
-        out = verify(a.path)
+        out = verify(open_store(a.path))
     dt = time.perf_counter() - t0
     return {"seconds": round(dt, 1), "gib_per_s": round(out["bytes"] / 2**30 / dt, 2),
             "peak_pss_mb": round(mem.peak_mb)}

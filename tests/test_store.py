@@ -16,7 +16,8 @@ from finetec.data.dataset import SkeletonDataset
 from finetec.data.readers import read_dataset
 from finetec.data.readers._common import ordered_map
 from finetec.data.sample import Sample
-from finetec.data.store import DatasetWriter, open_store, verify, write_store
+from finetec.data.dataset import open_store
+from finetec.data.store import DatasetWriter, verify, write_store
 from finetec.errors import FinetecError
 
 from test_readers import _joints, _pyskl_2d, ntu_folder, write_ntu  # noqa: F401 - fixture
@@ -63,7 +64,7 @@ def test_round_trip_and_file_layout(small) -> None:
         assert (path / part).is_file()
         if part.endswith(".npy"):
             np.load(path / part, mmap_mode="r", allow_pickle=False)  # every part is a plain .npy
-    assert verify(path)["clips"] == 12
+    assert verify(open_store(path))["clips"] == 12
     # converted back to the single file, nothing changes
     _same(ds, SkeletonDataset.load(back.save(path.parent / "s.finetec.npz")))
 
@@ -333,7 +334,7 @@ def test_write_store_with_extra_and_clip_meta(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(p / "extra__filled.npy"), filled)
     back = open_store(p)
     assert back.clip_meta[2] == ds.clip_meta[2] and len(back.clip_meta) == 5
-    assert verify(p)["parts"] == len(json.loads((p / "index.json").read_text())["parts"])
+    assert verify(open_store(p))["parts"] == len(json.loads((p / "index.json").read_text())["parts"])
 
 
 @pytest.mark.slow

@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
 def _run_store(args: argparse.Namespace, dst: Path) -> int:
     """Convert into a memory-mapped ``.finetec`` folder, clip by clip (see :mod:`finetec.data.store`)."""
     from finetec.data.readers import open_with_options, parse_option_args, stream_dataset
-    from finetec.data.store import ClipStream, is_store, open_store
+    from finetec.data.dataset import open_store
+    from finetec.data.store import ClipStream, is_store
     from finetec.errors import FinetecError
 
     if args.map_to is not None:

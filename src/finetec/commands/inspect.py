@@ -179,10 +179,11 @@ def run(args: argparse.Namespace) -> int:
         options["layout"] = args.layout
     verified = None
     if args.verify:
+        from finetec.data.dataset import open_store
         from finetec.data.store import is_store, verify
 
         if Path(args.path).is_dir() and (is_store(args.path) or args.path.rstrip("/").endswith(".finetec")):
-            verified = verify(args.path)  # FinetecError naming the part or clip when anything is wrong
+            verified = verify(open_store(args.path))  # FinetecError naming the part or clip when anything is wrong
     ds = open_with_options(args.path, args.fmt, options)
     fmt = args.fmt or (detect_format(args.path) if Path(args.path).exists() else "synthetic")
     summary = summarize(ds, fmt, checks=not args.no_checks)

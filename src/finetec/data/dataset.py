@@ -39,6 +39,7 @@ from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
 from finetec.layouts import Layout, find_joint_map, get_layout
 from finetec.data.sample import Sample
+from finetec.data.store import ClipStream, check_arrays, check_index, read_store, write_store
 
 FORMAT_VERSION = 1
 SUFFIX = ".finetec.npz"
@@ -61,10 +62,18 @@ class SkeletonDataset:
     meta: dict[str, Any] = field(default_factory=dict)
     clip_meta: Sequence[dict[str, Any]] | None = None
     source: str | None = None
-    # set by finetec.data.store.open_store: positioned reads of one clip; not copied by replace()
+    # set by open_store: positioned reads of one clip; not copied by replace()
     store: Any = field(default=None, init=False, repr=False, compare=False)
 
     # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_stream(cls, clips: ClipStream) -> "SkeletonDataset":
+        """All clips of a :class:`~finetec.data.store.ClipStream` in memory."""
+        samples = list(clips.clips)
+        splits, meta = clips.finish()
+        return cls.from_samples(samples, clips.layout, clips.class_names, splits=splits, meta=meta,
+                                source=clips.source)
+
     @classmethod
     def from_samples(
         cls,
@@ -118,8 +127,6 @@ class SkeletonDataset:
 
     def validate(self) -> None:
         """The structural checks (O(clips)): offsets, per-clip arrays, labels, ids, splits, layout."""
-        from finetec.data.store import check_index
-
         src = self.source
         if self.keypoint.ndim != 4 or self.keypoint.shape[2] != self.layout.num_joints:
             raise FinetecError(
@@ -133,8 +140,6 @@ class SkeletonDataset:
         """Every check of a freshly read dataset, on the stored arrays (in chunks of frames):
         :meth:`validate`, then dtypes, person counts within 1..M, nothing observed in padding
         persons, no NaN/Inf at observed joints or in scores."""
-        from finetec.data.store import check_arrays
-
         self.validate()
         check_arrays(self)
 
@@ -255,8 +260,6 @@ class SkeletonDataset:
         ``.finetec`` is written as a memory-mapped folder (:mod:`finetec.data.store`); any other
         path as the single ``.npz`` file."""
         if os.fspath(path).rstrip("/").endswith(".finetec"):
-            from finetec.data.store import write_store
-
             return write_store(self, path, extra=extra)
         clip_meta = None if self.clip_meta is None else list(self.clip_meta)
         arrays: dict[str, np.ndarray] = {
@@ -286,8 +289,6 @@ class SkeletonDataset:
         or a ``.npz`` file (read whole and checked completely, as a freshly read dataset)."""
         p = Path(path)
         if p.is_dir():
-            from finetec.data.store import open_store
-
             return open_store(p)
         try:
             with np.load(p, allow_pickle=False) as z:
@@ -332,10 +333,17 @@ class SkeletonDataset:
     def __reduce_ex__(self, protocol):
         # a memory-mapped dataset travels to worker processes as its path, never as its data
         if self.store is not None:
-            from finetec.data.store import open_store
-
             return (open_store, (self.source,))
         return super().__reduce_ex__(protocol)
+
+
+def open_store(path: str | os.PathLike) -> SkeletonDataset:
+    """Open a memory-mapped dataset folder (:func:`finetec.data.store.read_store`) as a dataset
+    whose clips stay on disk until read."""
+    fields, reader = read_store(path)
+    ds = SkeletonDataset(**fields)
+    ds.store = reader
+    return ds
 
 
 def _json_field(d: dict[str, np.ndarray], key: str, path: Path, kind: type) -> Any:

@@ -63,7 +63,7 @@ MAX_INDEX_BYTES = 256 << 20
 CHUNK_FRAMES = 1 << 16    # frames per step when scanning a whole part
 HASH_BLOCK = 8 << 20
 
-__all__ = ["ClipStream", "DatasetWriter", "FORMAT", "SUFFIX", "is_store", "open_store", "verify", "write_store"]
+__all__ = ["ClipStream", "DatasetWriter", "FORMAT", "SUFFIX", "is_store", "read_store", "verify", "write_store"]
 
 
 def is_store(path: str | os.PathLike) -> bool:
@@ -562,14 +562,14 @@ def _open_part(folder: Path, name: str, rec: dict[str, Any], dtype: Any, shape: 
     return arr
 
 
-def open_store(path: str | os.PathLike) -> Any:
-    """Open a memory-mapped dataset folder as a :class:`~finetec.data.dataset.SkeletonDataset`.
+def read_store(path: str | os.PathLike) -> tuple[dict[str, Any], "ClipReader"]:
+    """Open a memory-mapped dataset folder: the fields of its
+    :class:`~finetec.data.dataset.SkeletonDataset` (memory-mapped arrays) and the reader of single
+    clips; :func:`finetec.data.dataset.open_store` makes the dataset of them.
 
     O(1) in the number of clips: reads ``index.json``, checks every part's size, dtype and shape
     and the ends of the offset table; clip data stays on disk until read.
     """
-    from finetec.data.dataset import SkeletonDataset
-
     folder = Path(path)
     if not folder.is_dir():
         raise FinetecError("no such dataset folder", folder)
@@ -628,12 +628,11 @@ def open_store(path: str | os.PathLike) -> Any:
     # plain array costs a fraction of np.memmap's Python-level __getitem__ (ds[i] does five)
     offsets, persons, label, ids = (np.asarray(a) for a in (offsets, persons, label, ids))
     splits = {k: np.asarray(v) for k, v in splits.items()}
-    ds = SkeletonDataset(
+    fields = dict(
         keypoint=arrays["keypoint.npy"], mask=arrays["mask.npy"], offsets=offsets, persons=persons,
         label=label, ids=ids, layout=layout, class_names=list(index["class_names"]), splits=splits,
         score=arrays.get("score.npy"), meta=dict(index["meta"]), clip_meta=clip_meta, source=str(folder))
-    ds.store = ClipReader(folder, arrays)
-    return ds
+    return fields, ClipReader(folder, arrays)
 
 
 def _open_size(folder: Path, name: str, rec: dict[str, Any]) -> None:
@@ -669,12 +668,14 @@ def part_checksum(path: Path) -> str:
     return sha.hexdigest()
 
 
-def verify(path: str | os.PathLike) -> dict[str, Any]:
-    """Re-check a dataset folder completely: every part's checksum, then the content checks of
-    writing time. Returns ``{"parts": n, "clips": n, "frames": n, "bytes": n}``; FinetecError
-    naming the part (or clip) otherwise."""
-    folder = Path(path)
-    ds = open_store(folder)
+def verify(ds: Any) -> dict[str, Any]:
+    """Re-check an opened dataset folder (``SkeletonDataset.load(folder)``) completely: every
+    part's checksum, then the content checks of writing time. Returns
+    ``{"parts": n, "clips": n, "frames": n, "bytes": n}``; FinetecError naming the part (or clip)
+    otherwise."""
+    if ds.store is None:
+        raise FinetecError("not a memory-mapped dataset folder", ds.source)
+    folder = Path(ds.source)
     index = _read_index(folder)
     extra_parts = sorted(p.name for p in folder.iterdir() if p.name not in index["parts"] and p.name != INDEX)
     if extra_parts:
@@ -715,15 +716,6 @@ class ClipStream:
         return cls((ds[i] for i in range(len(ds))), layout=ds.layout, class_names=ds.class_names,
                    max_persons=ds.max_persons, dim=ds.dim, has_score=ds.score is not None,
                    finish=lambda: (ds.splits, ds.meta), source=ds.source)
-
-    def collect(self) -> Any:
-        """All clips in memory, as a :class:`~finetec.data.dataset.SkeletonDataset`."""
-        from finetec.data.dataset import SkeletonDataset
-
-        samples = list(self.clips)
-        splits, meta = self.finish()
-        return SkeletonDataset.from_samples(samples, self.layout, self.class_names, splits=splits, meta=meta,
-                                            source=self.source)
 
     def write(self, path: str | os.PathLike, overwrite: bool = False,
               extra_meta: dict[str, Any] | None = None) -> Path:

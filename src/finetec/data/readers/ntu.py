@@ -242,4 +242,4 @@ def stream(path: Path, *, coords: str = "xyz", max_bodies: int | str = 2,
 def read(path: Path, **options: Any) -> SkeletonDataset:
     """Read a folder of NTU ``.skeleton`` files (or one file) into memory; the options are those
     of :func:`stream` (``workers`` > 1 parses in processes)."""
-    return stream(path, **options).collect()
+    return SkeletonDataset.from_stream(stream(path, **options))

@@ -228,7 +228,7 @@ def stream(path: Path, *, layout: str | None = None, score_threshold: float | st
 
 def read(path: Path, **options: Any) -> SkeletonDataset:
     """Read a PYSKL pickle into memory; the options are those of :func:`stream`."""
-    return stream(path, **options).collect()
+    return SkeletonDataset.from_stream(stream(path, **options))
 
 
 def _img_shape(sample_kp: np.ndarray, mask: np.ndarray, meta: dict[str, Any]) -> list[int]:
