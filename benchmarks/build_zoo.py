@@ -81,9 +81,6 @@ DATASETS = {
 
 # what the zoo does not hold, and why (shown on docs/models/README.md)
 NOT_SHIPPED = [
-    "UTD-MHAD (any method): its standard-budget training (84 epochs) did not fit this release's shared "
-    "CPU time and was stopped at epoch 6 of 84; no UTD-MHAD model ships yet. The ntu25 -> utd_mhad20 "
-    "and kinect_v1 <-> utd_mhad20 joint maps are in place for it.",
     "FineTec for NW-UCLA and UTD-MHAD: the two-stage training (completion module, then recognizer) was "
     "not run for them in this release.",
 ]
