@@ -336,3 +336,22 @@ def test_linear_below_takes_linear_interpolation_in_short_interior_gaps():
     assert short.any() and other.any()
     assert torch.allclose(out[short], lin[short], atol=1e-5)
     assert torch.equal(out[other], full[other])
+
+
+def test_completion_config_is_the_schema():
+    """The completion module's options are its config dataclass's fields: model.config round-trips,
+    an unknown option is refused with the valid ones listed, a bad value is refused by the module."""
+    from finetec.errors import FinetecError
+    from finetec.models.completion import CompletionConfig
+    from finetec.models.registry import create_model, model_options
+
+    assert set(model_options("completion")) == {f for f in CompletionConfig.__dataclass_fields__}
+    m = create_model("completion", num_classes=1, layout="coco17", in_channels=2, clip_len=16, width=16,
+                     depth=2, merge_at=1, train_patterns=["prefix", "middle"])
+    assert m.config["train_patterns"] == ["prefix", "middle"] and m.train_patterns == ("prefix", "middle")
+    again = create_model(**m.config)
+    assert again.config == m.config
+    with pytest.raises(FinetecError, match="no option.*widht.*valid options"):
+        create_model("completion", num_classes=1, layout="coco17", in_channels=2, widht=8)
+    with pytest.raises(FinetecError, match="train_patterns"):
+        create_model("completion", num_classes=1, layout="coco17", in_channels=2, train_patterns=["sideways"])

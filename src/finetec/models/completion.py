@@ -34,6 +34,7 @@ reconstruction is read from the prompt's features at the merge through the share
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from finetec.data.fillers import fill_linear, interpolate_gaps
 from finetec.models.decomposition import gap_position, person_present
 from finetec.models.registry import register_model
 
-__all__ = ["CompletionNet", "completion", "PROMPT_PATTERNS", "PROMPT_RATIO"]
+__all__ = ["CompletionConfig", "CompletionNet", "completion", "PROMPT_PATTERNS", "PROMPT_RATIO"]
 
 PROMPT_PATTERNS: tuple[str, ...] = ("random", "periodic", "prefix", "suffix", "middle")
 PROMPT_RATIO: tuple[float, float] = (0.25, 0.85)
@@ -469,16 +470,39 @@ def _masked_l2(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor, ep
     return err.sum() / where.sum().clamp(min=1)
 
 
-@register_model("completion")
-def completion(*, num_classes: int, layout: Layout, in_channels: int, clip_len: int = 64, width: int = 128,
-               depth: int = 4, merge_at: int = 2, expansion: int = 2, bank_size: int = 256,
-               prompt_weight: float = 1.0, prefill: str = "linear", loss: str = "mse", gap_features: bool = True,
-               dropout: float = 0.0, train_patterns: tuple[str, ...] | list[str] = (), transplant: float = 0.0,
-               uncertainty: bool = False, retrieval: int = 0, linear_below: int = 0, seed: int = 0) -> CompletionNet:
+@dataclass(frozen=True)
+class CompletionConfig:
+    """The completion module's options: the schema of its ``model.config`` (besides
+    ``num_classes``, unused, ``layout`` and ``in_channels`` = C); every field is the
+    :class:`CompletionNet` argument of the same name (documented there), which validates the values."""
+
+    clip_len: int = 64
+    width: int = 128
+    depth: int = 4
+    merge_at: int = 2
+    expansion: int = 2
+    bank_size: int = 256
+    prompt_weight: float = 1.0
+    prefill: str = "linear"
+    loss: str = "mse"
+    gap_features: bool = True
+    dropout: float = 0.0
+    train_patterns: tuple[str, ...] = ()
+    transplant: float = 0.0
+    uncertainty: bool = False
+    retrieval: int = 0
+    linear_below: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_patterns, str):
+            raise FinetecError(f"completion: train_patterns must be a list of pattern names, "
+                               f"got {self.train_patterns!r}")
+        object.__setattr__(self, "train_patterns", tuple(self.train_patterns))
+
+
+@register_model("completion", CompletionConfig)
+def completion(*, num_classes: int, layout: Layout, in_channels: int, config: CompletionConfig) -> CompletionNet:
     """The completion module. ``in_channels`` is C (positions only); ``num_classes`` is unused."""
-    return CompletionNet(layout.num_joints, in_channels, clip_len, width=width, depth=depth, merge_at=merge_at,
-                         expansion=expansion, bank_size=bank_size, prompt_weight=prompt_weight, prefill=prefill,
-                         loss=loss, gap_features=gap_features, dropout=dropout, train_patterns=tuple(train_patterns),
-                         transplant=transplant, uncertainty=uncertainty, retrieval=retrieval,
-                         linear_below=linear_below, seed=seed)
+    return CompletionNet(layout.num_joints, in_channels, **asdict(config))
 
