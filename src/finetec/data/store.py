@@ -51,8 +51,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from finetec.errors import FinetecError
-from finetec.layouts import Layout
-from finetec.layouts import get_layout
+from finetec.layouts import Layout, get_layout
 
 FORMAT = "finetec-dataset"
 VERSION = 1
