@@ -240,6 +240,7 @@ class Trainer:
         self._best, self._history = None, []
         self.precision = "fp32"   # resolved in run(): fp32 or bf16
         self.compiled = None      # the torch.compile'd training module (runtime.compile)
+        self._compiled_steps = 0  # steps run by it
 
     # setup ---------------------------------------------------------------------------------
     def _data(self) -> None:
@@ -449,8 +450,11 @@ class Trainer:
                 batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
                 w = loss_weight(len(batch["label"]), sizes[i], env.world_size)
                 self.bn_warm.step()
+                net = self._net(ddp, sizes[i])
+                compiling = net is self.compiled and not self._compiled_steps
+                t_step = time.time()
                 with autocast(env.device, self.precision):
-                    loss, stats = self.task.loss(self._net(ddp, sizes[i]), batch, w, np.random.default_rng([cfg.seed, epoch, i, env.rank]))
+                    loss, stats = self.task.loss(net, batch, w, np.random.default_rng([cfg.seed, epoch, i, env.rank]))
                 sanity.check_loss(stats["loss_sum"], i, epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -458,6 +462,11 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 opt.step()
                 step += 1
+                if net is self.compiled:
+                    self._compiled_steps += 1
+                    if compiling:
+                        self.log(f"compiled the training step at step {step} in {time.time() - t_step:.1f} s "
+                                 f"(its first run; runtime.compile)")
                 for k in sums:
                     sums[k] += stats[k]
                 if bar is not None:
