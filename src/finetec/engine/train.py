@@ -31,8 +31,8 @@ rate with linear warm-up then cosine decay to zero, optional label smoothing and
 clipping. Precision (``runtime.precision``, :mod:`finetec.engine.device`): the forward pass under
 bf16 autocast on CUDA by default, or everywhere with ``bf16`` (a CPU needs native bf16); weights,
 gradients, optimizer state and the loss stay float32. ``runtime.compile``: the training step's
-forward and backward through ``torch.compile`` (see :meth:`Trainer._net`). Under DDP the global batch (``optim.batch_size``) is split
-across ranks, per-clip losses are summed and scaled so that the averaged gradient equals the
+forward and backward through ``torch.compile`` (see :meth:`Trainer._net`). Under DDP the global
+batch (``optim.batch_size``) is split across ranks, per-clip losses are summed and scaled so that the averaged gradient equals the
 global-batch mean, and only rank 0 logs and writes.
 """
 from __future__ import annotations
