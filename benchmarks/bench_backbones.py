@@ -248,6 +248,31 @@ def table(rows: list[dict], modes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provenance(title: str, script: str, argv: list[str] | None, threads: int) -> str:
+    """``TITLE, DATE UTC, `python benchmarks/SCRIPT ARGS`: commit C, CPU (n logical cores), k torch
+    thread(s), torch V`` (the first words of a benchmark's report)."""
+    import torch
+
+    from finetec.benchmark.machine import cpu_name
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return (f"{title}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+            f"`python benchmarks/{script} {' '.join(argv if argv is not None else sys.argv[1:])}`: "
+            f"{'commit ' + commit + ', ' if commit else ''}{cpu_name()} ({os.cpu_count()} logical cores), "
+            f"{threads} torch thread(s), torch {torch.__version__}")
+
+
+def load_note(load0: float) -> str:
+    """The 1-minute load average at the start (``load0``) and now, flagged above the core count."""
+    load1 = os.getloadavg()[0]
+    shared = " (above the core count: the machine was shared)" if max(load0, load1) > (os.cpu_count() or 1) else ""
+    return f"1-minute load average {load0:.1f} -> {load1:.1f}{shared}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="stgcnpp,ctrgcn,stgcn", help="comma-separated: stgcn,stgcnpp,ctrgcn")
@@ -302,21 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in modes and not args.no_memory:
             r["peak_train_mib"] = {impl: peak_train_memory(model, args.setting, impl) for impl in IMPLS}
         rows.append(r)
-    from finetec.benchmark.machine import cpu_name
-
-    load1 = os.getloadavg()[0]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, check=False).stdout.strip()
-    except OSError:
-        commit = ""
     peaks = ", ".join(f"{r['model']} {r['matmul_peak_gflops']:.0f}" for r in rows)
-    header = (f"Backbone benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-              f"`python benchmarks/bench_backbones.py {' '.join(argv if argv is not None else sys.argv[1:])}`: "
-              f"{'commit ' + commit + ', ' if commit else ''}{cpu_name()} ({os.cpu_count()} logical cores), {args.threads} torch thread(s), torch {torch.__version__}, "
+    header = (f"{provenance('Backbone benchmark', 'bench_backbones.py', argv, args.threads)}, "
               f"fp32{', ' + ', '.join(variant) if variant else ''}; {args.rounds} alternated rounds of {args.iters} "
-              f"step(s); {time.perf_counter() - t0:.0f} s; 1-minute load average {load0:.1f} -> {load1:.1f}"
-              f"{' (above the core count: the machine was shared)' if max(load0, load1) > (os.cpu_count() or 1) else ''}. "
+              f"step(s); {time.perf_counter() - t0:.0f} s; {load_note(load0)}. "
               f"Samples/s (clips of N); matmul peak (median) "
               f"{peaks} GFLOP/s.")
     md = header + "\n\n" + table(rows, modes)

@@ -27,10 +27,8 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 VARIANTS = {"fp32": ["runtime.precision=fp32"], "bf16": ["runtime.precision=bf16"],
@@ -116,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from finetec.benchmark.machine import cpu_name
+    from bench_backbones import load_note, provenance
     from finetec.engine.device import resolve_precision
     from finetec.errors import FinetecError
 
@@ -140,18 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  trained {v}: {json.dumps(train_rows[-1])}", file=sys.stderr, flush=True)
     if args.model:
         eval_rows = eval_agreement(args.model, args.data, args.levels.split(","))
-    load1 = os.getloadavg()[0]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, check=False).stdout.strip()
-    except OSError:
-        commit = ""
-    cmd = " ".join(argv if argv is not None else sys.argv[1:])
-    md = (f"Precision benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-          f"`python benchmarks/bench_precision.py {cmd}`: {'commit ' + commit + ', ' if commit else ''}"
-          f"{cpu_name()} ({os.cpu_count()} logical cores), {args.threads} torch thread(s), torch {torch.__version__}; "
-          f"{time.perf_counter() - t0:.0f} s; 1-minute load average {load0:.1f} -> {load1:.1f}"
-          f"{' (above the core count: the machine was shared)' if max(load0, load1) > (os.cpu_count() or 1) else ''}.\n\n")
+    md = (f"{provenance('Precision benchmark', 'bench_precision.py', argv, args.threads)}; "
+          f"{time.perf_counter() - t0:.0f} s; {load_note(load0)}.\n\n")
     if train_rows:
         levels = args.train_levels.split(",")
         head = ["variant", "training wall s", "epochs s", "compile s", "epochs", "kept epoch", "val top-1"]
