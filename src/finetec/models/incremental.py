@@ -125,6 +125,14 @@ class _BlockStream:
                              for k in (spec[1] for spec in tcn.specs if spec != "1x1" and spec[0] == "max")]
             taps = [_taps(c) for c in self.convs] + self.max_taps
             self.wbs = self.f["temporal"]
+            # per branch in concatenation order: (kind, index of its input part, index of its unit)
+            self.plan, counts = [], {"1x1": 0, "max": 0, "conv": 0, "head": 0}
+            for spec in tcn.specs:
+                kind = "1x1" if spec == "1x1" else "max" if spec[0] == "max" else "conv"
+                part = counts["1x1"] if kind == "1x1" else counts["head"]
+                self.plan.append((kind, part, counts[kind]))
+                counts[kind] += 1
+                counts["head"] += kind != "1x1"
         else:
             self.stride = tcn.conv.stride[0]
             self.convs = [tcn.conv]
@@ -217,30 +225,24 @@ class _BlockStream:
     def _multi(self, j0: int, n: int) -> torch.Tensor:
         tcn, f, s = self.block.tcn, self.f, self.stride
         lo, hi = j0 * s - self.back, (j0 + n - 1) * s + self.pad + 1
-        heads = iter(tcn._split(self.h.span(lo, hi), "1x1", True)) if f["head"] is not None else None
-        points = None
+        heads = tcn._split(self.h.span(lo, hi), "1x1", True) if f["head"] is not None else ()
+        points: tuple = ()
         if f["pointwise"] is not None:
             gs = self.g.span(j0 * s, (j0 + n - 1) * s + 1)[:, :, ::s]
-            points = iter(tcn._split(F.conv2d(gs, *f["pointwise"]), "1x1", False))
-        outs, ti, mi = [], 0, 0
-        for spec in tcn.specs:
-            if spec == "1x1":
-                outs.append(next(points))
-                continue
-            part = next(heads)
-            if spec[0] == "max":   # the heads are >= 0 (ReLU): zero padding acts as the pool's -inf
-                sc, sh = f["max"][mi]
-                views = [part[:, :, self.back + o:self.back + o + (n - 1) * s + 1:s] for o in self.max_taps[mi]]
-                mi += 1
-                out = views[0].clone()
-                for v in views[1:]:
-                    out = torch.maximum(out, v)
-                outs.append(out.mul_(sc).add_(sh))
-            else:
-                outs.append(self._conv(part, ti, n))
-                ti += 1
-        y = torch.cat(outs, dim=1).relu_()
-        return F.conv2d(y, *f["transform"])
+            points = tcn._split(F.conv2d(gs, *f["pointwise"]), "1x1", False)
+        outs = [points[i] if kind == "1x1" else self._max(heads[i], j, n) if kind == "max" else self._conv(heads[i], j, n)
+                for kind, i, j in self.plan]
+        return F.conv2d(torch.cat(outs, dim=1).relu_(), *f["transform"])
+
+    def _max(self, part: torch.Tensor, i: int, n: int) -> torch.Tensor:
+        """Max-pool branch ``i`` (its folded affine after): n outputs over ``part``. The heads are
+        >= 0 (ReLU), so the zero padding of ``part`` acts as the pool's -inf padding."""
+        s = self.stride
+        out = None
+        for o in self.max_taps[i]:
+            v = part[:, :, self.back + o:self.back + o + (n - 1) * s + 1:s]
+            out = v.clone() if out is None else torch.maximum(out, v)
+        return out.mul_(self.f["max"][i][0]).add_(self.f["max"][i][1])
 
 
 def _partition(cost: list[float], parts: int) -> list[int]:
