@@ -1,8 +1,8 @@
 """Streaming: the full-window mode against the incremental mode, accuracy and cost, same run.
 
     python benchmarks/bench_stream.py [--model penn-action-stgcnpp] [--data ../shared/data/penn_action]
-        [--clip-step 4] [--modes "delay=0 spread=4 ..."] [--timing-models zoo,stgcnpp]
-        [--timing-modes "delay=0 spread=4"] [--finetec penn-action-finetec] [--rounds 3]
+        [--clip-step 4] [--modes "spread=1 spread=4 ..."] [--timing-models zoo,stgcnpp]
+        [--timing-modes "spread=1 spread=4"] [--finetec penn-action-finetec] [--rounds 3]
 
 Accuracy (``--clip-step 0`` skips it): every ``clip-step``-th clip of the checkpoint's test split
 is streamed frame by frame (its own missing joints as NaN) through `StreamRecognizer` in the
@@ -63,6 +63,7 @@ def accuracy(pred: Predictor, data: str, step: int, modes: list[tuple[str, dict 
     modes = [("full-window", None)] + modes
     last = {m: [] for m, _ in modes}
     agree = {m: [0, 0] for m, _ in modes}
+    right = {m: 0 for m, _ in modes}
     ms = {m: [] for m, _ in modes}
     labels = []
     t0 = time.perf_counter()
@@ -81,17 +82,19 @@ def accuracy(pred: Predictor, data: str, step: int, modes: list[tuple[str, dict 
                 ref = tops
             last[name].append(pred.class_names.index(tops[-1]) if tops[-1] else -1)
             agree[name][0] += sum(a == b for a, b in zip(tops, ref))
+            right[name] += sum(a == pred.class_names[int(s.label)] for a in tops)
             agree[name][1] += len(tops)
     y = np.array(labels)
     print(f"\nAccuracy: {len(idx)} clips (every {step}th of split {pred.info.test_split!r}), window {window}, "
           f"one prediction per frame, {time.perf_counter() - t0:.0f} s\n")
-    print("| mode | top-1 at the last frame | agreement with full-window, last frame | agreement, every prediction "
-          "| predictions | ms per prediction (median) |")
-    print("|---|---|---|---|---|---|")
+    print("| mode | top-1, last frame | top-1, every prediction | agreement with full-window, last frame "
+          "| agreement, every prediction | predictions | ms per prediction (median) |")
+    print("|---|---|---|---|---|---|---|")
     ref_last = np.array(last["full-window"])
     for name, _ in modes:
         lp = np.array(last[name])
-        print(f"| {name} | {100 * (lp == y).mean():.1f} % | {100 * (lp == ref_last).mean():.1f} % | "
+        print(f"| {name} | {100 * (lp == y).mean():.1f} % | {100 * right[name] / max(1, agree[name][1]):.1f} % | "
+              f"{100 * (lp == ref_last).mean():.1f} % | "
               f"{100 * agree[name][0] / max(1, agree[name][1]):.1f} % | {agree[name][1]} | "
               f"{statistics.median(ms[name]) if ms[name] else float('nan'):.2f} |")
 
@@ -153,7 +156,8 @@ def timing(preds: dict[str, Predictor], rounds: int, modes: list, window: int, f
           "ms per prediction, median (95th percentile); speed-up of the medians\n")
     print("| model | full-window | " + " | ".join(m for m, _ in modes) + " |")
     print("|---|---|" + "---|" * len(modes))
-    for name, pred in list(preds.items()) + ([(f"{finetec.model_name} (full-window only)", finetec)] if finetec else []):
+    extra = [(f"{finetec.model_name} (full-window only)", finetec)] if finetec else []
+    for name, pred in list(preds.items()) + extra:
         frames = _synthetic_frames(pred, 200, rng)
         recs = [make(pred, window, None, every=1)] + ([make(pred, window, o, every=1) for _, o in modes]
                                                       if pred is not finetec else [])
@@ -171,14 +175,15 @@ def timing(preds: dict[str, Predictor], rounds: int, modes: list, window: int, f
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="penn-action-stgcnpp", help="zoo name or checkpoint (default penn-action-stgcnpp)")
+    p.add_argument("--model", default="penn-action-stgcnpp", help="zoo name or checkpoint (default: %(default)s)")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "penn_action"))
     p.add_argument("--clip-step", type=int, default=4, help="stream every N-th test clip (0: no accuracy run)")
-    p.add_argument("--modes", default="delay=0 spread=4 delay=16 delay=48",
+    p.add_argument("--modes", default="spread=1 spread=2 spread=4 spread=1+delay=16 spread=1+lookahead=0",
                    help="incremental modes to compare, space-separated; options joined by + (default: %(default)s)")
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--timing-models", default="zoo,stgcnpp", help="comma list of zoo, stgcnpp, stgcn ('' = none)")
-    p.add_argument("--timing-modes", default="delay=0 spread=4", help="incremental modes to time (default: %(default)s)")
+    p.add_argument("--timing-modes", default="spread=1 spread=2 spread=4",
+                   help="incremental modes to time (default: %(default)s)")
     p.add_argument("--finetec", default=None, metavar="MODEL", help="also time this FineTec checkpoint (full-window)")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()

@@ -52,8 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
     p.add_argument("--incremental", action="store_true",
-                   help="compute each frame once instead of re-running the window for every prediction (ST-GCN / "
-                        "ST-GCN++ checkpoints; not exact: normalisation fixed from the first window; see docs/cli/stream.md)")
+                   help="compute each frame once instead of re-running the window for every prediction "
+                        "(ST-GCN / ST-GCN++ checkpoints; not exact: normalisation fixed from the first window; "
+                        "see docs/cli/stream.md)")
     p.add_argument("--delay", type=int, default=None, metavar="F",
                    help="with --incremental: predictions describe the stream up to F frames ago (default 0); "
                         "a larger F computes less")

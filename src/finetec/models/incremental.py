@@ -230,8 +230,8 @@ class _BlockStream:
         if f["pointwise"] is not None:
             gs = self.g.span(j0 * s, (j0 + n - 1) * s + 1)[:, :, ::s]
             points = tcn._split(F.conv2d(gs, *f["pointwise"]), "1x1", False)
-        outs = [points[i] if kind == "1x1" else self._max(heads[i], j, n) if kind == "max" else self._conv(heads[i], j, n)
-                for kind, i, j in self.plan]
+        outs = [points[i] if kind == "1x1" else self._max(heads[i], j, n) if kind == "max"
+                else self._conv(heads[i], j, n) for kind, i, j in self.plan]
         return F.conv2d(torch.cat(outs, dim=1).relu_(), *f["transform"])
 
     def _max(self, part: torch.Tensor, i: int, n: int) -> torch.Tensor:
@@ -345,27 +345,22 @@ class IncrementalGCN:
         self._job: _Refresh | None = None
         self._done: _Refresh | None = None
         self._step = 0
+        self._queue: list = []      # input frames not committed yet (x, mask), fewer than ``spread``
 
     @torch.inference_mode()
     def push(self, x: Any, mask: Any) -> None:
-        """Model input frames: x (M, k, V, C_in), mask (M, k, V) bool (arrays or tensors). Commits
-        what they complete, then computes ``k`` block groups of the provisional frames (starting
-        a new computation for the stream as it is now when none is running, or when ``k`` groups
-        are a whole computation)."""
+        """Model input frames: x (M, k, V, C_in), mask (M, k, V) bool (arrays or tensors).
+
+        Computes ``k`` block groups of the provisional frames. When no computation is running
+        (or ``k`` groups make a whole one), the frames pushed since the last one started are
+        committed first, together (fewer, larger operations), and a new one starts for the
+        stream as it is now."""
         w = self.model.fc.weight
-        xt = torch.as_tensor(x, dtype=w.dtype, device=w.device)[None]
-        mt = torch.as_tensor(mask, dtype=torch.bool, device=w.device)[None]
-        xt, mt = self.model._prepare(xt, mt)
-        y: torch.Tensor | None = self.model._normalise(xt)
-        k = xt.shape[2]
-        self.frames += k
-        for b in self.blocks:
-            y = b.push(y)
-            if y is None:
-                break
-        if y is not None:
-            self._pooled.append(y.mean(dim=3, keepdim=True))     # (B, C_out, n, 1)
+        self._queue.append((torch.as_tensor(x, dtype=w.dtype, device=w.device),
+                            torch.as_tensor(mask, dtype=torch.bool, device=w.device)))
+        k = self._queue[-1][0].shape[1]
         if self._job is None or k >= len(self.groups):   # (a push of that many frames pays for a whole one)
+            self._commit()
             self._job, self._step = _Refresh(self), 0
         n = sum(self.groups[self._step:self._step + k])
         self._step += k
@@ -373,6 +368,21 @@ class IncrementalGCN:
             self._done, self._job = self._job, None
         oldest = min([r.frames for r in (self._job, self._done) if r is not None], default=self.frames)
         self._pooled.trim(self._span(oldest)[0])
+
+    def _commit(self) -> None:
+        """Run the queued input frames through the blocks; keep the last block's new frames."""
+        xt = torch.cat([q[0] for q in self._queue], dim=1)[None]
+        mt = torch.cat([q[1] for q in self._queue], dim=1)[None]
+        self._queue.clear()
+        xt, mt = self.model._prepare(xt, mt)
+        y: torch.Tensor | None = self.model._normalise(xt)
+        self.frames += xt.shape[2]
+        for b in self.blocks:
+            y = b.push(y)
+            if y is None:
+                break
+        if y is not None:
+            self._pooled.append(y.mean(dim=3, keepdim=True))     # (B, C_out, n, 1)
 
     def _span(self, frames: int) -> tuple[int, int]:
         """The last-block frames the classifier averages for a stream of ``frames`` frames:
