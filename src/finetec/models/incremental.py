@@ -245,8 +245,9 @@ class _BlockStream:
         return out.mul_(self.f["max"][i][0]).add_(self.f["max"][i][1])
 
 
-def _partition(cost: list[float], parts: int) -> list[int]:
-    """Sizes of ``parts`` consecutive non-empty groups of ``cost`` whose largest sum is smallest."""
+def _partition(cost: list[float], parts: int, first: float = 0.0) -> list[int]:
+    """Sizes of ``parts`` consecutive non-empty groups of ``cost`` whose largest sum (the first
+    group's plus ``first``) is smallest."""
     n = len(cost)
     pre = [0.0]
     for c in cost:
@@ -254,7 +255,8 @@ def _partition(cost: list[float], parts: int) -> list[int]:
     best = {(0, 0): (0.0, [])}      # (items, groups) -> (largest group sum, sizes)
     for g in range(1, parts + 1):
         for i in range(g, n - (parts - g) + 1):
-            best[(i, g)] = min((max(best[(j, g - 1)][0], pre[i] - pre[j]), best[(j, g - 1)][1] + [i - j])
+            best[(i, g)] = min((max(best[(j, g - 1)][0], pre[i] - pre[j] + (first if g == 1 else 0.0)),
+                                best[(j, g - 1)][1] + [i - j])
                                for j in range(g - 1, i) if (j, g - 1) in best)
     return best[(n, parts)][1]
 
@@ -324,17 +326,19 @@ class IncrementalGCN:
         self.delay = delay
         la = lookahead if isinstance(lookahead, (list, tuple)) else [lookahead] * len(model.blocks)
         self.blocks = [_BlockStream(b, a) for b, a in zip(model.blocks, la)]
-        rate, lag, cost = 1, 0, []
+        rate, lag, cost, commit = 1, 0, [], 0.0
         for b in self.blocks:
             lag += b.lookahead * rate
             rate *= b.stride
             b.margin = spread // rate + 1
             width = b.block.tcn.fused["transform"][0].shape[0] if b.multi else b.wbs[0][0].shape[0]
-            cost.append(width * width * (lag / rate + 1))   # ~ provisional frames x channels^2
+            cost.append(width * width * (lag / rate + 1))   # ~ channels^2 x provisional frames
+            commit += width * width * (spread / rate)        # ~ channels^2 x frames committed per computation
         self.rate = rate      # input frames per last-block frame
         self.lag = lag        # input frames after which a last-block frame is committed
         self.spread = min(spread, len(self.blocks))
-        self.groups = _partition(cost, self.spread)   # blocks per group, one group per push
+        # blocks per group, one group per push; the first one's push also commits the frames
+        self.groups = _partition(cost, self.spread, commit)
         self.reset()
 
     def reset(self) -> None:
