@@ -44,8 +44,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
+from finetec.data.fillers import fill, model_mask
+from finetec.data.transforms import apply_normalization, features, normalization_params
 from finetec.errors import FinetecError
+from finetec.models.incremental import IncrementalGCN, check_incremental
 
 __all__ = ["FrameError", "IncrementalStream", "StreamPrediction", "StreamRecognizer", "parse_frame"]
 
@@ -177,8 +181,6 @@ class IncrementalStream:
     """
 
     def __init__(self, predictor: Any, window: int, delay: int = 0, spread: int | None = None) -> None:
-        from finetec.models.incremental import IncrementalGCN, check_incremental
-
         if getattr(predictor, "backend", "torch") != "torch":
             raise FinetecError(f"--incremental runs the PyTorch model; use --backend torch, or omit --incremental "
                                f"to stream with --backend {predictor.backend}")
@@ -218,19 +220,12 @@ class IncrementalStream:
         return kp, mask
 
     def _normalised(self, kp: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        from finetec.data.transforms import apply_normalization
-
         if self.params is None:
             return np.where(mask[..., None], kp, 0.0).astype(np.float32)
         return apply_normalization(kp, mask, self.params)
 
     def _model_inputs(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Filled, normalised clip -> the network's input features and mask (as the pipeline)."""
-        import torch
-
-        from finetec.data.fillers import model_mask
-        from finetec.data.transforms import features
-
         filler = self.cfg.filler
         feat_mask = mask
         if filler not in ("none", "zero"):
@@ -243,9 +238,6 @@ class IncrementalStream:
         """Start the stream on ``frames`` (the window of the first prediction), preprocessed as a
         window is: normalisation from their observed joints (kept for the rest of the stream),
         the checkpoint's gap filler. False (nothing done) when no joint is observed."""
-        from finetec.data.fillers import fill
-        from finetec.data.transforms import normalization_params
-
         kp, mask = self._arrays(frames)
         if not mask.any():
             return False
