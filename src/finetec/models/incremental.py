@@ -312,20 +312,18 @@ class IncrementalGCN:
     def __init__(self, model: SkeletonGCN, delay: int = 0, window: int = 64, spread: int | None = None,
                  lookahead: int | list | None = None) -> None:
         check_incremental(model)
-        if spread is None:
-            spread = 1
-            for b in model.blocks:
-                spread *= _BlockStream(b).stride
+        if any(m.fused is None for m in model.modules() if isinstance(m, Fusable)) or model.training:
+            fuse_batchnorm(model)
+        la = lookahead if isinstance(lookahead, (list, tuple)) else [lookahead] * len(model.blocks)
+        self.blocks = [_BlockStream(b, a) for b, a in zip(model.blocks, la)]
+        if spread is None:   # the total stride
+            spread = int(torch.tensor([b.stride for b in self.blocks]).prod())
         for v, what, low in ((delay, "--delay", 0), (spread, "--spread", 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise FinetecError(f"{what} must be an integer >= {low}, got {v!r}")
-        if any(m.fused is None for m in model.modules() if isinstance(m, Fusable)) or model.training:
-            fuse_batchnorm(model)
         self.model = model
         self.window = int(window)
         self.delay = delay
-        la = lookahead if isinstance(lookahead, (list, tuple)) else [lookahead] * len(model.blocks)
-        self.blocks = [_BlockStream(b, a) for b, a in zip(model.blocks, la)]
         rate, lag, cost, commit = 1, 0, [], 0.0
         for b in self.blocks:
             lag += b.lookahead * rate
