@@ -61,42 +61,37 @@ def accuracy(pred: Predictor, data: str, step: int, modes: list[tuple[str, dict 
     ds, _ = open_eval_data(pred.info, data)
     idx = ds.split_indices(pred.info.test_split)[::step]
     modes = [("full-window", None)] + modes
-    last = {m: [] for m, _ in modes}
-    agree = {m: [0, 0] for m, _ in modes}
-    right = {m: 0 for m, _ in modes}
-    ms = {m: [] for m, _ in modes}
-    labels = []
+    rows = []   # per clip: frames, label, per mode (top-1 per prediction)
     t0 = time.perf_counter()
     for i in idx:
         s = ds[int(i)]
         frames = _frames(s.keypoint, s.mask)
         warm = min(window, len(frames))
-        labels.append(int(s.label))
-        ref = None
+        tops, ms = {}, {}
         for name, opts in modes:
-            rec = make(pred, window, opts, every=1, warmup=warm, top_k=1)
-            ps = _stream(rec, frames)
-            tops = [p.top_k[0][0] if p.top_k else None for p in ps]
-            ms[name] += [p.latency_ms for p in ps[1:]]
-            if ref is None:
-                ref = tops
-            last[name].append(pred.class_names.index(tops[-1]) if tops[-1] else -1)
-            agree[name][0] += sum(a == b for a, b in zip(tops, ref))
-            right[name] += sum(a == pred.class_names[int(s.label)] for a in tops)
-            agree[name][1] += len(tops)
-    y = np.array(labels)
+            ps = _stream(make(pred, window, opts, every=1, warmup=warm, top_k=1), frames)
+            tops[name] = [pred.class_names.index(p.top_k[0][0]) if p.top_k else -1 for p in ps]
+            ms[name] = [p.latency_ms for p in ps[1:]]
+        rows.append((len(frames), int(s.label), tops, ms))
     print(f"\nAccuracy: {len(idx)} clips (every {step}th of split {pred.info.test_split!r}), window {window}, "
-          f"one prediction per frame, {time.perf_counter() - t0:.0f} s\n")
-    print("| mode | top-1, last frame | top-1, every prediction | agreement with full-window, last frame "
-          "| agreement, every prediction | predictions | ms per prediction (median) |")
-    print("|---|---|---|---|---|---|---|")
-    ref_last = np.array(last["full-window"])
-    for name, _ in modes:
-        lp = np.array(last[name])
-        print(f"| {name} | {100 * (lp == y).mean():.1f} % | {100 * right[name] / max(1, agree[name][1]):.1f} % | "
-              f"{100 * (lp == ref_last).mean():.1f} % | "
-              f"{100 * agree[name][0] / max(1, agree[name][1]):.1f} % | {agree[name][1]} | "
-              f"{statistics.median(ms[name]) if ms[name] else float('nan'):.2f} |")
+          f"one prediction per frame, {time.perf_counter() - t0:.0f} s")
+    for title, sub in ((f"all {len(rows)} clips", rows),
+                       (f"the {sum(r[0] >= window for r in rows)} clips of at least {window} frames (the others "
+                        "give one prediction, at their last frame, from a window shorter than W)",
+                        [r for r in rows if r[0] >= window])):
+        print(f"\n{title}:\n")
+        print("| mode | top-1, last frame | top-1, every prediction | agreement with full-window, last frame "
+              "| agreement, every prediction | predictions | ms per prediction (median) |")
+        print("|---|---|---|---|---|---|---|")
+        for name, _ in modes:
+            last = np.mean([r[2][name][-1] == r[1] for r in sub])
+            every = np.mean([t == r[1] for r in sub for t in r[2][name]])
+            agree_last = np.mean([r[2][name][-1] == r[2]["full-window"][-1] for r in sub])
+            agree = np.mean([a == b for r in sub for a, b in zip(r[2][name], r[2]["full-window"])])
+            n = sum(len(r[2][name]) for r in sub)
+            ms = [m for r in sub for m in r[3][name]]
+            print(f"| {name} | {100 * last:.1f} % | {100 * every:.1f} % | {100 * agree_last:.1f} % | {100 * agree:.1f} % "
+                  f"| {n} | {statistics.median(ms) if ms else float('nan'):.2f} |")
 
 
 def _synthetic_frames(pred: Predictor, T: int, rng: np.random.Generator) -> list:

@@ -31,10 +31,11 @@ window. Reusing the previous window's activations exactly is not possible with t
 (:class:`finetec.models.incremental.IncrementalGCN`): the normalisation is fixed from the window
 of the first prediction (whose frames are preprocessed exactly as a window is), a later frame is
 normalised with it, a missing joint keeps its last value (what the interpolating gap fillers do
-at a window's end; zero for the other fillers), and the network's per-block caches compute only
-the new frames. ``delay`` frames of lookahead make it closer to the full network (the prediction
-then describes the stream up to ``delay`` frames ago). Not exact; its agreement with the
-full-window mode is measured by ``benchmarks/bench_stream.py``.
+at a window's end; zero for the other fillers), and the network, with per-block caches,
+computes the whole stream so far as one clip: final activations once, those near the newest
+frame (which depend on where the stream ends) again for each prediction, spread over ``spread``
+frames. Not the full-window mode's numbers; its agreement with them is measured by
+``benchmarks/bench_stream.py``.
 """
 from __future__ import annotations
 
