@@ -329,9 +329,12 @@ class IncrementalGCN:
             lag += b.lookahead * rate
             rate *= b.stride
             b.margin = spread // rate + 1
+            # estimated ms on one core: a fixed cost per block (its ~40 operations, which dominate
+            # for few frames) plus its multiply-adds (~8 C^2 per joint and frame, at 50 GFLOP/s)
             width = b.block.tcn.fused["transform"][0].shape[0] if b.multi else b.wbs[0][0].shape[0]
-            cost.append(width * width * (lag / rate + 1))   # ~ channels^2 x provisional frames
-            commit += width * width * (spread / rate)        # ~ channels^2 x frames committed per computation
+            per_frame = 16 * width * width * model.num_joints / 5e7
+            cost.append(0.3 + per_frame * (lag / rate + 1))        # its provisional frames
+            commit += 0.6 + per_frame * spread / rate              # its frames committed per computation
         self.rate = rate      # input frames per last-block frame
         self.lag = lag        # input frames after which a last-block frame is committed
         self.spread = min(spread, len(self.blocks))
