@@ -19,8 +19,8 @@ median (min-max) of the per-round ratios.
 
 Options that are measured, not defaults: ``--allocator`` (keep freed memory for reuse, see
 :mod:`finetec.cpu`; applies to both formulations), ``--compile`` (``torch.compile`` of the current
-model; compile time reported), ``--bf16`` (bf16 autocast; only with native
-bf16; max |logit difference| to fp32 reported).
+model; compile time reported), ``--precision bf16`` (bf16 autocast, as ``runtime.precision: bf16``;
+only with native bf16; max |logit difference| to fp32 reported; ``--bf16`` is the same).
 
 Usage (the reference shape of the issue: N=16, M=2, T=100, V=25, C=3, 60 classes, 1 thread)::
 
@@ -96,26 +96,24 @@ def forward_flops(model, x, mask) -> float:
 
 
 def steps(model, x, mask, y, mode: str, autocast: bool = False):
-    """A callable running one step of ``mode`` on ``model``."""
+    """A callable running one step of ``mode`` on ``model``; ``autocast``: the forward in bf16
+    (``finetec.engine.device.autocast``, as training and evaluation with precision bf16)."""
     import torch
 
+    from finetec.engine.device import autocast as precision_context
+
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if mode == "train" else None
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else None
+    precision = "bf16" if autocast else "fp32"
 
     def infer():
-        with torch.no_grad():
-            if ctx:
-                with ctx():
-                    return model(x, mask)
+        with torch.no_grad(), precision_context("cpu", precision):
             return model(x, mask)
 
     def train():
         opt.zero_grad(set_to_none=True)
-        if ctx:
-            with ctx():
-                loss = torch.nn.functional.cross_entropy(model(x, mask).float(), y)
-        else:
-            loss = torch.nn.functional.cross_entropy(model(x, mask), y)
+        with precision_context("cpu", precision):
+            logits = model(x, mask)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
         loss.backward()
         opt.step()
     return infer if mode == "infer" else train
@@ -250,6 +248,31 @@ def table(rows: list[dict], modes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provenance(title: str, script: str, argv: list[str] | None, threads: int) -> str:
+    """``TITLE, DATE UTC, `python benchmarks/SCRIPT ARGS`: commit C, CPU (n logical cores), k torch
+    thread(s), torch V`` (the first words of a benchmark's report)."""
+    import torch
+
+    from finetec.benchmark.machine import cpu_name
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return (f"{title}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+            f"`python benchmarks/{script} {' '.join(argv if argv is not None else sys.argv[1:])}`: "
+            f"{'commit ' + commit + ', ' if commit else ''}{cpu_name()} ({os.cpu_count()} logical cores), "
+            f"{threads} torch thread(s), torch {torch.__version__}")
+
+
+def load_note(load0: float) -> str:
+    """The 1-minute load average at the start (``load0``) and now, flagged above the core count."""
+    load1 = os.getloadavg()[0]
+    shared = " (above the core count: the machine was shared)" if max(load0, load1) > (os.cpu_count() or 1) else ""
+    return f"1-minute load average {load0:.1f} -> {load1:.1f}{shared}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="stgcnpp,ctrgcn,stgcn", help="comma-separated: stgcn,stgcnpp,ctrgcn")
@@ -260,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--allocator", action="store_true", help="keep freed memory for reuse (finetec.cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the current model")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the current model (native bf16 only)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="precision of the current model: bf16 autocast (native bf16 only) or fp32 (default)")
+    p.add_argument("--bf16", action="store_true", help="the same as --precision bf16")
     p.add_argument("--no-memory", action="store_true", help="skip the peak training memory subprocesses")
     p.add_argument("--out", help="also write the Markdown table (and a .json of the raw numbers) here")
     p.add_argument("--memory-worker", nargs=3, help=argparse.SUPPRESS)
@@ -277,14 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         print(memory_worker(*args.memory_worker))
         return 0
     if args.bf16:
-        from finetec.cpu import require_native_bf16
+        args.precision = "bf16"
+    if args.precision == "bf16":
+        from finetec.engine.device import resolve_precision
         from finetec.errors import FinetecError
 
         try:
-            require_native_bf16("--bf16")
+            resolve_precision("bf16", "cpu", "--precision")
         except FinetecError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    args.bf16 = args.precision == "bf16"
     models = [m for m in args.models.split(",") if m]
     modes = [m for m in args.modes.split(",") if m]
     bad = [m for m in models if m not in MODELS] + [m for m in modes if m not in ("infer", "train")]
@@ -299,21 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in modes and not args.no_memory:
             r["peak_train_mib"] = {impl: peak_train_memory(model, args.setting, impl) for impl in IMPLS}
         rows.append(r)
-    from finetec.benchmark.machine import cpu_name
-
-    load1 = os.getloadavg()[0]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, check=False).stdout.strip()
-    except OSError:
-        commit = ""
     peaks = ", ".join(f"{r['model']} {r['matmul_peak_gflops']:.0f}" for r in rows)
-    header = (f"Backbone benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-              f"`python benchmarks/bench_backbones.py {' '.join(argv if argv is not None else sys.argv[1:])}`: "
-              f"{'commit ' + commit + ', ' if commit else ''}{cpu_name()} ({os.cpu_count()} logical cores), {args.threads} torch thread(s), torch {torch.__version__}, "
+    header = (f"{provenance('Backbone benchmark', 'bench_backbones.py', argv, args.threads)}, "
               f"fp32{', ' + ', '.join(variant) if variant else ''}; {args.rounds} alternated rounds of {args.iters} "
-              f"step(s); {time.perf_counter() - t0:.0f} s; 1-minute load average {load0:.1f} -> {load1:.1f}"
-              f"{' (above the core count: the machine was shared)' if max(load0, load1) > (os.cpu_count() or 1) else ''}. "
+              f"step(s); {time.perf_counter() - t0:.0f} s; {load_note(load0)}. "
               f"Samples/s (clips of N); matmul peak (median) "
               f"{peaks} GFLOP/s.")
     md = header + "\n\n" + table(rows, modes)

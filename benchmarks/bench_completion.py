@@ -252,7 +252,7 @@ def measure(dataset: str, recipe: str, run: Path, seed: int, max_clips: int | No
             speed = ms_per_clip(model, batches)
         for m, net in methods.items():
             rec.outputs = []
-            r = completion_errors(net, batches, torch.device("cpu"), False)
+            r = completion_errors(net, batches, torch.device("cpu"), "fp32")
             row = {"dataset": KEYS.get(dataset, dataset), "filler": m, "level": level, "pattern": pattern,
                    "seed": seed, "budget": label or recipe, **{k: r[k] for k in ("mpjpe", "n_mpjpe", "mpjve", "num_missing",
                                                                         "by_gap")},

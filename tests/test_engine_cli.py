@@ -43,7 +43,8 @@ def test_eval_json_schema_all_levels(run_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--level", "all", "--json", "--save-scores", str(tmp_path / "s.npz")]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"checkpoint", "data", "split", "class_names", "results"}
+    assert set(out) == {"checkpoint", "data", "split", "precision", "class_names", "results"}
+    assert out["precision"] == ("bf16" if torch.cuda.is_available() else "fp32")   # auto
     assert out["split"] == "test" and len(out["class_names"]) == 14
     assert [r["level"] for r in out["results"]] == ["clean", "minor", "moderate", "severe"]
     for r in out["results"]:

@@ -40,12 +40,22 @@ optim: {lr: 1, epochs: 4}
 def test_overrides_parse_yaml_values():
     cfg = apply_overrides(Config(), ["optim.lr=0.05", "pipeline.features=[joint, motion]",
                                      "model.base_channels=8", "data.max_persons=2", "optim.grad_clip=null",
-                                     "runtime.amp=false", "model.name=ctrgcn"])
+                                     "runtime.precision=bf16", "model.name=ctrgcn"])
     assert cfg.optim.lr == 0.05
     assert cfg.pipeline.features == ["joint", "motion"]
     assert cfg.model.params["base_channels"] == 8 and cfg.model.name == "ctrgcn"
-    assert cfg.data.max_persons == 2 and cfg.optim.grad_clip is None and cfg.runtime.amp is False
+    assert cfg.data.max_persons == 2 and cfg.optim.grad_clip is None and cfg.runtime.precision == "bf16"
     assert parse_override("a.b=") == (["a", "b"], None)
+
+
+def test_precision_values_and_the_former_amp_switch():
+    assert Config().runtime.precision == "auto" and Config().runtime.compile is False
+    with pytest.raises(FinetecError, match="runtime.precision must be one of auto, fp32, bf16"):
+        apply_overrides(Config(), ["runtime.precision=fp16"])
+    # configs written before runtime.precision: amp false = fp32, amp true = the default
+    assert apply_overrides(Config(), ["runtime.amp=false"]).runtime.precision == "fp32"
+    assert apply_overrides(Config(), ["runtime.amp=true"]).runtime.precision == "auto"
+    assert "amp" not in Config().to_dict()["runtime"]
 
 
 @pytest.mark.parametrize("override, words", [

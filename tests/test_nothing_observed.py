@@ -186,7 +186,7 @@ def test_a_gcn_classifies_the_empty_clip(files):
     ck = make_checkpoint(files["dir"] / "gcn", model="stgcnpp", base_channels=8, num_stages=2,
                          inflate_stages=[], down_stages=[])
     model, info = load_model(ck)
-    res = evaluate(model, info, files["dst"], "clean", split="test", device="cpu", amp=False)
+    res = evaluate(model, info, files["dst"], "clean", split="test", device="cpu", precision="fp32")
     with torch.inference_mode():
         want = model(torch.zeros(1, 1, 16, V, 2), torch.zeros(1, 1, 16, V, dtype=torch.bool))[0].numpy()
     assert np.isfinite(res["scores"]).all()

@@ -29,7 +29,7 @@ from finetec.data.fillers import FILLERS, fill, model_mask
 from finetec.data.pipeline import ClipPipeline
 from finetec.data.sample import Sample
 from finetec.data.transforms import invert_normalization, normalization_params, uniform_indices
-from finetec.engine.device import autocast, resolve_device
+from finetec.engine.device import autocast, resolve_device, resolve_precision
 from finetec.errors import FinetecError
 from finetec.export import BACKENDS, OnnxRecognizer
 from finetec.layouts import Layout, find_joint_map, get_layout
@@ -67,7 +67,12 @@ class Predictor:
         max_persons:  persons per model input (M); clips are padded / cut to it.
     """
 
-    def __init__(self, model: Any, info: Mapping[str, Any], device: str = "cpu", backend: str = "torch") -> None:
+    def __init__(self, model: Any, info: Mapping[str, Any], device: str = "cpu", backend: str = "torch",
+                 precision: str = "auto") -> None:
+        self.precision = resolve_precision(precision, device)   # fp32 | bf16 (the forward's autocast)
+        if backend != "torch" and self.precision != "fp32":
+            raise FinetecError(f"--precision {precision} needs --backend torch ({backend} runs in fp32); "
+                               "use --precision fp32")
         if backend not in BACKENDS:
             raise FinetecError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend != "torch" and str(device) != "cpu":
@@ -99,15 +104,18 @@ class Predictor:
 
     # -- construction --------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", backend: str = "torch") -> "Predictor":
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", backend: str = "torch",
+                        precision: str = "auto") -> "Predictor":
         """Load a checkpoint folder (or its ``model.safetensors``, or a training output folder).
 
         ``backend``: ``"torch"`` (default) or ``"onnxruntime"`` (classification runs the recognizer
         exported to ONNX in onnxruntime, checked against PyTorch within 1e-4 when loading; needs the
-        ``onnx`` extra; CPU only; completion stays on PyTorch)."""
+        ``onnx`` extra; CPU only; completion stays on PyTorch). ``precision``: ``auto`` (bf16
+        autocast on CUDA, fp32 on a CPU), ``fp32`` or ``bf16`` (a CPU needs native bf16), for the
+        classifier's forward (:func:`finetec.engine.device.resolve_precision`)."""
         device = str(resolve_device(device))
         model, info = load_model(path, device=device)
-        pred = cls(model, info, device=device, backend=backend)
+        pred = cls(model, info, device=device, backend=backend, precision=precision)
         if backend == "onnxruntime" and not pred.is_completion:
             pred._onnx = OnnxRecognizer(pred)
         return pred
@@ -260,14 +268,14 @@ class Predictor:
 
     def logits(self, keypoint: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Run the classifier on model inputs (see :meth:`preprocess`): keypoint (N, M, T, V, C_in) and
-        mask (N, M, T, V) -> (N, K) logits (bf16 autocast on CUDA, as in evaluation; onnxruntime with
+        mask (N, M, T, V) -> (N, K) logits (in the Predictor's precision; onnxruntime with
         ``backend="onnxruntime"``)."""
 
         self._require_classifier()
         if self._onnx is not None:
             return self._onnx(keypoint, mask).astype(np.float32, copy=False)
 
-        with torch.inference_mode(), autocast(torch.device(self.device), True):
+        with torch.inference_mode(), autocast(torch.device(self.device), self.precision):
             x = torch.from_numpy(np.ascontiguousarray(keypoint)).to(self.device)
             m = torch.from_numpy(np.ascontiguousarray(mask)).to(self.device)
             out = self.model(x, m)

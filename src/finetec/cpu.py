@@ -54,8 +54,9 @@ def native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-def require_native_bf16(option: str = "--bf16") -> None:
-    """Raise a one-line :class:`FinetecError` when bf16 would only be emulated on this CPU."""
+def require_native_bf16(option: str = "--bf16", alternative: str | None = None) -> None:
+    """Raise a one-line :class:`FinetecError` naming ``option`` and the fp32 ``alternative``
+    (default: leave out ``option``) when bf16 would only be emulated on this CPU."""
     if not native_bf16():
         raise FinetecError(f"{option}: this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag), so bf16 "
-                           f"would be emulated and slower; run in fp32 (leave out {option})")
+                           f"would be emulated and slower; run in fp32 ({alternative or 'leave out ' + option})")

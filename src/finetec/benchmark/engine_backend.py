@@ -182,7 +182,7 @@ class EngineBackend:
                                        norm["align_view"])
             for name, model in methods:
                 with torch.no_grad():
-                    err = completion_errors(model, loader, device, amp=False)
+                    err = completion_errors(model, loader, device, "fp32")
                 rows.append({"dataset": entry.key, "filler": name, "level": level, **err,
                              "num_clips": int(len(ds.splits[entry.test_split])), "pattern": PATTERN})
         return rows

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips", type=int, default=1, help="temporal clips per sample, logits averaged (default: 1)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="forward pass precision: bf16 autocast (on a CPU only with native bf16) or fp32; "
+                        "auto = bf16 on CUDA, fp32 on a CPU (default: auto)")
     p.add_argument("--save-scores", metavar="FILE",
                    help="write scores (.npz: scores, label, id, class_names); with --level all one file per "
                         "level, named FILE with _<level> before the suffix")
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from finetec.console import shown_path
     from finetec.data.corruption import LEVELS
     from finetec.engine.checkpoint import load_model
-    from finetec.engine.device import resolve_device
+    from finetec.engine.device import resolve_device, resolve_precision
     from finetec.engine.evaluate import evaluate, evaluate_completion, open_eval_data, save_scores
     from finetec.errors import FinetecError
     from finetec.zoo import checkpoint_from_args
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise FinetecError(f"a pretrained model needs --data: the {m.dataset} dataset (its card's numbers come from "
                            f"`{m.evaluation.get('command', '')}`)", "--data")
     device = resolve_device(args.device, 0)
+    precision = resolve_precision(args.precision, device, "--precision")
     model, info = load_model(ckpt, device=str(device))
     if args.model is not None:
         args.checkpoint = args.model   # shown and recorded by name
@@ -83,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
     for level in levels:
         if completion:
             r = evaluate_completion(model, info, ds, level, args.pattern, seed=args.seed, split=args.split,
-                                    batch_size=args.batch_size, device=device)
+                                    batch_size=args.batch_size, device=device, precision=precision)
         else:
             r = evaluate(model, info, ds, level, args.pattern, seed=args.seed, split=args.split, clips=args.clips,
-                         batch_size=args.batch_size, device=device, progress=True)
+                         batch_size=args.batch_size, device=device, precision=precision, progress=True)
             if args.save_scores:
                 save_scores(_score_path(args.save_scores, level, len(levels) > 1), r, info.class_names,
                             extra={"level": level, "pattern": args.pattern, "seed": args.seed,
@@ -101,10 +105,11 @@ def run(args: argparse.Namespace) -> int:
                  "top5": r["top5"], "mean_class": r["mean_class"], "confusion": r["confusion"]} for r in results]
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "data": data_name, "split": split,
-                          "class_names": list(info.class_names), "results": rows}))
+                          "precision": precision, "class_names": list(info.class_names), "results": rows}))
         return 0
     n = len(ds.split_indices(split))
-    print(f"checkpoint {args.checkpoint} | data {data_name} | split {split} ({n} clips) | test seed {args.seed}")
+    print(f"checkpoint {args.checkpoint} | data {data_name} | split {split} ({n} clips) | test seed {args.seed}"
+          + (" | precision bf16" if precision == "bf16" else ""))
     if completion:
         print(f"{'level':<10} {'pattern':<9} {'MPJPE':>9} {'N-MPJPE':>9} {'MPJVE':>9}")
         for r in rows:

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", default=[],
                    help="reader option, repeatable (e.g. -o dim=3 for a 3D pose JSON)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="forward pass precision: bf16 autocast (on a CPU only with native bf16) or fp32; "
+                        "auto = bf16 on CUDA, fp32 on a CPU (default: auto)")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
 
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None and args.checkpoint is not None:   # --model NAME: every positional is an INPUT
         args.inputs, args.checkpoint = [args.checkpoint, *args.inputs], None
     ckpt = checkpoint_from_args(args.checkpoint, args.model)
-    pred = Predictor.from_checkpoint(ckpt, device=args.device, backend=args.backend)
+    pred = Predictor.from_checkpoint(ckpt, device=args.device, backend=args.backend, precision=args.precision)
     if pred.is_completion:
         raise FinetecError("this checkpoint is a completion model and does not classify; use finetec complete", ckpt)
     # read and check every input before printing anything

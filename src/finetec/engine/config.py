@@ -11,14 +11,17 @@ A config file holds any subset of these sections (everything else takes its defa
     model:    {name, ...overrides passed to create_model}
     optim:    {name, lr, momentum, nesterov, weight_decay, epochs, warmup_epochs, batch_size,
                label_smoothing, grad_clip}
-    runtime:  {device, num_workers, amp, log_every, eval_every, tensorboard, sync_bn, freeze_bn,
-               threads, checkpoint_every}
+    runtime:  {device, precision, compile, num_workers, log_every, eval_every, tensorboard, sync_bn,
+               freeze_bn, threads, checkpoint_every}
 
 Command-line overrides are ``key.sub=value`` strings; each value is parsed with
 ``yaml.safe_load`` (so ``optim.lr=0.05`` is a float, ``pipeline.features=[joint,bone]`` a list).
 Unknown keys raise :class:`FinetecError` naming the file (or ``--set``) and the key. The
 ``model`` section is open: every key except ``name`` is passed to ``create_model``, which
 rejects what the model does not know.
+
+``runtime.amp`` (a boolean, before ``runtime.precision`` existed) is still read: ``false`` is
+``precision: fp32``, ``true`` the default ``auto``.
 
 Relative ``data.path`` values are resolved against the current directory first, then against
 the config file's folder.
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from finetec.data.pipeline import PipelineConfig
+from finetec.engine.device import PRECISIONS
 from finetec.errors import FinetecError
 from finetec.fileio import write_text_atomic
 
@@ -107,7 +111,8 @@ class OptimConfig:
 class RuntimeConfig:
     device: str = "auto"             # auto | cpu | cuda
     num_workers: int = 0             # DataLoader workers per process
-    amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
+    precision: str = "auto"          # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (finetec.engine.device)
+    compile: bool = False            # torch.compile the training forward/backward (finetec.engine.train)
     log_every: int = 20              # steps between log lines
     eval_every: int = 1              # epochs between validations
     tensorboard: str | bool = "auto"  # auto (when installed) | on | off (YAML on/off = true/false)
@@ -171,6 +176,9 @@ class Config:
             raise FinetecError(f"optim.name must be one of {', '.join(OPTIMIZERS)}, got {self.optim.name!r}", src)
         if self.runtime.device not in DEVICES:
             raise FinetecError(f"runtime.device must be one of {', '.join(DEVICES)}, got {self.runtime.device!r}", src)
+        if self.runtime.precision not in PRECISIONS:
+            raise FinetecError(f"runtime.precision must be one of {', '.join(PRECISIONS)}, got "
+                               f"{self.runtime.precision!r}", src)
         try:   # the pipeline's own checks, in one place
             PipelineConfig(**self.pipeline_kwargs())
         except FinetecError as e:
@@ -279,6 +287,10 @@ def _set(obj: Any, keys: list[str], value: Any, src: str | None) -> None:
         return
     names = {f.name for f in dataclasses.fields(obj) if f.name != "source"}
     head = keys[0]
+    if isinstance(obj, RuntimeConfig) and keys == ["amp"]:   # the former switch: false = fp32, true = auto
+        if not _coerce(value, bool, "runtime.amp", src):
+            obj.precision = "fp32"
+        return
     if head not in names:
         where = _path_of(obj)
         raise FinetecError(

@@ -74,9 +74,10 @@ def make_loader(dataset, batch_size: int, num_workers: int = 0, batch_sampler=No
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
 
 
-def run_scores(model, loader, device, amp: bool, filler: str, progress: str | None = None
+def run_scores(model, loader, device, precision: str, filler: str, progress: str | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits (N, K) float64, labels (N,), dataset indices (N,) for every item of ``loader``.
+    """Logits (N, K) float64, labels (N,), dataset indices (N,) for every item of ``loader``, the
+    forward in ``precision`` (:data:`finetec.engine.device.PRECISIONS`).
     ``progress``: the label of a progress bar on stderr (shown on a terminal for 200 items or more)."""
 
     fuse_batchnorm(model)   # eval mode, BatchNorms folded (model.train() undoes it)
@@ -87,7 +88,7 @@ def run_scores(model, loader, device, amp: bool, filler: str, progress: str | No
             bar.update(len(batch["index"]))
             x = batch["keypoint"].to(device, non_blocking=True)
             m = model_mask(batch["mask"].to(device), filler)
-            with autocast(device, amp):
+            with autocast(device, precision):
                 out = model(x, m)
             logits = out["logits"] if isinstance(out, dict) else out
             scores.append(logits.float().cpu().numpy().astype(np.float64))
@@ -105,7 +106,7 @@ def to_device(batch: dict[str, Any], device) -> dict[str, Any]:
     return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
 
 
-def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
+def completion_errors(model, loader, device, precision: str) -> dict[str, Any]:
     """Pooled MPJPE / N-MPJPE / MPJVE of the model's completion on the entries that are missing
     after corruption but observed in the clean clip (pooled over clips, weighted by entries),
     and ``by_gap``: MPJPE per gap-length group (:func:`finetec.metrics.restoration.mpjpe_by_gap`)."""
@@ -118,7 +119,7 @@ def completion_errors(model, loader, device, amp: bool) -> dict[str, Any]:
     with torch.no_grad():
         for batch in loader:
             b = to_device(batch, device)
-            with autocast(device, amp):
+            with autocast(device, precision):
                 out = model(b["keypoint"], b["mask"])
             pred = out["completed"].float().cpu().numpy()
             gt = batch["clean"].numpy()
@@ -186,7 +187,7 @@ def open_eval_data(info: Mapping[str, Any], data: Any = None):
 
 def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean", pattern: str = "random", *,
              seed: int = 0, split: str | None = None, clips: int = 1, batch_size: int = 64, device: Any = None,
-             num_workers: int = 0, amp: bool = True, progress: bool = False) -> dict[str, Any]:
+             num_workers: int = 0, precision: str = "auto", progress: bool = False) -> dict[str, Any]:
     """Top-1, top-5, mean-class accuracy and confusion matrix at one corruption level.
 
     Args:
@@ -196,6 +197,8 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
         seed: seed of the fixed corrupted test set (``test_rng``); 0 is the benchmark's.
         split: split name (default: the config's ``data.test_split``; ``all`` for every clip).
         clips: number of temporal clips per sample (logits averaged).
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on a CPU), ``fp32`` or ``bf16``
+            (:func:`finetec.engine.device.resolve_precision`).
         progress: a progress bar on stderr (on a terminal, for 200 clips or more).
     Returns:
         {"level", "pattern", "num_clips" (test clips), "clips_per_sample", "split", "top1", "top5",
@@ -225,7 +228,7 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
     pipe = info.test_pipeline(level, pattern, seed, ds.layout)
     filler = pipe.cfg.filler
     loader = make_loader(MultiClipDataset(ds, idx, pipe, clips), batch_size, num_workers)
-    scores, lab, _ = run_scores(model, loader, device, amp, filler, progress=f"eval {level}" if progress else None)
+    scores, lab, _ = run_scores(model, loader, device, precision, filler, progress=f"eval {level}" if progress else None)
     K = scores.shape[1]
     scores = scores.reshape(len(idx), clips, K).mean(axis=1)
     lab = lab.reshape(len(idx), clips)[:, 0]
@@ -239,7 +242,7 @@ def evaluate(model, info: dict[str, Any], data: Any = None, level: str = "clean"
 
 def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: str = "moderate",
                         pattern: str = "random", *, seed: int = 0, split: str | None = None, batch_size: int = 64,
-                        device: Any = None, num_workers: int = 0, amp: bool = True) -> dict[str, Any]:
+                        device: Any = None, num_workers: int = 0, precision: str = "auto") -> dict[str, Any]:
     """Restoration errors of a completion checkpoint on a corrupted split: MPJPE, N-MPJPE and
     MPJVE pooled over the entries missing after corruption but observed in the clean clip
     (normalised coordinates). Returns {"level", "pattern", "split", "mpjpe", "n_mpjpe", "mpjve",
@@ -260,7 +263,7 @@ def evaluate_completion(model, info: dict[str, Any], data: Any = None, level: st
     model.to(device)
     pipe = info.test_pipeline(level, pattern, seed, ds.layout)
     loader = make_loader(MultiClipDataset(ds, idx, pipe, 1), batch_size, num_workers)
-    res = completion_errors(model, loader, device, amp)
+    res = completion_errors(model, loader, device, precision)
     return {"level": level, "pattern": pattern, "split": split, **res}
 
 

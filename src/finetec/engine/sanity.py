@@ -87,7 +87,7 @@ def check_loss(value: float, step: int, epoch: int) -> None:
     """A non-finite loss stops training with a hint instead of corrupting the weights."""
     if not np.isfinite(value):
         raise FinetecError(f"the loss became {value} at epoch {epoch + 1}, step {step} "
-                           "(try a lower optim.lr, optim.grad_clip, or runtime.amp: false)")
+                           "(try a lower optim.lr, optim.grad_clip, or runtime.precision: fp32)")
 
 
 __all__ = ["check_split", "check_pipeline", "check_logits", "check_loss"]

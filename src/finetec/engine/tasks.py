@@ -65,8 +65,8 @@ class ClassificationTask:
         correct = (logits.argmax(dim=1) == batch["label"]).sum().item()
         return total * weight, {"loss_sum": float(total.detach()), "correct": float(correct), "count": float(n)}
 
-    def validate(self, model, loader, device, amp: bool) -> dict[str, float]:
-        scores, labels, _ = run_scores(model, loader, device, amp, self.filler)
+    def validate(self, model, loader, device, precision: str) -> dict[str, float]:
+        scores, labels, _ = run_scores(model, loader, device, precision, self.filler)
         return {"val_top1": topk_accuracy(scores, labels, 1),
                 "val_mean_class": mean_class_accuracy(labels, scores.argmax(1), self.num_classes)}
 
@@ -104,8 +104,8 @@ class CompletionTask:
         total = out["loss"].float() * n
         return total * weight, {"loss_sum": float(total.detach()), "correct": 0.0, "count": float(n)}
 
-    def validate(self, model, loader, device, amp: bool) -> dict[str, float]:
-        res = completion_errors(model, loader, device, amp)
+    def validate(self, model, loader, device, precision: str) -> dict[str, float]:
+        res = completion_errors(model, loader, device, precision)
         return {"val_mpjpe": res["mpjpe"], "val_n_mpjpe": res["n_mpjpe"], "val_mpjve": res["mpjve"]}
 
 

@@ -28,8 +28,11 @@ resumed run skips those batches of the epoch's order.
 
 Optimisation: SGD with Nesterov momentum (or Adam / AdamW), weight decay, per-step learning
 rate with linear warm-up then cosine decay to zero, optional label smoothing and gradient
-clipping; bf16 autocast on CUDA. Under DDP the global batch (``optim.batch_size``) is split
-across ranks, per-clip losses are summed and scaled so that the averaged gradient equals the
+clipping. Precision (``runtime.precision``, :mod:`finetec.engine.device`): the forward pass under
+bf16 autocast on CUDA by default, or everywhere with ``bf16`` (a CPU needs native bf16); weights,
+gradients, optimizer state and the loss stay float32. ``runtime.compile``: the training step's
+forward and backward through ``torch.compile`` (see :meth:`Trainer._net`). Under DDP the global
+batch (``optim.batch_size``) is split across ranks, per-clip losses are summed and scaled so that the averaged gradient equals the
 global-batch mean, and only rank 0 logs and writes.
 """
 from __future__ import annotations
@@ -56,7 +59,7 @@ from finetec.engine import checkpoint as ck
 from finetec.engine import sanity
 from finetec.engine.checkpoint import WEIGHTS
 from finetec.engine.config import Config, load_config, save_config
-from finetec.engine.device import autocast
+from finetec.engine.device import autocast, compile_module, resolve_precision
 from finetec.engine.distributed import ShardedBatches, all_reduce_sum, barrier, cleanup, init_distributed, loss_weight
 from finetec.engine.evaluate import MultiClipDataset, make_loader
 from finetec.engine.tasks import TASKS
@@ -128,6 +131,11 @@ class BatchNormWarmStart:
         self.pending = [(mod, float(mod.momentum)) for mod in model.modules()
                         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) and mod.track_running_stats
                         and mod.momentum is not None and mod.momentum < 1]
+
+    @property
+    def warming(self) -> bool:
+        """Whether a layer in training mode still averages (its momentum still changes per step)."""
+        return any(mod.training for mod, _ in self.pending)
 
     def step(self) -> None:
         """Set each warming layer's momentum for the coming forward pass (reads the batch count
@@ -230,6 +238,9 @@ class Trainer:
         self.log = RunLog(out_dir, env.is_main)
         self._resume_batch, self._resume_sums = 0, None   # where a mid-epoch --resume continues
         self._best, self._history = None, []
+        self.precision = "fp32"   # resolved in run(): fp32 or bf16
+        self.compiled = None      # the torch.compile'd training module (runtime.compile)
+        self._compiled_steps = 0  # steps run by it
 
     # setup ---------------------------------------------------------------------------------
     def _data(self) -> None:
@@ -315,11 +326,15 @@ class Trainer:
             raise FinetecError("this folder already holds a training run; pass --resume to continue it "
                                "or choose another --out", out)
         state, source = (self._resume_state(last, previous) if resume else (None, None))
+        self.precision = resolve_precision(cfg.runtime.precision, env.device, "runtime.precision")
         envinfo = environment(env, env.device)
         self.log(f"finetec {envinfo['finetec']} | python {envinfo['python']} | torch {envinfo['torch']} | "
                  f"numpy {envinfo['numpy']} | {envinfo['platform']}")
         self.log(f"device {envinfo['device']} ({envinfo['device_name']}), {envinfo['cpu_threads']} CPU threads, "
                  f"world size {env.world_size}, seed {cfg.seed}")
+        self.log(f"precision {self.precision} (runtime.precision {cfg.runtime.precision}: "
+                 + ("bf16 autocast forward, float32 weights, gradients and loss" if self.precision == "bf16"
+                    else "float32") + f"); compile {'on' if cfg.runtime.compile else 'off'}")
         self._data()
         self._model()
         self._loaders()
@@ -345,6 +360,8 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = build_optimizer(cfg, params)
         self.bn_warm = BatchNormWarmStart(model)
+        if cfg.runtime.compile:
+            self.compiled = compile_module(ddp, "runtime.compile")
         steps = len(self.sampler)
         total = steps * cfg.optim.epochs
         warmup = int(round(cfg.optim.warmup_epochs * steps))
@@ -433,8 +450,11 @@ class Trainer:
                 batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
                 w = loss_weight(len(batch["label"]), sizes[i], env.world_size)
                 self.bn_warm.step()
-                with autocast(env.device, cfg.runtime.amp):
-                    loss, stats = self.task.loss(ddp, batch, w, np.random.default_rng([cfg.seed, epoch, i, env.rank]))
+                net = self._net(ddp, sizes[i])
+                compiling = net is self.compiled and not self._compiled_steps
+                t_step = time.time()
+                with autocast(env.device, self.precision):
+                    loss, stats = self.task.loss(net, batch, w, np.random.default_rng([cfg.seed, epoch, i, env.rank]))
                 sanity.check_loss(stats["loss_sum"], i, epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -442,6 +462,11 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 opt.step()
                 step += 1
+                if net is self.compiled:
+                    self._compiled_steps += 1
+                    if compiling:
+                        self.log(f"compiled the training step at step {step} in {time.time() - t_step:.1f} s "
+                                 f"(its first run; runtime.compile)")
                 for k in sums:
                     sums[k] += stats[k]
                 if bar is not None:
@@ -460,9 +485,20 @@ class Trainer:
         row.update(self.task.train_metrics(correct, count))
         last = epoch + 1 == cfg.optim.epochs
         if self.val_loader is not None and ((epoch + 1) % cfg.runtime.eval_every == 0 or last):
-            row.update(self.task.validate(model, self.val_loader, env.device, cfg.runtime.amp))
+            row.update(self.task.validate(model, self.val_loader, env.device, self.precision))
         row["time"] = time.time() - t0
         return row, step
+
+    def _net(self, ddp, global_size: int):
+        """The module of one training step: with ``runtime.compile``, the compiled one for full
+        batches once the BatchNorm warm start is over (while it lasts, each step changes the
+        momentum of the warming layers, a constant of the compiled graph, which would compile
+        again at every step; it ends after ``1 / momentum`` steps, 10 by default); the eager
+        module otherwise, also for the epoch's last, smaller batch (another shape would compile
+        again)."""
+        if self.compiled is None or self.bn_warm.warming or global_size != self.cfg.optim.batch_size:
+            return ddp
+        return self.compiled
 
     def _save_mid_epoch(self, model, opt, epoch: int, batch: int, step: int, sums: dict[str, float]) -> None:
         """``last/`` after ``batch`` batches of ``epoch`` (0-based), with the epoch's global loss
@@ -508,6 +544,7 @@ class Trainer:
                 "dims": {"num_persons": int(self.num_persons), "num_joints": ds.layout.num_joints,
                          "coords": ds.dim, "in_channels": int(self.in_channels)},
                 "clip_len": cfg.pipeline.clip_len, "epoch": epoch, "metrics": row, "seed": cfg.seed,
+                "precision": self.precision,
                 "selection": f"{self.task.metric} on {len(self.val_idx)} validation clips carved from "
                              f"{cfg.data.train_split!r}" if len(self.val_idx) else "last epoch (no validation set)"}
 

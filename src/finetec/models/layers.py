@@ -25,7 +25,9 @@ kept in ``tests/reference_gcn.py`` and every unit is compared with it there): th
 the multi-branch temporal units are one conv, CTR-GCN's relation convs see the temporal mean,
 graph aggregations are batched products on views (no layout copies), max-pooling over frames is
 a maximum of shifted views, additions and ReLUs are in place, and :func:`fuse_batchnorm`
-(``SkeletonGCN.fuse()``) folds the BatchNorms into the convolutions for inference. Checkpoints
+(``SkeletonGCN.fuse()``) folds the BatchNorms into the convolutions for inference. While
+gradients are recorded, 1x1 convolutions are batched matrix products (:func:`conv1x1`; on a CPU
+their backward is faster than the convolution's). Checkpoints
 of the earlier module layout load (their weights are mapped when the state dict is loaded).
 """
 from __future__ import annotations
@@ -164,6 +166,34 @@ def fuse_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+def conv1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias)`` for a 1x1 kernel, stride 1: while gradients are recorded on a
+    CPU, one batched product ``weight @ x[n]`` (the same sums; on one thread its forward and backward
+    took 0.6-0.7x the time of the convolution's for the units' shapes, measured with
+    ``benchmarks/bench_backbones.py``); otherwise (inference, GPU, tracing for export) the convolution."""
+    if not torch.is_grad_enabled() or x.device.type != "cpu" or torch.jit.is_tracing():
+        return F.conv2d(x, weight, bias)
+    n, c, t, v = x.shape
+    co = weight.shape[0]
+    w = weight.reshape(1, co, c).expand(n, co, c)
+    x3 = x.reshape(n, c, t * v)
+    y = torch.bmm(w, x3) if bias is None else torch.baddbmm(bias.view(1, co, 1).expand(n, co, t * v), w, x3)
+    return y.view(n, co, t, v)
+
+
+class Conv1x1(nn.Conv2d):
+    """``nn.Conv2d(in_channels, out_channels, 1, ...)`` (the same parameters, initialisation and
+    state dict) computed by :func:`conv1x1` when its stride is 1."""
+
+    def __init__(self, in_channels: int, out_channels: int, **kwargs):
+        super().__init__(in_channels, out_channels, 1, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != (1, 1):
+            return super().forward(x)
+        return conv1x1(x, self.weight, self.bias)
+
+
 def _pack(state_dict: dict, prefix: str, new: str, old: Sequence[str], how: str = "cat") -> None:
     """state_dict[prefix+new] = concatenation (or the first) of the old entries, which are removed."""
     keys = [prefix + k for k in old]
@@ -183,7 +213,7 @@ def _no_rng(build):
 def _packed_conv(convs: Sequence[nn.Conv2d], **kwargs) -> nn.Conv2d:
     """One 1x1 conv whose output channels are those of ``convs`` (same input), in order."""
     out = sum(c.out_channels for c in convs)
-    packed = _no_rng(lambda: nn.Conv2d(convs[0].in_channels, out, 1, **kwargs))
+    packed = _no_rng(lambda: Conv1x1(convs[0].in_channels, out, **kwargs))
     with torch.no_grad():
         packed.weight.copy_(torch.cat([c.weight for c in convs]))
         packed.bias.copy_(torch.cat([c.bias for c in convs]))
@@ -259,12 +289,12 @@ class GraphConv(Fusable):
             self.PA = nn.Parameter(torch.ones_like(A))
         elif adaptive == "offset":
             self.PA = nn.Parameter(torch.empty_like(A).uniform_(-1e-6, 1e-6))
-        self.conv = nn.Conv2d(in_channels, out_channels * self.num_subsets, 1)
+        self.conv = Conv1x1(in_channels, out_channels * self.num_subsets)
         self.bn = nn.BatchNorm2d(out_channels)
         if not with_res:
             self.down: nn.Module = Zero()
         elif in_channels != out_channels:
-            self.down = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
+            self.down = nn.Sequential(Conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
         else:
             self.down = nn.Identity()
 
@@ -292,12 +322,12 @@ class GraphConv(Fusable):
         K = self.num_subsets
         n, c, t, v = x.shape
         if c * K > self.out_channels:
-            return graph_aggregate(F.conv2d(x, w, b), A)
+            return graph_aggregate(conv1x1(x, w, b), A)
         z = torch.matmul(x.reshape(n, c * t, v), A.permute(1, 0, 2).reshape(v, K * v))     # (N, C_in*T, K*V)
         z = z.view(n, c, t, K, v).permute(0, 3, 1, 2, 4).reshape(n, K * c, t, v)         # (small) subset-major
         wk = w.view(K, self.out_channels, c).transpose(0, 1).reshape(self.out_channels, K * c, 1, 1)
         bias = torch.einsum("kc,kw->cw", b.view(K, self.out_channels), A.sum(1))         # (C_out, V)
-        return F.conv2d(z, wk).add_(bias[:, None, :])
+        return conv1x1(z, wk).add_(bias[:, None, :])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.fused
@@ -339,7 +369,9 @@ class TemporalConv(Fusable):
         f = self.fused
         if f is not None:
             return self.conv_folded(x, f["wb"])
-        return self.drop(self.bn(self.conv(x)))
+        c = self.conv
+        y = conv1x1(x, c.weight, c.bias) if c.kernel_size == (1, 1) and c.stride == (1, 1) else c(x)
+        return self.drop(self.bn(y))
 
 
 def _split_channels(total: int, parts: int) -> list[int]:
@@ -400,9 +432,9 @@ class MultiBranchTCN(Fusable):
         heads, temporal, points = [], [], []
         for spec, c in zip(self.specs, self.widths):
             if spec == "1x1":
-                points.append(nn.Conv2d(in_channels, c, 1))
+                points.append(Conv1x1(in_channels, c))
                 continue
-            heads.append(nn.Conv2d(in_channels, c, 1))
+            heads.append(Conv1x1(in_channels, c))
             if spec[0] != "max":
                 temporal.append(_temporal(c, c, spec[0], stride, spec[1]))
         self.head = _packed_conv(heads) if heads else None
@@ -410,7 +442,7 @@ class MultiBranchTCN(Fusable):
         self.temporal = nn.ModuleList(temporal)
         self.pointwise = _packed_conv(points, stride=(stride, 1)) if points else None
         self.transform = nn.Sequential(nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-                                       nn.Conv2d(out_channels, out_channels, kernel_size=1))
+                                       Conv1x1(out_channels, out_channels))
         self.bn = nn.BatchNorm2d(out_channels)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
@@ -529,12 +561,12 @@ class MultiScaleTCN(Fusable):
         # draw the parameters in the order of the per-branch layout (its random stream)
         convs, heads, temporal = [], [], []
         for d, c in zip(dilations, self.widths):
-            heads.append(nn.Conv2d(in_channels, c, 1))
+            heads.append(Conv1x1(in_channels, c))
             temporal.append(TemporalConv(c, c, kernel_size, stride, int(d)))
             convs += [heads[-1], temporal[-1].conv]
         c_max, c_point = self.widths[len(dilations)], self.widths[-1]
-        heads.append(nn.Conv2d(in_channels, c_max, 1))
-        point = nn.Conv2d(in_channels, c_point, 1, stride=(stride, 1))
+        heads.append(Conv1x1(in_channels, c_max))
+        point = Conv1x1(in_channels, c_point, stride=(stride, 1))
         for conv in convs + [heads[-1], point]:
             conv_init(conv)
         self.head = _packed_conv(heads)
@@ -638,7 +670,7 @@ class CTRGCUnit(Fusable):
         if in_channels != out_channels:
             bn = nn.BatchNorm2d(out_channels)
             bn_init(bn, 1.0)
-            conv = nn.Conv2d(in_channels, out_channels, 1)
+            conv = Conv1x1(in_channels, out_channels)
             conv_init(conv)
             self.down: nn.Module = nn.Sequential(conv, bn)
         else:
@@ -683,7 +715,7 @@ class CTRGCUnit(Fusable):
         if f is None:   # alpha scales the (small) f4 weights, not the (N, C*K, V*V) refinement
             base = self.A.reshape(1, K, v * v).expand(C, K, v * v).reshape(C * K, v * v) + self.alpha * b4
             w4 = self.alpha * w4
-            feats = F.conv2d(x, w3[:, :, None, None], b3)                               # (N, C*K, T, V)
+            feats = conv1x1(x, w3[:, :, None, None], b3)                                # (N, C*K, T, V)
         else:
             base, w4 = f["base"], f["w4"]
             feats = F.conv2d(x, f["w3"], f["b3"])
@@ -747,6 +779,6 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ADAPTIVE_MODES", "CTRGCUnit", "Fusable", "GCNBlock", "GraphConv", "MSTCN_BRANCHES", "MultiBranchTCN",
+__all__ = ["ADAPTIVE_MODES", "CTRGCUnit", "Conv1x1", "Fusable", "GCNBlock", "GraphConv", "MSTCN_BRANCHES", "MultiBranchTCN",
            "MultiScaleTCN", "TemporalConv", "Zero", "bn_affine", "bn_init", "conv_init", "count_parameters",
-           "fold_conv", "fuse_batchnorm", "graph_aggregate", "temporal_max_pool"]
+           "conv1x1", "fold_conv", "fuse_batchnorm", "graph_aggregate", "temporal_max_pool"]
