@@ -51,6 +51,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "skipped without being held in memory and counts as a lost frame")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
+    p.add_argument("--incremental", action="store_true",
+                   help="compute each frame once instead of re-running the window for every prediction "
+                        "(ST-GCN / ST-GCN++ checkpoints; not exact: normalisation fixed from the first window; "
+                        "see docs/cli/stream.md)")
+    p.add_argument("--delay", type=int, default=None, metavar="F",
+                   help="with --incremental: predictions describe the stream up to F frames ago (default 0); "
+                        "a larger F computes less")
+    p.add_argument("--spread", type=int, default=None, metavar="N",
+                   help="with --incremental: spread each recomputation of the newest frames' activations over N "
+                        "frames (default: the network's total stride, 4 for the zoo models); with --every below N, "
+                        "predictions describe the stream N-1 to 2N-2 frames ago; 1: up to the newest frame")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; 1 often gives steadier latency)")
 
@@ -154,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     joint_map = None if args.layout is None else find_joint_map(args.layout, pred.layout)
     window = args.window if args.window is not None else pred.clip_len
     every = args.every if args.every is not None else max(1, window // 4)
-    rec = StreamRecognizer(pred, window=window, every=every, warmup=args.warmup, top_k=args.top_k)
+    rec = StreamRecognizer(pred, window=window, every=every, warmup=args.warmup, top_k=args.top_k,
+                           incremental=args.incremental, delay=args.delay, spread=args.spread)
     rec.warm_up()  # one-time costs stay out of the first reported latency
     frames, preds, bad = stream(rec, sys.stdin, sys.stdout, sys.stderr, as_json=args.json,
                                 min_score=args.min_score, max_persons=pred.max_persons,
