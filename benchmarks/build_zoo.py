@@ -112,6 +112,26 @@ def finetec(*argv: str) -> str:
     return buf.getvalue()
 
 
+def compact_banks(src: Path, dst: Path, info: dict) -> None:
+    """Copy the weights, keeping of a completion module's skeleton bank only the rows it filled
+    (``bank_count``; the rest are zeros never read) and recording the smaller capacity as the
+    module's ``bank_size`` in ``info`` (the model built from it is the same model; a bank buffer
+    is sized by ``bank_size``)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(src))
+    cfg = info.get("model_config") or {}
+    for key in [k for k in tensors if k.endswith("bank") and k + "_count" in tensors]:
+        n = max(1, int(tensors[key + "_count"]))
+        if n < tensors[key].shape[0]:
+            tensors[key] = tensors[key][:n].contiguous()
+            (cfg["completion_config"] if key == "completion.bank" else cfg)["bank_size"] = n
+    save_file(tensors, str(dst), metadata=metadata)
+
+
 def add(args: argparse.Namespace) -> None:
     from finetec.engine.checkpoint import INFO, WEIGHTS, read_info
     from finetec.fileio import sha256_file as sha256
@@ -127,9 +147,12 @@ def add(args: argparse.Namespace) -> None:
     data_cfg = (info.get("config") or {}).get("data") or {}
     if "path" in data_cfg:
         data_cfg["path"] = None
+    # a local path of the training machine (stage 1 of a FineTec run) means nothing elsewhere either
+    if (info.get("config") or {}).get("model", {}).get("completion_checkpoint"):
+        info["config"]["model"]["completion_checkpoint"] = None
     out = ZOO / args.name
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src / WEIGHTS, out / WEIGHTS)
+    compact_banks(src / WEIGHTS, out / WEIGHTS, info)
     (out / INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     files = {f: {"sha256": sha256(out / f), "bytes": (out / f).stat().st_size} for f in (WEIGHTS, INFO)}
     layout = info["layout"]
@@ -264,12 +287,14 @@ def index_text(reg: dict) -> str:
     """docs/models/README.md: every shipped model in one table, from the registry."""
     models = reg["models"]
     total = sum(f["bytes"] for m in models.values() for f in m["files"].values())
+    other = sorted(n for n, m in models.items() if "--budget standard" not in m["trained_with"])
+    except_ = (f" (except {', '.join(f'`{n}`' for n in other)}: its card says how it was trained)" if other else "")
     L = ["# Pretrained models", "",
          "Shipped with the package (`src/finetec/zoo/`, listed by `finetec models`), used by name: "
          "`finetec predict --model NAME clip.json`, `finetec.load(NAME)`, and `--model NAME` on `complete`, "
          "`stream` and `eval`. Each file's SHA-256 is checked when the model loads. All are trained with the "
-         "`standard` budget of `finetec benchmark` in the mixed regime (one model for every corruption level). "
-         f"Total size: {total} bytes ({total / 1e6:.1f} MB) in {len(models)} model(s).", "",
+         "`standard` budget of `finetec benchmark` in the mixed regime (one model for every corruption level)"
+         f"{except_}. Total size: {total} bytes ({total / 1e6:.1f} MB) in {len(models)} model(s).", "",
          "**The weights are for non-commercial research only**, like the datasets they are trained on "
          "(each card names its dataset and citation).", "",
          "Top-1 (%) on the dataset's test split by corruption level (0 / 25 / 50 / 75 % of the frames lost), "

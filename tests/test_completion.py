@@ -128,6 +128,32 @@ def test_nearest_bank_uses_only_observed_entries():
     assert int(net.nearest_bank(q, m)[0]) == 5
 
 
+def test_nearest_bank_equals_the_plain_masked_distance():
+    """The matrix form against the definition: mean squared difference over observed entries."""
+    net = tiny_net()
+    bank = net.bank[: int(net.bank_count)]
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(6, T, V, C, generator=g) + bank[:6]
+    m = torch.rand(6, T, V, generator=g) > 0.4
+    m[0] = False  # nothing observed: distance 0 to every clip, the first wins
+    d = (((q[:, None] - bank[None]) ** 2).sum(-1) * m[:, None]).flatten(2).sum(-1)
+    ref = (d / m.flatten(1).sum(1, keepdim=True).clamp(min=1)).argmin(1)
+    assert net.nearest_bank(q, m).tolist() == ref.tolist()
+
+
+def test_retrieval_spread_is_the_norm_of_the_standard_deviation_over_the_clips():
+    net = tiny_net(retrieval=3).eval()
+    g = torch.Generator().manual_seed(2)
+    q = net.bank[1:3] + 0.1 * torch.randn(2, T, V, C, generator=g)
+    m = torch.rand(2, T, V, generator=g) > 0.5
+    _, spread = net._retrieval_fill(q, m, skip=0)
+    idx = net.retrieve(q, m, 3)
+    nb = net.bank[idx].reshape(6, T, V, C)
+    devs = (nb - net._fill(nb, m[:, None].expand(2, 3, T, V).reshape(6, T, V))).reshape(2, 3, T, V, C)
+    ref = torch.where(m, torch.zeros(()), devs.std(1).norm(dim=-1))
+    torch.testing.assert_close(spread, ref)
+
+
 def test_training_needs_a_bank():
     net = CompletionNet(V, C, T, width=8, depth=1, merge_at=0).train()
     x, mask = corrupted()

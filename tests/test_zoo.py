@@ -66,9 +66,12 @@ def test_every_shipped_model_is_complete_and_verifies():
         assert set(m.top1) == set(zoo.LEVELS) and all(0 < v <= 1 for v in m.top1.values())
         assert m.evaluation["command"] == f"finetec eval --model {name} --data {m.evaluation['command'].split('--data ')[1]}"
         assert (info["config"].get("data") or {}).get("path") is None   # no path of the training machine
+        assert (info["config"].get("model") or {}).get("completion_checkpoint") is None
         assert (ROOT / m.card).is_file()
         total += m.size_bytes
-    assert total < 20e6                                    # small enough to ship in the package
+    # small enough to ship in the package: well under PyPI's 100 MB per file; the FineTec models carry
+    # their completion module's skeleton bank (the training split's clips, 6-14 MB of the total)
+    assert total < 40e6
 
 
 def test_shipped_files_are_package_data_and_not_git_ignored():

@@ -203,23 +203,26 @@ def interpolate_gaps(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     returned bit-identical. Computed in float64 like :func:`fill` (float32 on MPS, which has no
     float64). Differentiable with respect to x.
     """
-    if observed.shape != x.shape:
-        observed = observed.unsqueeze(-1).expand_as(x)
+    per_joint = observed.shape != x.shape   # one mask for all coordinates: neighbours found once
     observed = observed.bool()
     T = x.shape[1]
-    shape = [1] * x.ndim
+    shape = [1] * observed.ndim
     shape[1] = T
-    t = torch.arange(T, device=x.device).view(shape).expand_as(x)
+    t = torch.arange(T, device=x.device).view(shape)
     prev, nxt = observed_neighbours(observed)
     has_prev, has_next = prev >= 0, nxt < T
     p = torch.where(has_prev, prev, torch.where(has_next, nxt, torch.zeros_like(prev)))
     n = torch.where(has_next, nxt, p)
     wide = torch.float64 if x.device.type != "mps" else torch.float32
-    xp, xn = x.gather(1, p).to(wide), x.gather(1, n).to(wide)
     span = (n - p).to(wide)
     w = torch.where(n > p, (t - p).to(wide) / span.clamp(min=1), torch.zeros_like(span))
+    known = has_prev | has_next
+    if per_joint:
+        p, n, w = p.unsqueeze(-1).expand_as(x), n.unsqueeze(-1).expand_as(x), w.unsqueeze(-1)
+        known, observed = known.unsqueeze(-1), observed.unsqueeze(-1)
+    xp, xn = x.gather(1, p).to(wide), x.gather(1, n).to(wide)
     filled = (xp + w * (xn - xp)).to(x.dtype)
-    filled = torch.where(has_prev | has_next, filled, torch.zeros_like(filled))
+    filled = torch.where(known, filled, torch.zeros_like(filled))
     return torch.where(observed, x, filled)
 
 

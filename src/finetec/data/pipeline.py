@@ -103,19 +103,23 @@ class ClipPipeline:
       mask       bool    (M, T, V)  observed after corruption (real holes AND dropped frames)
       clean      float32 (M, T, V, C)  the uncorrupted clip, normalised like the input
       clean_mask bool    (M, T, V)  observed in the original clip
-      label      int     (-1 when unlabelled)
+      label      int     (-1 when unlabelled; after a left/right flip, the mirror class's label)
       index      int     the ``index`` argument
     M is ``cfg.max_persons`` or ``num_persons`` (padding/cutting), else the sample's own.
+    ``mirror_labels`` (K,): the label of a flipped clip of each class
+    (:func:`finetec.data.mirror.mirror_labels`; default: every class is its own mirror image).
     """
 
     def __init__(self, layout: Layout | str, cfg: PipelineConfig | None = None, train: bool = False, seed: int = 0,
-                 *, dim: int | None = None, num_persons: int | None = None):
+                 *, dim: int | None = None, num_persons: int | None = None,
+                 mirror_labels: np.ndarray | None = None):
         self.layout = get_layout(layout)
         self.cfg = cfg if cfg is not None else PipelineConfig()
         self.train = bool(train)
         self.seed = int(seed)
         self.dim = dim
         self.num_persons = self.cfg.max_persons if self.cfg.max_persons is not None else num_persons
+        self.mirror_labels = None if mirror_labels is None else np.asarray(mirror_labels, dtype=np.int64)
 
     @property
     def in_channels(self) -> int:
@@ -154,11 +158,14 @@ class ClipPipeline:
         else:
             clean = np.where(clean_mask[..., None], clean, 0).astype(np.float32)
             x = x.astype(np.float32)
-        # 4. augmentation (train only), same transform on both
+        # 4. augmentation (train only), same transform on both; a flip changes a mirror class's label
+        label = -1 if sample.label is None else int(sample.label)
         if self.train and cfg.augment:
             aug = random_augmentation(rng, x.shape[-1], flip_prob=cfg.flip_prob)
             x, m = apply_augmentation(x, m, aug, self.layout)
             clean, clean_mask = apply_augmentation(clean, clean_mask, aug, self.layout)
+            if aug.flip and label >= 0 and self.mirror_labels is not None:
+                label = int(self.mirror_labels[label])
         # 5. gap filling, 6. features
         feat_mask = m
         if cfg.filler != "none":
@@ -171,7 +178,7 @@ class ClipPipeline:
             "mask": np.ascontiguousarray(m),
             "clean": np.ascontiguousarray(clean, dtype=np.float32),
             "clean_mask": np.ascontiguousarray(clean_mask),
-            "label": -1 if sample.label is None else int(sample.label),
+            "label": label,
             "index": int(index),
         }
 

@@ -25,8 +25,11 @@ sensor); ``coco17`` clips are the same bodies projected by a pinhole camera (f =
 1920x1080 image, u to the right, v down). Everything is vectorised over clips and deterministic in
 ``seed``. Splits ``train`` / ``test`` are by subject (the last 30 % of the subjects are test).
 
-The left/right pair (``kick_left`` / ``kick_right``) makes left/right flip augmentation wrong on
-this dataset: keep ``augment`` off or expect that pair to be confused.
+Two pairs of classes are each other's mirror image: ``kick_left`` / ``kick_right`` (found by
+name) and ``circle_right_cw`` / ``circle_right_ccw`` (declared in the dataset's
+``mirror_classes``: the mirror image of a right-hand clockwise circle is a left-hand
+counter-clockwise one, which is nearest to ``circle_right_ccw``); a left/right flip during
+training swaps their labels (:mod:`finetec.data.mirror`).
 """
 from __future__ import annotations
 
@@ -361,7 +364,8 @@ def make_dataset(layout: str = "coco17", clips: int = 1000, seed: int = 0, frame
         class_names=list(CLASS_NAMES),
         splits={"train": np.flatnonzero(~is_test).astype(np.int64), "test": np.flatnonzero(is_test).astype(np.int64)},
         meta={"synthetic": {"layout": lay.name, "clips": int(clips), "seed": int(seed), "frames": int(frames),
-                            "subjects": int(subjects), "test_subjects": test_subjects.tolist()}},
+                            "subjects": int(subjects), "test_subjects": test_subjects.tolist()},
+              "mirror_classes": [["circle_right_cw", "circle_right_ccw"]]},
         clip_meta=[{"subject": int(subj[i]), "yaw_deg": round(float(np.rad2deg(yaw[i])), 2)} for i in range(clips)],
         source=f"synthetic:{lay.name}",
     )

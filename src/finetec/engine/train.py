@@ -52,6 +52,7 @@ import torch
 from safetensors.torch import load_file
 
 from finetec.console import shown_path
+from finetec.data.mirror import mirror_labels
 from finetec.data.pipeline import ClipPipeline, PipelineConfig, PipelineDataset, collate
 from finetec.data.pool import pool_datasets
 from finetec.data.readers import open_with_options
@@ -262,7 +263,9 @@ class Trainer:
         self.num_persons = cfg.data.max_persons or ds.max_persons
         pcfg = PipelineConfig(**cfg.pipeline_kwargs())
         common = dict(dim=ds.dim, num_persons=self.num_persons)
-        self.train_pipe = ClipPipeline(ds.layout, pcfg, train=True, seed=cfg.seed, **common)
+        self.mirror = mirror_labels(ds.class_names, ds.meta, where=shown_path(cfg.data.path))
+        self.train_pipe = ClipPipeline(ds.layout, pcfg, train=True, seed=cfg.seed, mirror_labels=self.mirror,
+                                       **common)
         self.val_pipe = ClipPipeline(ds.layout, PipelineConfig(**{**cfg.pipeline_kwargs(), "augment": False,
                                                                    "mixed": False}),
                                      train=False, seed=cfg.seed, **common)
@@ -344,6 +347,10 @@ class Trainer:
         self.log(f"data {shown_path(cfg.data.path)}: {len(self.train_idx)} train / {len(self.val_idx)} val clips "
                  f"(split {cfg.data.train_split!r}, val_fraction {cfg.data.val_fraction}), "
                  f"{self.ds.num_classes} classes, layout {self.ds.layout.name}, {self.ds.dim}D")
+        if cfg.pipeline.augment and cfg.pipeline.flip_prob > 0:
+            pairs = [(self.ds.class_names[i], self.ds.class_names[j]) for i, j in enumerate(self.mirror) if i < j]
+            self.log(f"left/right flips (flip_prob {cfg.pipeline.flip_prob}) swap the labels of "
+                     + ("; ".join(f"{a!r} <-> {b!r}" for a, b in pairs) if pairs else "no class (no mirror classes)"))
         self.log(f"model {cfg.model.name}: {n_params / 1e6:.3f} M parameters, in_channels {self.in_channels}; "
                  f"task {cfg.task}")
         self.log(f"effective batch {cfg.optim.batch_size} = {env.world_size} process(es) x ~{per_rank}; "

@@ -274,15 +274,16 @@ class CompletionNet(nn.Module):
     def nearest_bank(self, q: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """(B,) index of the bank clip nearest to each query q (B, T, V, C) on its observed entries m (B, T, V).
 
-        Distance: mean squared difference over the observed entries (0 for a query with none).
+        Distance: mean squared difference over the observed entries (0 for a query with none),
+        ``sum m (q - b)^2 = sum m q^2 - 2 (m q) . b + m . b^2`` as two products with the cached
+        bank matrices (no per-call pass over the whole bank).
         """
-        n = int(self.bank_count)
-        bank = self.bank[:n]
-        mf = m.to(q.dtype)
-        q2 = (mf * q.pow(2).sum(-1)).flatten(1).sum(1, keepdim=True)
-        cross = torch.einsum("btvc,ktvc->bk", q * mf[..., None], bank)
-        b2 = torch.einsum("btv,ktv->bk", mf, bank.pow(2).sum(-1))
-        return ((q2 - 2 * cross + b2) / mf.flatten(1).sum(1, keepdim=True).clamp(min=1)).argmin(dim=1)
+        flat, sq, _ = self._bank_matrices()
+        B = q.shape[0]
+        mf = m.to(q.dtype).reshape(B, -1)                                           # (B, T*V)
+        mq = (q.detach() * mf.reshape(q.shape[:-1])[..., None]).reshape(B, -1)     # (B, T*V*C)
+        d = (mq * q.detach().reshape(B, -1)).sum(1, keepdim=True) - 2 * mq @ flat.T + mf @ sq
+        return (d / mf.sum(1, keepdim=True).clamp(min=1)).argmin(dim=1)
 
     def _redraw_query(self, target: torch.Tensor, target_mask: torch.Tensor | None, mask: torch.Tensor,
                       rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -345,11 +346,15 @@ class CompletionNet(nn.Module):
         B, T, V, C = x.shape
         idx = self.retrieve(x, m, self.retrieval, skip)                              # (B, k)
         k = idx.shape[1]
-        nb = self.bank[idx].reshape(B * k, T, V, C)
-        mk = m[:, None].expand(B, k, T, V).reshape(B * k, T, V)
-        devs = (nb - self._fill(nb, mk)).reshape(B, k, T, V, C)
-        dev = torch.where(m[..., None], torch.zeros_like(devs[:, 0]), devs.mean(1))
-        spread = devs.std(1).norm(dim=-1) if k > 1 else torch.zeros_like(m, dtype=x.dtype)
+        nb = self.bank[idx]                                                         # (B, k, T, V, C)
+        # the k clips share the query's mask: fill them as one clip of k * C channels (the filler is
+        # per channel, so this is the same arithmetic as k separate fills, done once per mask)
+        wide = nb.permute(0, 2, 3, 1, 4).reshape(B, T, V, k * C)
+        devs = nb - self._fill(wide, m).reshape(B, T, V, k, C).permute(0, 3, 1, 2, 4)
+        mean = devs.mean(1)
+        dev = torch.where(m[..., None], torch.zeros_like(mean), mean)
+        # the Euclidean norm of the per-coordinate standard deviation over the k clips (unbiased)
+        spread = ((devs - mean[:, None]).pow(2).sum((1, 4)) / (k - 1)).sqrt() if k > 1 else torch.zeros_like(m, dtype=x.dtype)
         return self._fill(x, m) + dev, torch.where(m, torch.zeros_like(spread), spread)
 
     # -- network -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ writes the folder, the entry and the model card (``docs/models/<name>.md``) from
 
     >>> from finetec import zoo
     >>> zoo.names()                                   # doctest: +SKIP
-    ['nw-ucla-stgcnpp', 'penn-action-stgcnpp', 'utd-mhad-stgcnpp']
+    ['nw-ucla-finetec', 'nw-ucla-stgcnpp', 'nw-ucla-stgcnpp-t32', 'penn-action-finetec', ...]
     >>> folder = zoo.checkpoint("penn-action")         # an alias; the checksums are verified
 
 This module reads JSON only (no torch), so ``finetec models`` stays fast.
