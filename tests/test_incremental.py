@@ -221,6 +221,10 @@ def test_incremental_refuses_what_it_cannot_honour(pred, tmp_path):
         StreamRecognizer(pred, window=16, delay=4)
     with pytest.raises(FinetecError, match="--delay must be"):
         StreamRecognizer(pred, window=16, incremental=True, delay=-1)
+    with pytest.raises(FinetecError, match="--spread must be"):
+        StreamRecognizer(pred, window=16, incremental=True, spread=0)
+    with pytest.raises(FinetecError, match="--spread applies to --incremental"):
+        StreamRecognizer(pred, window=16, spread=2)
     for model, why in (("ctrgcn", "CTR-GC"), ("_test_mean_classifier", "")):
         ck = make_checkpoint(tmp_path / model, model=model, clip_len=16,
                              **(SMALL if model == "ctrgcn" else {}))

@@ -151,8 +151,6 @@ class _BlockStream:
         self.res_kind = "zero" if isinstance(res, Zero) else "conv" if self.res_wb is not None else "identity"
         self.reset()
 
-    margin = 0   # output frames kept beyond the committed ones' needs (for a refresh in progress)
-
     def reset(self) -> None:
         self.x, self.g, self.h = _Frames(), _Frames(), _Frames()
         self.n_in = self.n_out = 0
@@ -175,22 +173,18 @@ class _BlockStream:
             return None
         y = self._frames(self.n_out, last)
         self.n_out = last + 1
-        keep = (self.n_out - self.margin) * s - self.back
+        keep = self.n_out * s - self.back
         for buf in (self.x, self.g, self.h):
             buf.trim(keep)
         return y
 
-    def tail(self, prov: torch.Tensor | None, need: int, counts: tuple[int, int] | None = None) -> torch.Tensor | None:
+    def tail(self, prov: torch.Tensor | None, need: int) -> torch.Tensor | None:
         """The provisional output frames after the committed ones (at most up to frame ``need``)
         as if the stream ended after the committed input frames and ``prov`` (the previous
         block's provisional frames that follow them): zero padding after its end, as at the end
-        of a window. ``counts``: (n_in, n_out) of an earlier moment of the stream to compute
-        them for (default: now; the frames committed since are left out). Nothing is kept."""
-        n_in, n_out = counts if counts is not None else (self.n_in, self.n_out)
+        of a window. Nothing is kept."""
+        n_in, n_out = self.n_in, self.n_out
         saved = [(b.data, b.start) for b in (self.x, self.g, self.h)]
-        for b in (self.x, self.g, self.h):
-            if b.data is not None:
-                b.data = b.data[:, :, :max(0, n_in - b.start)]
         total = n_in
         if prov is not None:
             self._append(prov)
@@ -245,9 +239,8 @@ class _BlockStream:
         return out.mul_(self.f["max"][i][0]).add_(self.f["max"][i][1])
 
 
-def _partition(cost: list[float], parts: int, first: float = 0.0) -> list[int]:
-    """Sizes of ``parts`` consecutive non-empty groups of ``cost`` whose largest sum (the first
-    group's plus ``first``) is smallest."""
+def _partition(cost: list[float], parts: int) -> list[int]:
+    """Sizes of ``parts`` consecutive non-empty groups of ``cost`` whose largest sum is smallest."""
     n = len(cost)
     pre = [0.0]
     for c in cost:
@@ -255,18 +248,17 @@ def _partition(cost: list[float], parts: int, first: float = 0.0) -> list[int]:
     best = {(0, 0): (0.0, [])}      # (items, groups) -> (largest group sum, sizes)
     for g in range(1, parts + 1):
         for i in range(g, n - (parts - g) + 1):
-            best[(i, g)] = min((max(best[(j, g - 1)][0], pre[i] - pre[j] + (first if g == 1 else 0.0)),
-                                best[(j, g - 1)][1] + [i - j])
+            best[(i, g)] = min((max(best[(j, g - 1)][0], pre[i] - pre[j]), best[(j, g - 1)][1] + [i - j])
                                for j in range(g - 1, i) if (j, g - 1) in best)
     return best[(n, parts)][1]
 
 
 class _Refresh:
-    """One computation of the provisional frames, for the stream as it was at one moment."""
+    """One computation, block group after block group: commit the frames queued before it
+    started, compute the provisional frames of the stream as it then was."""
 
-    def __init__(self, net: "IncrementalGCN") -> None:
+    def __init__(self, net: "IncrementalGCN", carry: torch.Tensor) -> None:
         self.frames = net.frames
-        self.counts = [(b.n_in, b.n_out) for b in net.blocks]
         first, last = net._span(self.frames)
         self.need, n = [], last
         for b in reversed(net.blocks):
@@ -274,17 +266,26 @@ class _Refresh:
             n = n * b.stride + b.lookahead
         self.need.reverse()
         self.next = 0
+        self.carry: torch.Tensor | None = carry      # frames committed so far, not yet by block `next`
         self.prov: torch.Tensor | None = None
+        self.n_out = 0                               # the last block's committed frames, once done
 
     def run(self, net: "IncrementalGCN", blocks: int) -> bool:
-        """Compute the next ``blocks`` blocks; True when the last block is done."""
+        """The next ``blocks`` blocks; True when the last block is done."""
         for i in range(self.next, min(self.next + blocks, len(net.blocks))):
-            self.prov = net.blocks[i].tail(self.prov, self.need[i], self.counts[i])
+            b = net.blocks[i]
+            if self.carry is not None:
+                self.carry = b.push(self.carry)
+            self.prov = b.tail(self.prov, self.need[i])
             self.next = i + 1
-        if self.next == len(net.blocks):
-            self.prov = None if self.prov is None else self.prov.mean(dim=3)    # (B, C_out, n)
-            return True
-        return False
+        if self.next < len(net.blocks):
+            return False
+        if self.carry is not None:
+            net._pooled.append(self.carry.mean(dim=3, keepdim=True))     # (B, C_out, n, 1)
+            self.carry = None
+        self.n_out = net.blocks[-1].n_out
+        self.prov = None if self.prov is None else self.prov.mean(dim=3)    # (B, C_out, n)
+        return True
 
 
 class IncrementalGCN:
@@ -324,22 +325,20 @@ class IncrementalGCN:
         self.model = model
         self.window = int(window)
         self.delay = delay
-        rate, lag, cost, commit = 1, 0, [], 0.0
+        rate, lag, cost = 1, 0, []
         for b in self.blocks:
             lag += b.lookahead * rate
             rate *= b.stride
-            b.margin = spread // rate + 1
             # estimated ms on one core: a fixed cost per block (its ~40 operations, which dominate
             # for few frames) plus its multiply-adds (~8 C^2 per joint and frame, at 50 GFLOP/s)
             width = b.block.tcn.fused["transform"][0].shape[0] if b.multi else b.wbs[0][0].shape[0]
             per_frame = 16 * width * width * model.num_joints / 5e7
-            cost.append(0.3 + per_frame * (lag / rate + 1))        # its provisional frames
-            commit += 0.6 + per_frame * spread / rate              # its frames committed per computation
+            cost.append(0.3 + per_frame * (lag / rate + 1)        # its provisional frames
+                        + 0.6 + per_frame * spread / rate)        # its frames committed per computation
         self.rate = rate      # input frames per last-block frame
         self.lag = lag        # input frames after which a last-block frame is committed
         self.spread = min(spread, len(self.blocks))
-        # blocks per group, one group per push; the first one's push also commits the frames
-        self.groups = _partition(cost, self.spread, commit)
+        self.groups = _partition(cost, self.spread)   # blocks per group, one group per push
         self.reset()
 
     def reset(self) -> None:
@@ -356,17 +355,20 @@ class IncrementalGCN:
     def push(self, x: Any, mask: Any) -> None:
         """Model input frames: x (M, k, V, C_in), mask (M, k, V) bool (arrays or tensors).
 
-        Computes ``k`` block groups of the provisional frames. When no computation is running
-        (or ``k`` groups make a whole one), the frames pushed since the last one started are
-        committed first, together (fewer, larger operations), and a new one starts for the
-        stream as it is now."""
+        Runs ``k`` block groups of the current computation. When none is running, a new one
+        starts for the stream as it is now: it commits the frames pushed since the last one
+        started, together (fewer, larger operations), group after group, then computes the
+        provisional frames of each block. ``k`` groups or more make a whole computation: a
+        running one is finished first."""
         w = self.model.fc.weight
         self._queue.append((torch.as_tensor(x, dtype=w.dtype, device=w.device),
                             torch.as_tensor(mask, dtype=torch.bool, device=w.device)))
         k = self._queue[-1][0].shape[1]
-        if self._job is None or k >= len(self.groups):   # (a push of that many frames pays for a whole one)
-            self._commit()
-            self._job, self._step = _Refresh(self), 0
+        if self._job is not None and k >= len(self.groups):
+            self._job.run(self, len(self.blocks))
+            self._done, self._job = self._job, None
+        if self._job is None:
+            self._job, self._step = _Refresh(self, self._inputs()), 0
         n = sum(self.groups[self._step:self._step + k])
         self._step += k
         if self._job.run(self, n):
@@ -374,20 +376,14 @@ class IncrementalGCN:
         oldest = min([r.frames for r in (self._job, self._done) if r is not None], default=self.frames)
         self._pooled.trim(self._span(oldest)[0])
 
-    def _commit(self) -> None:
-        """Run the queued input frames through the blocks; keep the last block's new frames."""
+    def _inputs(self) -> torch.Tensor:
+        """The queued input frames as the first block's input (data BN applied); counted."""
         xt = torch.cat([q[0] for q in self._queue], dim=1)[None]
         mt = torch.cat([q[1] for q in self._queue], dim=1)[None]
         self._queue.clear()
         xt, mt = self.model._prepare(xt, mt)
-        y: torch.Tensor | None = self.model._normalise(xt)
         self.frames += xt.shape[2]
-        for b in self.blocks:
-            y = b.push(y)
-            if y is None:
-                break
-        if y is not None:
-            self._pooled.append(y.mean(dim=3, keepdim=True))     # (B, C_out, n, 1)
+        return self.model._normalise(xt)
 
     def _span(self, frames: int) -> tuple[int, int]:
         """The last-block frames the classifier averages for a stream of ``frames`` frames:
@@ -410,7 +406,7 @@ class IncrementalGCN:
         over the first :attr:`described` frames of the stream, committed or provisional."""
         done = self._done
         first, last = self._span(done.frames)
-        n_out = done.counts[-1][1]      # the last block's committed frames at that moment
+        n_out = done.n_out              # the last block's committed frames at that moment
         parts = []
         if self._pooled.data is not None and n_out > self._pooled.start:
             parts.append(self._pooled.data[:, :, :n_out - self._pooled.start, 0])
