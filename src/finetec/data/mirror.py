@@ -38,19 +38,24 @@ MIRROR_WORDS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 )
 
 
-def _mirror_name(name: str) -> str:
-    """``name`` with every mirror word replaced by its partner's canonical form."""
+def _swap_table() -> dict[str, str]:
+    """Every spelling of a mirror word -> its partner's canonical (first) spelling."""
     swap: dict[str, str] = {}
     for a, b in MIRROR_WORDS:
-        for w in a:
-            swap[w] = b[0]
-        for w in b:
-            swap[w] = a[0]
-    # longest spellings first, so "counter-clockwise" is not read as "counter-" + "clockwise"
-    words = sorted(swap, key=len, reverse=True)
-    pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(w) for w in words) + r")(?![A-Za-z0-9])",
-                         re.IGNORECASE)
-    return pattern.sub(lambda m: swap[m.group(1).lower()], name)
+        swap.update({w: b[0] for w in a})
+        swap.update({w: a[0] for w in b})
+    return swap
+
+
+_SWAP = _swap_table()
+# whole words only; longest spellings first, so "counter-clockwise" is not read as "counter-" + "clockwise"
+_WORD = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(w) for w in sorted(_SWAP, key=len, reverse=True))
+                   + r")(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def _mirror_name(name: str) -> str:
+    """``name`` with every mirror word replaced by its partner's canonical form."""
+    return _WORD.sub(lambda m: _SWAP[m.group(1).lower()], name)
 
 
 def _canonical(name: str) -> str:

@@ -337,8 +337,9 @@ class CompletionNet(nn.Module):
         k = max(1, min(k, n - skip))
         return d.topk(min(n, k + skip), dim=1, largest=False).indices[:, skip:skip + k]
 
-    def _retrieval_fill(self, x: torch.Tensor, m: torch.Tensor, skip: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Linear interpolation plus the mean deviation of the ``retrieval`` nearest bank clips from
+    def _retrieval_fill(self, x: torch.Tensor, m: torch.Tensor, skip: int,
+                        linear: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear interpolation (``linear``, when the caller has it) plus the mean deviation of the ``retrieval`` nearest bank clips from
         their own linear interpolation over the same missing entries: the shape of the motion in a
         gap, borrowed from the clips that move most like the query where it is observed. Also
         returns the spread of those deviations per entry (B, T, V): the Euclidean norm of their
@@ -355,7 +356,8 @@ class CompletionNet(nn.Module):
         dev = torch.where(m[..., None], torch.zeros_like(mean), mean)
         # the Euclidean norm of the per-coordinate standard deviation over the k clips (unbiased)
         spread = ((devs - mean[:, None]).pow(2).sum((1, 4)) / (k - 1)).sqrt() if k > 1 else torch.zeros_like(m, dtype=x.dtype)
-        return self._fill(x, m) + dev, torch.where(m, torch.zeros_like(spread), spread)
+        linear = self._fill(x, m) if linear is None else linear
+        return linear + dev, torch.where(m, torch.zeros_like(spread), spread)
 
     # -- network -----------------------------------------------------------------------------
     def _fill(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -412,10 +414,11 @@ class CompletionNet(nn.Module):
             ctx = self.bank[self.nearest_bank(xq, mq)] if int(self.bank_count) > 0 else torch.zeros_like(xq)
             pm = mq
         spread = None
+        linear = self._fill(xq, mq)
         if self.retrieval and int(self.bank_count) > 0:
-            query_base, spread = self._retrieval_fill(xq, mq, skip=1 if self.training else 0)
+            query_base, spread = self._retrieval_fill(xq, mq, skip=1 if self.training else 0, linear=linear)
         else:
-            query_base = self._fill(xq, mq)
+            query_base = linear
         prompt_base = self._fill(ctx, pm)
         prior = self.prior.to(x.dtype).expand(B, T, V, C)
         h = self.embed(torch.cat([self._tokens(query_base, mq, prior, 0.0),
@@ -430,7 +433,7 @@ class CompletionNet(nn.Module):
         if self.linear_below and not self.training:  # short interior gaps: linear interpolation is better
             pos = gap_position(mq) * T                                                # (B, T, V, 2)
             short = (pos[..., 0] < T) & (pos[..., 1] < T) & (pos.sum(-1) - 1 < self.linear_below)
-            pred = torch.where(short[..., None], self._fill(xq, mq), pred)
+            pred = torch.where(short[..., None], linear, pred)
         completed = torch.where(mq[..., None], xq, pred)
         completed = torch.where(present[:, None, None, None], completed, xq).reshape(N, M, T, V, C)
         out: dict[str, Any] = {"completed": completed}
