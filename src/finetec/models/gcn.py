@@ -40,7 +40,7 @@ from torch import nn
 from finetec.errors import FinetecError
 from finetec.layouts import Layout
 from finetec.models import layers as _layers
-from finetec.models.layers import ADAPTIVE_MODES, MSTCN_BRANCHES, GCNBlock, _check_branch, fuse_batchnorm
+from finetec.models.layers import ADAPTIVE_MODES, MSTCN_BRANCHES, GCNBlock, _check_branch, fuse_batchnorm, inference_layout
 from finetec.models.registry import register_model
 
 KINDS = ("stgcn", "stgcnpp", "ctrgcn")
@@ -247,7 +247,7 @@ class SkeletonGCN(nn.Module):
     def _forward_map(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         x, mask = self._prepare(x, mask)
         N, M = x.shape[:2]
-        y = self._normalise(x)
+        y = inference_layout(self._normalise(x))
         for block in self.blocks:
             y = block(y)
         return y.reshape((N, M) + y.shape[1:]), mask

@@ -238,11 +238,36 @@ def temporal_max_pool(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Te
     return out if kernel > 1 else out.clone()
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True when x (N, C, T, V) is stored channels-last (N, T, V, C in memory) and not also
+    contiguous (a tensor with C = 1 or T * V = 1 is both)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def inference_layout(x: torch.Tensor) -> torch.Tensor:
+    """x (N, C, T, V) stored channels-last for a forward pass on a CPU without gradients, else x.
+
+    oneDNN's convolutions, 1x1 and temporal alike, run up to several times faster on channels-last
+    inputs than on NCHW ones on a CPU (``benchmarks/bench_backbones.py``); every unit of this module
+    accepts both layouts and keeps channels-last to its output. Training (gradients recorded, where
+    the 1x1 units are batched products on NCHW views, :func:`conv1x1`), GPUs and tracing for export
+    keep NCHW."""
+    if torch.is_grad_enabled() or x.device.type != "cpu" or torch.jit.is_tracing() or x.dim() != 4:
+        return x
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def graph_aggregate(y: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     """``einsum("nkctv,kvw->nctw")`` of y (N, K*C, T, V) (subset-major channels) and A (K, V, V),
-    as K accumulated batched matrix products on views of y (no layout copy)."""
+    as K accumulated batched matrix products on views of y (no layout copy). A channels-last y
+    gives a channels-last result: one product of A, as a (V, V*K) matrix, with each frame's
+    (V*K, C) block of y."""
     n, kc, t, v = y.shape
     K = A.shape[0]
+    if is_channels_last(y):
+        frames = y.permute(0, 2, 3, 1).reshape(n * t, v * K, kc // K)           # a view: (v, k) rows
+        out = torch.matmul(A.permute(2, 1, 0).reshape(v, v * K), frames)        # (N*T, W, C)
+        return out.view(n, t, v, kc // K).permute(0, 3, 1, 2)
     yy = y.view(n, K, kc // K * t, v).unbind(1)      # (one gradient op for the K views)
     out = torch.bmm(yy[0], A[0].expand(n, v, v))
     for k in range(1, K):
@@ -326,6 +351,8 @@ class GraphConv(Fusable):
             return graph_aggregate(conv1x1(x, w, b), A)
         z = torch.matmul(x.reshape(n, c * t, v), A.permute(1, 0, 2).reshape(v, K * v))     # (N, C_in*T, K*V)
         z = z.view(n, c, t, K, v).permute(0, 3, 1, 2, 4).reshape(n, K * c, t, v)         # (small) subset-major
+        if is_channels_last(x):
+            z = z.contiguous(memory_format=torch.channels_last)
         wk = w.view(K, self.out_channels, c).transpose(0, 1).reshape(self.out_channels, K * c, 1, 1)
         bias = torch.einsum("kc,kw->cw", b.view(K, self.out_channels), A.sum(1))         # (C_out, V)
         return conv1x1(z, wk).add_(bias[:, None, :])
@@ -716,16 +743,24 @@ class CTRGCUnit(Fusable):
         if f is None:   # alpha scales the (small) f4 weights, not the (N, C*K, V*V) refinement
             base = self.A.reshape(1, K, v * v).expand(C, K, v * v).reshape(C * K, v * v) + self.alpha * b4
             w4 = self.alpha * w4
-            feats = conv1x1(x, w3[:, :, None, None], b3)                                # (N, C*K, T, V)
+            w3, b3 = w3[:, :, None, None], b3
         else:
             base, w4 = f["base"], f["w4"]
-            feats = F.conv2d(x, f["w3"], f["b3"])
+            w3, b3 = f["w3"], f["b3"]
+        if is_channels_last(x):   # the per-channel topologies need each channel's (T, V) block
+            # contiguous: f3 reads the channels-last x transposed and writes NCHW
+            feats = torch.baddbmm(b3.view(1, -1, 1), w3.flatten(1).expand(n, -1, -1),
+                                  x.permute(0, 2, 3, 1).reshape(n, t * v, -1).transpose(1, 2)).view(n, -1, t, v)
+        else:
+            feats = conv1x1(x, w3, b3)                                                  # (N, C*K, T, V)
         topo = torch.bmm(w4.expand(n, -1, -1), rel).add_(base)                          # (N, C*K, V*V)
         feats, topo = feats.view(n * C, K, t, v).unbind(1), topo.view(n * C, K, v, v).unbind(1)
         y = torch.bmm(feats[0], topo[0])
         for k in range(1, K):
             y = _accumulate(y, feats[k], topo[k])
         y = y.view(n, C, t, v)
+        if is_channels_last(x):
+            y = y.contiguous(memory_format=torch.channels_last)
         y = self.bn(y) if f is None else y.add_(f["shift"])
         if isinstance(self.down, nn.Identity):
             y += x
@@ -782,4 +817,5 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 __all__ = ["ADAPTIVE_MODES", "CTRGCUnit", "Conv1x1", "Fusable", "GCNBlock", "GraphConv", "MSTCN_BRANCHES", "MultiBranchTCN",
            "MultiScaleTCN", "TemporalConv", "Zero", "bn_affine", "bn_init", "conv_init", "count_parameters",
-           "conv1x1", "fold_conv", "fuse_batchnorm", "graph_aggregate", "temporal_max_pool"]
+           "conv1x1", "fold_conv", "fuse_batchnorm", "graph_aggregate", "inference_layout", "is_channels_last",
+           "temporal_max_pool"]
