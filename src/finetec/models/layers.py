@@ -747,20 +747,23 @@ class CTRGCUnit(Fusable):
         else:
             base, w4 = f["base"], f["w4"]
             w3, b3 = f["w3"], f["b3"]
-        if is_channels_last(x):   # the per-channel topologies need each channel's (T, V) block
-            # contiguous: f3 reads the channels-last x transposed and writes NCHW
-            feats = torch.baddbmm(b3.view(1, -1, 1), w3.flatten(1).expand(n, -1, -1),
-                                  x.permute(0, 2, 3, 1).reshape(n, t * v, -1).transpose(1, 2)).view(n, -1, t, v)
+        channels_last = is_channels_last(x)
+        if channels_last:   # the per-channel topologies need each channel's (T, V) block contiguous:
+            # f3 reads the channels-last x transposed and writes NCHW; its bias is added after the
+            # aggregation (b3[c, k] times the column sums of topology k), to C channels, not C * K
+            feats = torch.matmul(w3.flatten(1), x.permute(0, 2, 3, 1).reshape(n, t * v, -1).transpose(1, 2))
         else:
             feats = conv1x1(x, w3, b3)                                                  # (N, C*K, T, V)
         topo = torch.bmm(w4.expand(n, -1, -1), rel).add_(base)                          # (N, C*K, V*V)
-        feats, topo = feats.view(n * C, K, t, v).unbind(1), topo.view(n * C, K, v, v).unbind(1)
-        y = torch.bmm(feats[0], topo[0])
+        topo = topo.view(n * C, K, v, v)
+        parts = feats.view(n * C, K, t, v).unbind(1)
+        y = torch.bmm(parts[0], topo[:, 0])
         for k in range(1, K):
-            y = _accumulate(y, feats[k], topo[k])
+            y = _accumulate(y, parts[k], topo[:, k])
         y = y.view(n, C, t, v)
-        if is_channels_last(x):
-            y = y.contiguous(memory_format=torch.channels_last)
+        if channels_last:
+            bias = torch.einsum("ck,nckw->ncw", b3.view(C, K), topo.view(n, C, K, v, v).sum(3))
+            y = y.add_(bias.unsqueeze(2)).contiguous(memory_format=torch.channels_last)
         y = self.bn(y) if f is None else y.add_(f["shift"])
         if isinstance(self.down, nn.Identity):
             y += x
