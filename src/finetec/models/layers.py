@@ -755,11 +755,10 @@ class CTRGCUnit(Fusable):
         else:
             feats = conv1x1(x, w3, b3)                                                  # (N, C*K, T, V)
         topo = torch.bmm(w4.expand(n, -1, -1), rel).add_(base)                          # (N, C*K, V*V)
-        topo = topo.view(n * C, K, v, v)
-        parts = feats.view(n * C, K, t, v).unbind(1)
-        y = torch.bmm(parts[0], topo[:, 0])
-        for k in range(1, K):
-            y = _accumulate(y, parts[k], topo[:, k])
+        parts, graphs = feats.view(n * C, K, t, v).unbind(1), topo.view(n * C, K, v, v).unbind(1)
+        y = torch.bmm(parts[0], graphs[0])      # (unbind: one gradient op, not one zero-filled
+        for k in range(1, K):                   # full-size tensor per selected subset)
+            y = _accumulate(y, parts[k], graphs[k])
         y = y.view(n, C, t, v)
         if channels_last:
             bias = torch.einsum("ck,nckw->ncw", b3.view(C, K), topo.view(n, C, K, v, v).sum(3))
