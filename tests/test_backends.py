@@ -132,13 +132,15 @@ def test_disagreeing_runtime_is_a_one_line_error(files, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", EXPORTED)
-def test_predict_and_stream_commands_take_the_backend(files, capsys, monkeypatch, backend):
+def test_predict_and_stream_commands_take_the_backend(files, capfd, monkeypatch, backend):
+    """Same probabilities as torch; standard output (file descriptor 1, where the exporter's C++ log
+    would go) holds the JSON records only."""
     _needs(backend)
     outs = {}
     for b in ("torch", backend):
         rc = main(["predict", str(files["gcn"]), str(files["data"]), "--json", "--backend", b])
         assert rc == 0
-        outs[b] = _records(capsys.readouterr().out)
+        outs[b] = _records(capfd.readouterr().out)
     a, b = outs["torch"], outs[backend]
     assert len(a) == len(b) == 3
     for ra, rb in zip(a, b):
@@ -153,7 +155,7 @@ def test_predict_and_stream_commands_take_the_backend(files, capsys, monkeypatch
         monkeypatch.setattr(sys, "stdin", io.StringIO(lines))
         rc = main(["stream", str(files["gcn"]), "--window", "8", "--every", "4", "--json", "--backend", b])
         assert rc == 0
-        recs[b] = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+        recs[b] = [json.loads(s) for s in capfd.readouterr().out.splitlines()]
     assert [r["frame"] for r in recs["torch"]] == [r["frame"] for r in recs[backend]] == [8, 12]
     for ra, rb in zip(recs["torch"], recs[backend]):
         for ca, cb in zip(ra["top_k"], rb["top_k"]):

@@ -25,8 +25,10 @@ The non-torch inference backends (``RUNTIMES``: onnxruntime, OpenVINO) run the r
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -245,8 +247,31 @@ def _hint(predictor: Any, what: str) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def _stdout_silenced():
+    """File descriptor 1 sent to ``os.devnull`` for the duration. The TorchScript exporter leaves
+    its ONNX log switched on (torch 2.13's ``setup_onnx_logging`` tests the function
+    ``_jit_is_onnx_log_enabled`` for truth instead of calling it) and its C++ side then writes the
+    whole TorchScript graph to standard output when an attempt fails (the dynamic batch axis of the
+    GCN recognizers), which would precede the output of ``finetec predict --json`` and of
+    ``finetec stream --json``. The reason of a failure stays in the exception."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):   # no file descriptor 1 (or no sys.stdout) to protect
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _export(net: Any, args: tuple, path: Path, opset: int, out_name: str, dynamic: dict | None) -> None:
-    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation on every call
+    with warnings.catch_warnings(), _stdout_silenced():  # the exporter announces its deprecation on every call
         warnings.simplefilter("ignore")
         torch.onnx.export(net, args, str(path), dynamo=False, opset_version=opset,
                           input_names=["keypoint", "mask"], output_names=[out_name], dynamic_axes=dynamic)
