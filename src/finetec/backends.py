@@ -18,6 +18,7 @@ __all__ = ["BACKENDS", "EXTRAS", "add_backend_option"]
 
 def add_backend_option(p: Any) -> None:
     """``--backend NAME`` on a command that classifies."""
-    others = ", ".join(f"{b} (needs finetec[{EXTRAS[b]}])" for b in BACKENDS[1:])
+    others = " or ".join(f"{b} (needs finetec[{EXTRAS[b]}])" for b in BACKENDS[1:])
     p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help=f"inference engine: torch (default), or on the CPU {others}")
+                   help=f"inference engine: torch (default); {others} run the recognizer exported to ONNX "
+                        "on the CPU")
