@@ -3,7 +3,8 @@
 Every module of ``finetec`` sits in one layer; a module may import modules of its own layer or of
 a lower one, never of a higher one. The layers, lowest first::
 
-    0  errors, fileio, console, cpu, version     foundation: no finetec imports above it
+    0  errors, fileio, console, cpu, version,    foundation: no finetec imports above it
+       backends                                 (backends: the inference backends' names)
     1  layouts, metrics, zoo                    skeleton definitions; metric functions; the model zoo's index
     2  data                                     readers -> Sample -> pipeline, corruption, fillers
     3  models                                   networks; a model package builds and loads its own checkpoints
@@ -15,7 +16,7 @@ Imports inside functions count like imports at module top (the test walks the wh
 Imports sit at module top, except where a command keeps ``finetec --help`` and start-up fast
 (``commands/*`` and ``cli.py`` import their heavy modules inside the function that runs the
 command, and the package root imports the API inside :func:`finetec.load`); third-party packages
-that only some features need (matplotlib, onnx, onnxruntime, scipy, tensorboard, tqdm) are
+that only some features need (matplotlib, onnx, onnxruntime, openvino, scipy, tensorboard, tqdm) are
 imported where they are used.
 No two modules import each other, directly or through others (no cycle), except the pairs in
 :data:`KNOWN_CYCLES` (each with its reason; the test fails when one of them is gone, so the list
@@ -33,7 +34,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "finetec"
 
 LAYERS: dict[str, int] = {
-    "errors": 0, "fileio": 0, "console": 0, "cpu": 0, "version": 0,
+    "errors": 0, "fileio": 0, "console": 0, "cpu": 0, "version": 0, "backends": 0,
     "layouts": 1, "metrics": 1, "zoo": 1,
     "data": 2,
     "models": 3,

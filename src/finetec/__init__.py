@@ -13,7 +13,7 @@ __all__ = ["__version__", "FinetecError", "load"]
 
 def load(checkpoint: str, device: str = "cpu", backend: str = "torch", precision: str = "auto"):
     """Load a trained checkpoint and return a :class:`finetec.api.Predictor` (``backend``:
-    ``"torch"`` or ``"onnxruntime"``; ``precision``: ``"auto"``, ``"fp32"`` or ``"bf16"``). ``checkpoint``: a checkpoint folder (or run folder, or
+    ``"torch"``, ``"onnxruntime"`` or ``"openvino"``; ``precision``: ``"auto"``, ``"fp32"`` or ``"bf16"``). ``checkpoint``: a checkpoint folder (or run folder, or
     ``.safetensors`` file), or the name of a pretrained model (``finetec models`` lists them;
     its checksums are verified); an existing path wins over a name."""
     from finetec.api import Predictor

@@ -31,7 +31,7 @@ from finetec.data.sample import Sample
 from finetec.data.transforms import invert_normalization, normalization_params, uniform_indices
 from finetec.engine.device import autocast, resolve_device, resolve_precision
 from finetec.errors import FinetecError
-from finetec.export import BACKENDS, OnnxRecognizer
+from finetec.export import BACKENDS, RUNTIMES
 from finetec.layouts import Layout, find_joint_map, get_layout
 from finetec.models.checkpoint import CheckpointInfo, load_model
 from finetec.models.layers import fuse_batchnorm
@@ -108,16 +108,17 @@ class Predictor:
                         precision: str = "auto") -> "Predictor":
         """Load a checkpoint folder (or its ``model.safetensors``, or a training output folder).
 
-        ``backend``: ``"torch"`` (default) or ``"onnxruntime"`` (classification runs the recognizer
-        exported to ONNX in onnxruntime, checked against PyTorch within 1e-4 when loading; needs the
-        ``onnx`` extra; CPU only; completion stays on PyTorch). ``precision``: ``auto`` (bf16
+        ``backend``: ``"torch"`` (default), ``"onnxruntime"`` or ``"openvino"`` (classification runs
+        the recognizer exported to ONNX in that runtime, checked against PyTorch within 1e-4 when
+        loading; needs the ``onnx`` or the ``openvino`` extra; CPU only, fp32; completion stays on
+        PyTorch; :class:`finetec.export.ExportedRecognizer`). ``precision``: ``auto`` (bf16
         autocast on CUDA, fp32 on a CPU), ``fp32`` or ``bf16`` (a CPU needs native bf16), for the
         classifier's forward (:func:`finetec.engine.device.resolve_precision`)."""
         device = str(resolve_device(device))
         model, info = load_model(path, device=device)
         pred = cls(model, info, device=device, backend=backend, precision=precision)
-        if backend == "onnxruntime" and not pred.is_completion:
-            pred._onnx = OnnxRecognizer(pred)
+        if backend != "torch" and not pred.is_completion:
+            pred._onnx = RUNTIMES[backend](pred)
         return pred
 
     def __repr__(self) -> str:
@@ -268,8 +269,8 @@ class Predictor:
 
     def logits(self, keypoint: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Run the classifier on model inputs (see :meth:`preprocess`): keypoint (N, M, T, V, C_in) and
-        mask (N, M, T, V) -> (N, K) logits (in the Predictor's precision; onnxruntime with
-        ``backend="onnxruntime"``)."""
+        mask (N, M, T, V) -> (N, K) logits (in the Predictor's precision; the exported graph
+        in onnxruntime / OpenVINO with ``backend="onnxruntime"`` / ``"openvino"``)."""
 
         self._require_classifier()
         if self._onnx is not None:

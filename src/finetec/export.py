@@ -19,11 +19,16 @@ per clip from the clip's content, which no static graph can express). The export
 TorchScript-based exporter of ``torch.onnx.export`` (``dynamo=False``), which needs only the
 ``onnx`` package; when ``onnxruntime`` is installed the exported graph is run on a random input
 and compared with PyTorch (the maximum absolute difference is reported).
+
+The non-torch inference backends (``RUNTIMES``: onnxruntime, OpenVINO) run the recognizer graph:
+:class:`ExportedRecognizer` exports and checks it, a small subclass per runtime loads and runs it.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,20 +37,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from finetec.backends import BACKENDS, EXTRAS
 from finetec.errors import FinetecError
 from finetec.fileio import atomic_path
 
 WHAT = ("recognizer", "completion")
 INSTALL_HINT = "ONNX export needs the optional packages onnx and onnxruntime: pip install finetec[onnx]"
 
-BACKENDS = ("torch", "onnxruntime")
-
-__all__ = ["BACKENDS", "OnnxRecognizer", "WHAT", "export_onnx", "onnx_available", "example_inputs"]
+__all__ = ["BACKENDS", "ExportedRecognizer", "OnnxRecognizer", "OpenVinoRecognizer", "RUNTIMES", "WHAT",
+           "export_onnx", "installed", "onnx_available", "example_inputs"]
 
 
 def onnx_available() -> bool:
     """Whether the ``onnx`` package (needed to write the file) is importable."""
     return importlib.util.find_spec("onnx") is not None
+
+
+def installed(package: str) -> bool:
+    """Whether the optional ``package`` is importable (``onnx``: :func:`onnx_available`)."""
+    return onnx_available() if package == "onnx" else importlib.util.find_spec(package) is not None
 
 
 def _modules():
@@ -237,8 +247,31 @@ def _hint(predictor: Any, what: str) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def _stdout_silenced():
+    """File descriptor 1 sent to ``os.devnull`` for the duration. The TorchScript exporter leaves
+    its ONNX log switched on (torch 2.13's ``setup_onnx_logging`` tests the function
+    ``_jit_is_onnx_log_enabled`` for truth instead of calling it) and its C++ side then writes the
+    whole TorchScript graph to standard output when an attempt fails (the dynamic batch axis of the
+    GCN recognizers), which would precede the output of ``finetec predict --json`` and of
+    ``finetec stream --json``. The reason of a failure stays in the exception."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):   # no file descriptor 1 (or no sys.stdout) to protect
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _export(net: Any, args: tuple, path: Path, opset: int, out_name: str, dynamic: dict | None) -> None:
-    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation on every call
+    with warnings.catch_warnings(), _stdout_silenced():  # the exporter announces its deprecation on every call
         warnings.simplefilter("ignore")
         torch.onnx.export(net, args, str(path), dynamo=False, opset_version=opset,
                           input_names=["keypoint", "mask"], output_names=[out_name], dynamic_axes=dynamic)
@@ -262,44 +295,122 @@ def compare_with_onnxruntime(net: Any, path: str | os.PathLike, predictor: Any, 
     return float(np.max(np.abs(got - ref)))
 
 
-class OnnxRecognizer:
-    """A predictor's recognizer exported to ONNX and run by onnxruntime (the ``onnxruntime``
-    inference backend of :class:`finetec.api.Predictor`).
+class ExportedRecognizer:
+    """A predictor's recognizer exported to ONNX and run by another runtime on the CPU: the common
+    part of the non-torch inference backends of :class:`finetec.api.Predictor` (``RUNTIMES``).
 
-    Built once per predictor: the graph is exported to a temporary file (checked against PyTorch
-    on an example input, which must agree within 1e-4) and loaded into an
-    ``onnxruntime.InferenceSession`` with as many intra-op threads as torch uses. Calling it maps
-    model inputs (keypoint (N, M, T, V, C_in), mask (N, M, T, V)) to logits (N, K); a graph whose
-    batch axis is fixed at 1 is run clip by clip.
+    Built once per predictor: the graph is exported to a temporary file (:func:`export_onnx`, the
+    graph of ``finetec export``) and loaded into the runtime (:meth:`_load`, with as many threads as
+    torch uses); the runtime's output on an example batch of two clips must agree with PyTorch within
+    ``TOLERANCE``, else a one-line :class:`FinetecError` naming ``--backend`` and ``--backend torch``
+    (never a silent fallback). Calling it maps model inputs (keypoint (N, M, T, V, C_in), mask
+    (N, M, T, V)) to logits (N, K); a graph whose batch axis is fixed at 1 (the FineTec recognizer)
+    is run clip by clip. A subclass names its ``BACKEND`` and the ``PACKAGES`` it needs and
+    implements :meth:`_load` and :meth:`_run`.
     """
 
     TOLERANCE = 1e-4
+    BACKEND = ""
+    PACKAGES: tuple[str, ...] = ()
 
     def __init__(self, predictor: Any) -> None:
-        if importlib.util.find_spec("onnxruntime") is None or not onnx_available():
-            raise FinetecError("--backend onnxruntime needs the optional packages onnx and onnxruntime "
-                               "(pip install finetec[onnx]); or use --backend torch")
-        import onnxruntime as ort
-
+        name = self.BACKEND
+        if not all(installed(p) for p in self.PACKAGES):
+            raise FinetecError(f"--backend {name} needs the optional packages {' and '.join(self.PACKAGES)} "
+                               f"(pip install finetec[{EXTRAS[name]}]); or use --backend torch")
+        self.inputs: list[str] = []   # the graph's inputs (one it does not use is pruned by the exporter)
         with tempfile.TemporaryDirectory(prefix="finetec-onnx-") as tmp:
             path = Path(tmp) / "recognizer.onnx"
-            report = export_onnx(predictor, path, what="recognizer")
-            diff = report["max_abs_diff"]
-            if diff is None or not diff <= self.TOLERANCE:
-                raise FinetecError(f"--backend onnxruntime: the exported recognizer differs from PyTorch by {diff} "
-                                   f"(more than {self.TOLERANCE}); use --backend torch", predictor.path)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, torch.get_num_threads())
-            opts.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.fixed_batch = report["inputs"]["keypoint"][0] == 1
-        self.inputs = [i.name for i in self.session.get_inputs()]
+            report = export_onnx(predictor, path, what="recognizer", check=False)
+            self.fixed_batch = report["inputs"]["keypoint"][0] == 1
+            try:
+                self._load(path)
+                diff = self._difference(predictor)
+            except FinetecError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the runtime's own errors, in one line
+                raise FinetecError(f"--backend {name}: the exported recognizer does not run in {name}: "
+                                   f"{_first_line(e)}; use --backend torch", predictor.path) from None
+        if not diff <= self.TOLERANCE:
+            raise FinetecError(f"--backend {name}: the exported recognizer differs from PyTorch by {diff:.3g} "
+                               f"(more than {self.TOLERANCE}); use --backend torch", predictor.path)
         self.max_abs_diff = diff
+
+    def _difference(self, predictor: Any) -> float:
+        """Maximum absolute difference from PyTorch on an example batch of two clips (which also
+        exercises the dynamic batch axis, or the clip-by-clip loop)."""
+        x, mask = example_inputs(predictor, "recognizer", batch=2, rng=np.random.default_rng(1))
+        net = _modules()[0](predictor.model).eval()
+        with torch.inference_mode():
+            ref = net(torch.from_numpy(x), torch.from_numpy(mask)).float().numpy()
+        got = self(x, mask)
+        if got.shape != ref.shape:
+            raise FinetecError(f"--backend {self.BACKEND}: output shape {got.shape} differs from PyTorch "
+                               f"{ref.shape}; use --backend torch", predictor.path)
+        return float(np.max(np.abs(got - ref)))
+
+    def _load(self, path: Path) -> None:
+        """Load the ONNX file at ``path`` (deleted afterwards) and set ``self.inputs``."""
+        raise NotImplementedError
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits for the graph's inputs ``feeds`` (name -> array)."""
+        raise NotImplementedError
 
     def __call__(self, keypoint: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feeds = {"keypoint": np.ascontiguousarray(keypoint, dtype=np.float32),
                  "mask": np.ascontiguousarray(mask, dtype=bool)}
-        if not self.fixed_batch or feeds["keypoint"].shape[0] == 1:
-            return self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
-        return np.concatenate([self.session.run(None, {k: feeds[k][i:i + 1] for k in self.inputs})[0]
-                               for i in range(feeds["keypoint"].shape[0])])
+        n = feeds["keypoint"].shape[0]
+        feeds = {k: feeds[k] for k in self.inputs}
+        if not self.fixed_batch or n == 1:
+            return self._run(feeds)
+        return np.concatenate([self._run({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)])
+
+
+class OnnxRecognizer(ExportedRecognizer):
+    """The ``onnxruntime`` backend: an ``onnxruntime.InferenceSession`` on the CPU with as many
+    intra-op threads as torch."""
+
+    BACKEND = "onnxruntime"
+    PACKAGES = ("onnx", "onnxruntime")
+
+    def _load(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, torch.get_num_threads())
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, feeds)[0]
+
+
+class OpenVinoRecognizer(ExportedRecognizer):
+    """The ``openvino`` backend: the ONNX graph read by ``openvino.Core`` and compiled for the CPU
+    plugin in f32 (OpenVINO's default on a CPU with native bf16 is bf16, which would change the
+    numbers), with as many threads as torch and the latency performance hint."""
+
+    BACKEND = "openvino"
+    PACKAGES = ("onnx", "openvino")
+
+    def config(self) -> dict[str, Any]:
+        """The CPU plugin's compile options."""
+        return {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": max(1, torch.get_num_threads()),
+                "PERFORMANCE_HINT": "LATENCY"}
+
+    def _load(self, path: Path) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", self.config())
+        self.request = self.compiled.create_infer_request()
+        # an input port can carry several tensor names (mask may also be named after the Cast it feeds)
+        self.inputs = [next(n for n in ("keypoint", "mask") if n in i.get_names()) for i in self.compiled.inputs]
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.request.infer(feeds)[0]   # a copy (share_outputs=False)
+
+
+RUNTIMES: dict[str, type[ExportedRecognizer]] = {"onnxruntime": OnnxRecognizer, "openvino": OpenVinoRecognizer}

@@ -15,6 +15,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from finetec.backends import add_backend_option
     from finetec.zoo import add_model_option
 
     p.add_argument("checkpoint", metavar="CKPT", nargs="?",
@@ -35,8 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="forward pass precision: bf16 autocast (on a CPU only with native bf16) or fp32; "
                         "auto = bf16 on CUDA, fp32 on a CPU (default: auto)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
-                   help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
+    add_backend_option(p)
 
 
 def _label_name(ds, label: int) -> str | None:

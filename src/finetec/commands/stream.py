@@ -26,6 +26,7 @@ MAX_LINE_CHARS = 1 << 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from finetec.backends import add_backend_option
     from finetec.zoo import add_model_option
 
     p.add_argument("checkpoint", metavar="CKPT", nargs="?",
@@ -49,8 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-line-bytes", type=int, default=MAX_LINE_CHARS, metavar="N",
                    help=f"longest accepted line (characters; default {MAX_LINE_CHARS}); a longer one is "
                         "skipped without being held in memory and counts as a lost frame")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
-                   help="inference engine: torch (default) or onnxruntime (needs finetec[onnx]; CPU)")
+    add_backend_option(p)
     p.add_argument("--incremental", action="store_true",
                    help="compute each frame once instead of re-running the window for every prediction "
                         "(ST-GCN / ST-GCN++ checkpoints; not exact: normalisation fixed from the first window; "
