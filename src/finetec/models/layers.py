@@ -353,7 +353,8 @@ class GraphConv(Fusable):
         z = z.view(n, c, t, K, v).permute(0, 3, 1, 2, 4).reshape(n, K * c, t, v)         # (small) subset-major
         if is_channels_last(x):
             z = z.contiguous(memory_format=torch.channels_last)
-        wk = w.view(K, self.out_channels, c).transpose(0, 1).reshape(self.out_channels, K * c, 1, 1)
+        ci = self.conv.in_channels     # (a constant when traced for export: a dynamic batch axis)
+        wk = w.view(K, self.out_channels, ci).transpose(0, 1).reshape(self.out_channels, K * ci, 1, 1)
         bias = torch.einsum("kc,kw->cw", b.view(K, self.out_channels), A.sum(1))         # (C_out, V)
         return conv1x1(z, wk).add_(bias[:, None, :])
 
