@@ -85,6 +85,22 @@ def make_checkpoint(folder: Path, model: str = "_test_mean_classifier", layout: 
     return save_checkpoint(folder, net, info)
 
 
+
+def tiny_finetec_predictor(folder: Path):
+    """A tiny FineTec checkpoint's predictor (ST-GCN++ head of width 8, 2 blocks, clip length 16)
+    whose untrained completion module gives a non-trivial completion (its head is zero untrained)."""
+    import torch
+
+    ck = make_checkpoint(folder, model="finetec", clip_len=16, allow_untrained_completion=True,
+                         perturb_eval=False, backbone="stgcnpp",
+                         backbone_overrides={"base_channels": 8, "num_stages": 2, "inflate_stages": [],
+                                             "down_stages": []})
+    p = finetec.load(str(ck))
+    head = p.model.completion.head
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.1)
+    return p
+
 def clip(rng: np.random.Generator, T: int = 20, V: int = 17, C: int = 2, M: int = 1) -> np.ndarray:
     """A smooth (M, T, V, C) motion around a random pose, in pixel-like units."""
     base = rng.normal(0, 40, size=(M, 1, V, C)) + 300

@@ -13,7 +13,7 @@ from finetec.cli import main
 from finetec.errors import FinetecError
 from finetec.models.registry import list_models
 
-from test_api import clip, make_checkpoint, make_dataset
+from test_api import clip, make_checkpoint, make_dataset, tiny_finetec_predictor
 
 TINY_GCN = {"base_channels": 8, "num_stages": 3, "inflate_stages": [3], "down_stages": [3]}
 EXPORTED = ("onnxruntime", "openvino")   # the backends that run the recognizer exported to ONNX
@@ -178,16 +178,7 @@ def test_incremental_stream_refuses_openvino(files, capsys, monkeypatch):
 def test_finetec_recognizer_matches_pytorch(tmp_path, backend):
     """The FineTec graph (batch axis fixed at 1) runs clip by clip and agrees with PyTorch."""
     _needs(backend)
-    import torch
-
-    ck = make_checkpoint(tmp_path / "ft", model="finetec", clip_len=16, allow_untrained_completion=True,
-                         perturb_eval=False, backbone="stgcnpp",
-                         backbone_overrides={"base_channels": 8, "num_stages": 2, "inflate_stages": [],
-                                             "down_stages": []})
-    p = finetec.load(str(ck))
-    head = p.model.completion.head
-    with torch.no_grad():  # a non-trivial completion (the untrained head is zero)
-        head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.1)
+    p = tiny_finetec_predictor(tmp_path / "ft")
     from finetec.export import RUNTIMES
 
     other = finetec.api.Predictor(p.model, p.info, backend=backend)

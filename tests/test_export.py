@@ -11,7 +11,7 @@ from finetec.cli import main
 from finetec.errors import FinetecError
 from finetec.models.registry import list_models
 
-from test_api import make_checkpoint
+from test_api import make_checkpoint, tiny_finetec_predictor
 
 
 @pytest.fixture(scope="module")
@@ -135,18 +135,10 @@ def test_export_finetec_checkpoint(tmp_path):
     """The completion module and the whole recognizer of a FineTec checkpoint export and match PyTorch."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    import torch
 
     from finetec.export import export_onnx
 
-    ck = make_checkpoint(tmp_path / "ft", model="finetec", clip_len=16, allow_untrained_completion=True,
-                         perturb_eval=False, backbone="stgcnpp",
-                         backbone_overrides={"base_channels": 8, "num_stages": 2, "inflate_stages": [],
-                                             "down_stages": []})
-    p = finetec.load(str(ck))
-    head = p.model.completion.head
-    with torch.no_grad():  # a non-trivial completion (the untrained head is zero)
-        head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.1)
+    p = tiny_finetec_predictor(tmp_path / "ft")
     rep = export_onnx(p, tmp_path / "c.onnx", what="completion")
     assert rep["max_abs_diff"] < 1e-4 and rep["outputs"]["completed"][1:] == [1, 16, 17, 2]
     rep = export_onnx(p, tmp_path / "r.onnx", what="recognizer")  # an export failure fails the test

@@ -253,7 +253,7 @@ def _stdout_silenced():
     its ONNX log switched on (torch 2.13's ``setup_onnx_logging`` tests the function
     ``_jit_is_onnx_log_enabled`` for truth instead of calling it) and its C++ side then writes the
     whole TorchScript graph to standard output when an attempt fails (the dynamic batch axis of the
-    GCN recognizers), which would precede the output of ``finetec predict --json`` and of
+    FineTec recognizer), which would precede the output of ``finetec predict --json`` and of
     ``finetec stream --json``. The reason of a failure stays in the exception."""
     try:
         sys.stdout.flush()
