@@ -231,6 +231,26 @@ def test_bootstrap_and_t_interval():
     assert t_interval([0.05]).method == "none"
 
 
+def test_two_seed_interval_is_widened_to_the_t_interval_over_seeds():
+    """Two seeds that disagree (+10 and +2 points on 400 clips): the percentile bootstrap over the
+    seeds alone would exclude 0, but two training runs cannot show that; the reported interval
+    reaches the t interval over the two per-seed differences and the difference is not real."""
+    from finetec.benchmark.stats import bootstrap_difference, t_interval
+
+    diff = np.zeros((2, 400))
+    diff[0, :40] = 1.0
+    diff[1, :8] = 1.0
+    d = bootstrap_difference(diff)
+    t = t_interval(diff.mean(axis=1))
+    assert d.mean == pytest.approx(0.06) and d.method == "bootstrap"
+    assert d.lo == pytest.approx(t.lo) and d.hi == pytest.approx(t.hi) and d.lo < 0 and not d.real
+    # many agreeing seeds: the bootstrap (which also draws the clips) is the wider one and is kept
+    agree = np.zeros((5, 400))
+    agree[:, :40] = 1.0
+    wide = bootstrap_difference(agree)
+    assert wide.lo < 0.1 < wide.hi and wide.real and t_interval(agree.mean(axis=1)).lo == pytest.approx(0.1)
+
+
 def test_fit_warning_for_undertrained_models():
     cells = [_cell("stgcnpp_linear", 0, 0.4, train_top1=0.45, epochs=10), _cell("finetec", 0, 0.5, train_top1=0.9)]
     text = report.render_markdown({"cells": cells, "completion": []})

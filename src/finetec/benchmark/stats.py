@@ -13,6 +13,12 @@ covers training noise (the spread between seeds, 1-7 points on real data), drawi
 test-set sampling. With ONE seed only the clips are drawn: the interval then says nothing about
 training noise, and a difference is not called real on one seed.
 
+With few seeds a percentile bootstrap understates training noise: two seeds allow only three
+distinct seed draws, so its interval barely reaches past the two per-seed differences. Over two or
+more seeds the reported interval is therefore the **union** of the bootstrap interval and the
+Student t interval over the per-seed mean differences (which widens properly with few seeds but
+leaves out the test-clip sampling that every seed shares); the wider bound wins on each side.
+
 Where per-clip predictions were not recorded (older results), the interval is a Student t
 interval over the per-seed differences of top-1 (``scipy.stats.t``), which needs 2 seeds or more.
 
@@ -87,9 +93,11 @@ def bootstrap_difference(diff: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
     else:
         reps = per_seed[:, 0]
     alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(reps, [alpha, 1 - alpha])
-    return PairedDifference(float(d.mean()), float(lo), float(hi), S, N,
-                            "bootstrap" if S > 1 else "bootstrap-clips")
+    lo, hi = (float(q) for q in np.quantile(reps, [alpha, 1 - alpha]))
+    if S > 1:  # few seeds: the t interval over the per-seed differences is the honest width
+        t = t_interval(d.mean(axis=1), confidence)
+        lo, hi = min(lo, t.lo), max(hi, t.hi)
+    return PairedDifference(float(d.mean()), lo, hi, S, N, "bootstrap" if S > 1 else "bootstrap-clips")
 
 
 def t_interval(per_seed: Sequence[float], confidence: float = CONFIDENCE) -> PairedDifference:
