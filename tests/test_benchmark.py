@@ -212,6 +212,19 @@ def test_paired_intervals_over_seeds_and_clips():
     assert report.comparisons(other, meta)["severe"]["baseline"][1].method == "t-seeds"
 
 
+def test_best_baseline_needs_as_many_seeds_as_the_comparison():
+    """A baseline with one lucky seed is not the reference of a three-seed comparison; once every
+    baseline has one seed only, the best of them is."""
+    cells = []
+    for seed in range(3):
+        cells += [_cell("stgcnpp_linear", seed, 0.60), _cell("finetec", seed, 0.70)]
+    cells.append(_cell("ctrgcn_linear", 0, 0.90))
+    by = report.by_method_level(cells)
+    assert report.best_baseline(by, "severe") == "stgcnpp_linear"
+    few = [c for c in cells if c["seed"] == 0]
+    assert report.best_baseline(report.by_method_level(few), "severe") == "ctrgcn_linear"
+
+
 def test_bootstrap_and_t_interval():
     from scipy import stats as sps
 

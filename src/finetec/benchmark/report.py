@@ -26,6 +26,10 @@ FILLER_TITLES = {
     COMPLETION_MODEL: "FineTec completion module",
 }
 
+#: A baseline is a candidate for "best baseline" only when paired with FineTec on this many seeds
+#: (or on as many as the best-covered baseline, when none has this many).
+BEST_MIN_SEEDS = 3
+
 
 def _pct(x: Any) -> str:
     return "-" if x is None or x != x else f"{100 * float(x):.1f}"
@@ -93,17 +97,24 @@ def by_method_level(cells: list[dict[str, Any]]) -> dict[tuple[str, str], dict[A
 
 
 def best_baseline(by: dict[tuple[str, str], dict[Any, dict[str, Any]]], level: str) -> str | None:
-    """The baseline with the best mean top-1 at ``level`` over the seeds FineTec also ran."""
+    """The baseline with the best mean top-1 at ``level`` over the seeds FineTec also ran, among
+    the baselines paired with FineTec on enough seeds: :data:`BEST_MIN_SEEDS`, or as many as the
+    best-covered baseline has if fewer. A baseline with one lucky seed does not become the
+    reference of a five-seed comparison."""
     ft = by.get(("finetec", level), {})
+    common = {b: [s for s in ft if s in by.get((b, level), {})] for b in BASELINES}
+    common = {b: seeds for b, seeds in common.items() if seeds}
+    if not common:
+        return None
+    need = min(BEST_MIN_SEEDS, max(len(seeds) for seeds in common.values()))
     best = None
-    for b in BASELINES:
-        common = [s for s in ft if s in by.get((b, level), {})]
-        if not common:
+    for b, seeds in common.items():
+        if len(seeds) < need:
             continue
-        mean = sum(float(by[(b, level)][s]["top1"]) for s in common) / len(common)
+        mean = sum(float(by[(b, level)][s]["top1"]) for s in seeds) / len(seeds)
         if best is None or mean > best[0]:
             best = (mean, b)
-    return None if best is None else best[1]
+    return best[1]
 
 
 def comparisons(cells: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
