@@ -329,7 +329,8 @@ INTERVALS = ("Differences are **paired**: every method is tested on the identica
              "top-1 difference in points with its **95 % interval** from a two-way percentile bootstrap "
              "(2000 replicates drawing the seeds and, independently, the test clips with replacement; "
              "`finetec.benchmark.stats`), widened where needed to the t interval over the per-seed "
-             "differences, since a bootstrap over 2-3 seeds understates training noise. **real**: the interval excludes 0 over 2 or more seeds; **n.d.**: "
+             "differences, since a bootstrap over 2-3 seeds understates training noise. **real**: the "
+             "interval excludes 0 over 2 or more seeds; **n.d.**: "
              "not distinguishable; **1 seed**: the interval covers only which test clips were drawn, not "
              "training noise (seed-to-seed spread was 1-7 points on real data), so one seed decides nothing. "
              "Cells recorded without per-clip predictions use a t interval over the per-seed differences.")
