@@ -411,6 +411,20 @@ def test_two_processes_sharing_a_folder_keep_each_others_cells(tmp_path):
         [("d1", 0.75), ("d2", 0.25)]
 
 
+def test_completion_tables_follow_the_summary_order_whatever_the_merge_order():
+    """Merging out dirs in another order must not reshuffle the page's completion tables."""
+    def comp(ds, seed, budget="standard"):
+        return {"dataset": ds, "filler": "zero", "level": "minor", "mpjpe": 1.0, "n_mpjpe": 1.0, "mpjve": 1.0,
+                "budget": budget, "seed": seed, "pattern": "random", "by_gap": None}
+    cells = [{**_cell("finetec", 0, 0.5), "dataset": "d2"}, {**_cell("finetec", 0, 0.5), "dataset": "d1"}]
+    rows = [comp("d1", 10), comp("d1", 2, "cpu"), comp("d1", 2), comp("d2", 1)]
+    text = report.render_markdown({"cells": cells, "completion": rows, "meta": {}})
+    heads = [line for line in text.splitlines() if line.startswith("### ") and "— budget" in line
+             and "regime" not in line]
+    assert heads == ["### d2 — budget `standard`, seed 1", "### d1 — budget `standard`, seed 2",
+                     "### d1 — budget `standard`, seed 10", "### d1 — budget `cpu`, seed 2"]
+
+
 def test_budget_is_one_rule_for_every_dataset():
     """No budget names a dataset: epochs follow the minimum number of optimiser steps."""
     std = BUDGETS["standard"]

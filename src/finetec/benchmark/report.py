@@ -49,15 +49,29 @@ def _levels(rows: list[dict[str, Any]]) -> list[str]:
     return [lv for lv in LEVEL_ORDER if lv in present] + sorted(present - set(LEVEL_ORDER))
 
 
+#: Budgets in page order.
+_BUDGET_ORDER = {b: i for i, b in enumerate(("standard", "gpu", "cpu", "quick"))}
+
+
+def _first_seen(cells: list[dict[str, Any]]) -> dict[str, int]:
+    """Dataset -> index of its first cell: the page lists datasets in the order the cells name them."""
+    return {d: i for i, d in reversed(list(enumerate(c["dataset"] for c in cells)))}
+
+
+def _seed_key(seed: Any) -> int:
+    return -1 if seed is None else int(seed)
+
+
 def _groups(cells: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str, Any], list[dict[str, Any]]]]:
-    """Cells grouped by (dataset, regime, budget, seed), in first-seen order."""
+    """Cells grouped by (dataset, regime, budget, seed), in the summary's order, then by seed."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["regime"], c["budget"], c["seed"]), []).append(c)
-    # real datasets first (in the order first seen), synthetic data last; per dataset mixed, then per-level
-    first = {d: i for i, d in reversed(list(enumerate(c["dataset"] for c in cells)))}
-    return sorted(groups.items(), key=lambda kv: (str(kv[0][0]).startswith("synthetic"), first[kv[0][0]],
-                                                  kv[0][1] != "mixed"))
+    # real datasets first, synthetic data last; by budget, dataset (in the order first seen), mixed
+    # before per-level, seed
+    first = _first_seen(cells)
+    return sorted(groups.items(), key=lambda kv: (str(kv[0][0]).startswith("synthetic"), _BUDGET_ORDER.get(kv[0][2], 9),
+                                                  first[kv[0][0]], kv[0][1] != "mixed", _seed_key(kv[0][3])))
 
 
 def accuracy_table(cells: list[dict[str, Any]], method_titles: dict[str, str] | None = None) -> str:
@@ -338,9 +352,8 @@ INTERVALS = ("Differences are **paired**: every method is tested on the identica
 
 def _dataset_order(cells: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     keys = list(dict.fromkeys(group_key(c) for c in cells))
-    first = {d: i for i, d in reversed(list(enumerate(c["dataset"] for c in cells)))}
-    budgets = {b: i for i, b in enumerate(("standard", "gpu", "cpu", "quick"))}
-    return sorted(keys, key=lambda k: (str(k[0]).startswith("synthetic"), budgets.get(k[2], 9), first[k[0]],
+    first = _first_seen(cells)
+    return sorted(keys, key=lambda k: (str(k[0]).startswith("synthetic"), _BUDGET_ORDER.get(k[2], 9), first[k[0]],
                                        k[1] != "mixed"))
 
 
@@ -372,7 +385,7 @@ def render_markdown(results: dict[str, Any], images: dict[str, str] | None = Non
     if not cells and not comp:
         out += ["", "_No finished cells yet._"]
     out += _summary_section(cells, meta, titles)
-    out += _completion_section(comp, titles, relative_to)
+    out += _completion_section(comp, titles, relative_to, cells)
     if detail and cells:
         out += _per_seed_section(cells, meta, titles)
     if images:
@@ -416,11 +429,16 @@ def _summary_section(cells: list[dict[str, Any]], meta: dict[str, Any], titles: 
     return out
 
 
-def _completion_section(comp: list[dict[str, Any]], titles: dict[str, str], relative_to: Path | None) -> list[str]:
-    """The restoration-error tables, one per (dataset, budget, seed)."""
+def _completion_section(comp: list[dict[str, Any]], titles: dict[str, str], relative_to: Path | None,
+                        cells: list[dict[str, Any]] = ()) -> list[str]:
+    """The restoration-error tables, one per (dataset, budget, seed), in the summary's order
+    (budget, then dataset as the cells first name it, then seed) whatever order they were merged in."""
     comp_groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in comp:
         comp_groups.setdefault((r["dataset"], r.get("budget"), r.get("seed")), []).append(r)
+    first = _first_seen(cells)
+    comp_groups = dict(sorted(comp_groups.items(), key=lambda kv: (
+        _BUDGET_ORDER.get(kv[0][1], 9), first.get(kv[0][0], len(first)), str(kv[0][0]), _seed_key(kv[0][2]))))
     if not comp_groups:
         return []
     out = ["", "## Completion: restoration error on the missing frames", "",
