@@ -58,8 +58,16 @@ def _first_seen(cells: list[dict[str, Any]]) -> dict[str, int]:
     return {d: i for i, d in reversed(list(enumerate(c["dataset"] for c in cells)))}
 
 
-def _seed_key(seed: Any) -> int:
-    return -1 if seed is None else int(seed)
+def _page_key(cells: list[dict[str, Any]]):
+    """The page's order as a sort key ``key(dataset, budget, regime, seed)``: real datasets before
+    synthetic ones, then budget, dataset (in the order the cells first name it), mixed before
+    per-level, seed. Summary tables, per-seed detail and completion tables all use it."""
+    first = _first_seen(cells)
+
+    def key(ds: Any, budget: Any, regime: Any = "mixed", seed: Any = None) -> tuple:
+        return (str(ds).startswith("synthetic"), _BUDGET_ORDER.get(budget, 9), first.get(ds, len(first)), str(ds),
+                regime != "mixed", -1 if seed is None else int(seed))
+    return key
 
 
 def _groups(cells: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str, Any], list[dict[str, Any]]]]:
@@ -67,11 +75,8 @@ def _groups(cells: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str, Any]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["regime"], c["budget"], c["seed"]), []).append(c)
-    # real datasets first, synthetic data last; by budget, dataset (in the order first seen), mixed
-    # before per-level, seed
-    first = _first_seen(cells)
-    return sorted(groups.items(), key=lambda kv: (str(kv[0][0]).startswith("synthetic"), _BUDGET_ORDER.get(kv[0][2], 9),
-                                                  first[kv[0][0]], kv[0][1] != "mixed", _seed_key(kv[0][3])))
+    key = _page_key(cells)
+    return sorted(groups.items(), key=lambda kv: key(kv[0][0], kv[0][2], kv[0][1], kv[0][3]))
 
 
 def accuracy_table(cells: list[dict[str, Any]], method_titles: dict[str, str] | None = None) -> str:
@@ -352,9 +357,8 @@ INTERVALS = ("Differences are **paired**: every method is tested on the identica
 
 def _dataset_order(cells: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     keys = list(dict.fromkeys(group_key(c) for c in cells))
-    first = _first_seen(cells)
-    return sorted(keys, key=lambda k: (str(k[0]).startswith("synthetic"), _BUDGET_ORDER.get(k[2], 9), first[k[0]],
-                                       k[1] != "mixed"))
+    key = _page_key(cells)
+    return sorted(keys, key=lambda k: key(k[0], k[2], k[1]))
 
 
 def _facts_line(facts: dict[str, Any], cfg: dict[str, Any], ds: str) -> list[str]:
@@ -436,9 +440,8 @@ def _completion_section(comp: list[dict[str, Any]], titles: dict[str, str], rela
     comp_groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in comp:
         comp_groups.setdefault((r["dataset"], r.get("budget"), r.get("seed")), []).append(r)
-    first = _first_seen(cells)
-    comp_groups = dict(sorted(comp_groups.items(), key=lambda kv: (
-        _BUDGET_ORDER.get(kv[0][1], 9), first.get(kv[0][0], len(first)), str(kv[0][0]), _seed_key(kv[0][2]))))
+    key = _page_key(cells)
+    comp_groups = dict(sorted(comp_groups.items(), key=lambda kv: key(kv[0][0], kv[0][1], seed=kv[0][2])))
     if not comp_groups:
         return []
     out = ["", "## Completion: restoration error on the missing frames", "",
